@@ -1,0 +1,185 @@
+"""Audio decoding, resampling and the log-mel front end (torch).
+
+No torchaudio: it is not available for every torch build we support, and the
+three pieces needed here (STFT, a mel filterbank, a log) are a few lines of
+torch; the filterbank is checked by tests against its defining properties.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from scipy.signal import resample_poly
+from torch import nn
+
+
+class AudioDecodeError(RuntimeError):
+    """An audio file could not be read, or holds no samples. The message names the file."""
+
+
+def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
+    """Polyphase resampling of ``audio (samples,)`` from ``orig_sr`` to ``target_sr``."""
+    if orig_sr == target_sr:
+        return audio
+    g = math.gcd(int(orig_sr), int(target_sr))
+    return resample_poly(audio, int(target_sr) // g, int(orig_sr) // g).astype(np.float32)
+
+
+def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
+    """Decode ``path`` to mono float32 ``(samples,)`` at ``sample_rate``.
+
+    Raises :class:`AudioDecodeError` naming the file when it is missing,
+    corrupt, empty or not finite.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AudioDecodeError(f"{path}: audio file not found (is the dataset root right?)")
+    try:
+        audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as err:  # libsndfile raises several types
+        raise AudioDecodeError(
+            f"{path}: cannot decode audio ({err}); re-encode the file or drop it from the manifest"
+        ) from err
+    if audio.shape[0] == 0:
+        raise AudioDecodeError(f"{path}: the file holds no audio samples")
+    audio = audio.mean(axis=1)
+    if not np.isfinite(audio).all():
+        raise AudioDecodeError(f"{path}: the decoded audio contains NaN or infinite samples")
+    return resample(audio, sr, sample_rate)
+
+
+def hz_to_mel(freq: np.ndarray | float, scale: str = "htk") -> np.ndarray:
+    """Hertz → mel, HTK (``2595 log10(1 + f/700)``) or Slaney (linear below 1 kHz)."""
+    freq = np.asarray(freq, dtype=np.float64)
+    if scale == "htk":
+        return 2595.0 * np.log10(1.0 + freq / 700.0)
+    if scale == "slaney":
+        f_sp, min_log_hz = 200.0 / 3, 1000.0
+        min_log_mel, logstep = min_log_hz / f_sp, math.log(6.4) / 27.0
+        lin = freq / f_sp
+        log = min_log_mel + np.log(np.maximum(freq, 1e-10) / min_log_hz) / logstep
+        return np.where(freq >= min_log_hz, log, lin)
+    raise ValueError(f"unknown mel scale {scale!r}; valid: htk, slaney")
+
+
+def mel_to_hz(mel: np.ndarray | float, scale: str = "htk") -> np.ndarray:
+    """Inverse of :func:`hz_to_mel`."""
+    mel = np.asarray(mel, dtype=np.float64)
+    if scale == "htk":
+        return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
+    if scale == "slaney":
+        f_sp, min_log_hz = 200.0 / 3, 1000.0
+        min_log_mel, logstep = min_log_hz / f_sp, math.log(6.4) / 27.0
+        return np.where(mel >= min_log_mel, min_log_hz * np.exp(logstep * (mel - min_log_mel)), f_sp * mel)
+    raise ValueError(f"unknown mel scale {scale!r}; valid: htk, slaney")
+
+
+def mel_filterbank(
+    n_fft: int,
+    sample_rate: int,
+    n_mels: int,
+    fmin: float,
+    fmax: float,
+    scale: str = "htk",
+    triangles: str = "mel",
+    norm: str | None = None,
+) -> torch.Tensor:
+    """Triangular mel filterbank, shape ``(n_fft // 2 + 1, n_mels)``.
+
+    ``n_mels + 2`` edges are spaced evenly on the mel ``scale`` between
+    ``fmin`` and ``fmax``. ``triangles="mel"`` draws the triangles on the mel
+    axis (Kaldi, Essentia's ``warping``), ``"hz"`` on the linear axis
+    (librosa). ``norm``: ``None``, ``"unit_sum"`` (each band's weights sum to
+    one, Essentia) or ``"slaney"`` (area normalisation, librosa).
+    """
+    if not 0 <= fmin < fmax <= sample_rate / 2:
+        raise ValueError(f"mel range {fmin}-{fmax} Hz must lie within 0-{sample_rate / 2} Hz")
+    freqs = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
+    edges_mel = np.linspace(hz_to_mel(fmin, scale), hz_to_mel(fmax, scale), n_mels + 2)
+    if triangles == "mel":
+        axis, edges = hz_to_mel(freqs, scale), edges_mel
+    elif triangles == "hz":
+        axis, edges = freqs, mel_to_hz(edges_mel, scale)
+    else:
+        raise ValueError(f"unknown triangles {triangles!r}; valid: mel, hz")
+    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (axis[None, :] - lower) / (centre - lower)
+    falling = (upper - axis[None, :]) / (upper - centre)
+    weights = np.maximum(0.0, np.minimum(rising, falling))  # (n_mels, n_freqs)
+    if norm == "unit_sum":
+        weights = weights / np.maximum(weights.sum(axis=1, keepdims=True), 1e-12)
+    elif norm == "slaney":
+        hz_edges = mel_to_hz(edges_mel, scale)
+        weights = weights * (2.0 / (hz_edges[2:] - hz_edges[:-2]))[:, None]
+    elif norm is not None:
+        raise ValueError(f"unknown filterbank norm {norm!r}; valid: None, unit_sum, slaney")
+    return torch.from_numpy(weights.T.astype(np.float32))
+
+
+@dataclass(frozen=True)
+class FrontendConfig:
+    """Log-mel settings (REFERENCE.md §3). ``(log(mel + eps) + shift) / scale``."""
+
+    sample_rate: int = 16000
+    n_fft: int = 1024
+    win_length: int = 800
+    hop_length: int = 320
+    n_mels: int = 96
+    fmin: float = 0.0
+    fmax: float = 8000.0
+    mel_scale: str = "htk"
+    log_eps: float = 1e-5
+    norm_shift: float = 3.7
+    norm_scale: float = 3.1
+
+    @property
+    def frame_seconds(self) -> float:
+        return self.hop_length / self.sample_rate
+
+    def n_frames(self, n_samples: int) -> int:
+        """Frames produced for a clip of ``n_samples`` (centred STFT)."""
+        return n_samples // self.hop_length + 1
+
+    def cache_key(self) -> str:
+        """Short hash of every setting: the log-mel cache folder name."""
+        blob = json.dumps(asdict(self), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+class LogMelFrontend(nn.Module):
+    """Waveform ``(batch, samples)`` → normalised log-mel ``(batch, mels, frames)``.
+
+    The window and filterbank are non-persistent buffers: they are rebuilt
+    from the config and never stored in checkpoints.
+    """
+
+    def __init__(self, config: FrontendConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.register_buffer("window", torch.hann_window(c.win_length), persistent=False)
+        fb = mel_filterbank(c.n_fft, c.sample_rate, c.n_mels, c.fmin, c.fmax, scale=c.mel_scale)
+        self.register_buffer("filterbank", fb, persistent=False)
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        spec = torch.stft(
+            waveform,
+            n_fft=c.n_fft,
+            hop_length=c.hop_length,
+            win_length=c.win_length,
+            window=self.window,
+            center=True,
+            pad_mode="constant",
+            return_complex=True,
+        )
+        power = spec.real.square() + spec.imag.square()  # (batch, freqs, frames)
+        mel = torch.einsum("bft,fm->bmt", power, self.filterbank)
+        return (torch.log(mel + c.log_eps) + c.norm_shift) / c.norm_scale

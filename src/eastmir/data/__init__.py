@@ -1,0 +1,1 @@
+"""Dataset manifests, the log-mel cache and the Lightning data module."""

@@ -1,0 +1,5 @@
+"""Dataset adapters. Each registers ``prepare(root, **options) -> Manifest``
+in :data:`eastmir.registry.DATASETS`; formats stay here, nothing downstream
+knows which dataset it reads."""
+
+from eastmir.data.datasets import synth  # noqa: F401  (registers "synth")

@@ -1,0 +1,381 @@
+"""``synth``: an OpenMIC-like multi-label instrument dataset rendered offline.
+
+Clips are rendered from the General-MIDI SoundFont that ``pretty_midi``
+ships (``TimGM6mb.sf2``) with ``tinysoundfont``. Each clip has a key, a
+tempo and a chord progression; 1–4 instruments play a musical role in it
+(melody, chords, arpeggio, bass line, drum groove) with varied velocity,
+register and loudness, over background noise. Every class name is one of
+OpenMIC-2018's; labels are partial like OpenMIC's: each class is labelled
+(positive or negative) with probability ``label_rate`` and masked otherwise.
+
+Everything is a pure function of ``(seed, clip index)``, so rendering is
+deterministic and resumes after interruption.
+
+Example::
+
+    eastmir data prepare synth --root DIR --set n_clips=500 clip_seconds=4
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from tqdm.auto import tqdm
+
+from eastmir.data.manifest import Clip, Manifest, load_manifest, MANIFEST_NAME
+from eastmir.registry import DATASETS
+
+DRUM_CHANNEL = 9
+
+
+@dataclass(frozen=True)
+class Instrument:
+    """A class: the GM programs that play it, its MIDI range and musical roles."""
+
+    programs: tuple[int, ...]
+    low: int
+    high: int
+    roles: tuple[str, ...]
+    is_drums: bool = False
+
+
+# Class names are OpenMIC-2018's. GM program numbers are 0-based.
+INSTRUMENTS: dict[str, Instrument] = {
+    "accordion": Instrument((21, 23), 53, 84, ("chords", "melody")),
+    "banjo": Instrument((105,), 48, 81, ("arpeggio", "chords")),
+    "bass": Instrument((32, 33, 34), 28, 52, ("bass",)),
+    "cello": Instrument((42,), 36, 67, ("melody", "bass")),
+    "clarinet": Instrument((71,), 50, 84, ("melody",)),
+    "drums": Instrument((0, 16, 25), 35, 59, ("groove",), is_drums=True),
+    "flute": Instrument((73,), 60, 93, ("melody",)),
+    "guitar": Instrument((24, 25, 26, 27), 40, 76, ("chords", "arpeggio")),
+    "mallet_percussion": Instrument((11, 12, 13), 60, 88, ("arpeggio", "melody")),
+    "organ": Instrument((16, 17, 19), 43, 79, ("chords", "melody")),
+    "piano": Instrument((0, 1, 2), 40, 88, ("chords", "melody", "arpeggio")),
+    "saxophone": Instrument((64, 65, 66), 46, 77, ("melody",)),
+    "synthesizer": Instrument((80, 81, 88, 89), 40, 84, ("chords", "melody", "arpeggio")),
+    "trombone": Instrument((57,), 40, 70, ("melody", "bass")),
+    "trumpet": Instrument((56,), 55, 81, ("melody",)),
+    "violin": Instrument((40,), 55, 91, ("melody",)),
+    "voice": Instrument((52, 53), 50, 76, ("melody",)),
+}
+CLASSES: list[str] = sorted(INSTRUMENTS)
+
+MAJOR = (0, 2, 4, 5, 7, 9, 11)
+MINOR = (0, 2, 3, 5, 7, 8, 10)
+PROGRESSIONS = ((0, 5, 3, 4), (0, 3, 4, 0), (5, 3, 0, 4), (0, 4, 5, 3), (1, 4, 0, 0), (0, 3, 0, 4))
+KICK, SNARE, CLOSED_HAT, OPEN_HAT, RIDE, CRASH, LOW_TOM, HIGH_TOM, CLAP = 36, 38, 42, 46, 51, 49, 45, 50, 39
+
+
+@dataclass
+class SynthConfig:
+    """Settings of the ``synth`` dataset (all overridable from the CLI/config)."""
+
+    n_clips: int = 600
+    clip_seconds: float = 4.0
+    sample_rate: int = 16000
+    seed: int = 0
+    min_instruments: int = 1
+    max_instruments: int = 4
+    label_rate: float = 0.7
+    split_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
+    gain_db: tuple[float, float] = (-14.0, 0.0)  # loudness of each instrument stem
+    snr_db: tuple[float, float] = (10.0, 30.0)  # mix to background noise
+    classes: list[str] = field(default_factory=lambda: list(CLASSES))
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.classes) - set(INSTRUMENTS))
+        if unknown:
+            raise ValueError(f"synth: unknown classes {unknown}; valid: {CLASSES}")
+        if not 1 <= self.min_instruments <= self.max_instruments <= len(self.classes):
+            raise ValueError("synth: need 1 <= min_instruments <= max_instruments <= number of classes")
+        if not 0 < self.label_rate <= 1:
+            raise ValueError("synth: label_rate must be in (0, 1]")
+        if abs(sum(self.split_fractions) - 1) > 1e-6:
+            raise ValueError("synth: split_fractions must sum to 1")
+
+
+def soundfont_path() -> Path:
+    """The General-MIDI SoundFont shipped inside the ``pretty_midi`` package."""
+    import pretty_midi
+
+    path = Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: pretty_midi's SoundFont is missing; reinstall pretty_midi")
+    return path
+
+
+# --------------------------------------------------------------------------- music
+
+
+@dataclass
+class Note:
+    start: float  # seconds
+    end: float
+    key: int
+    velocity: int
+
+
+@dataclass
+class Part:
+    """One instrument's contribution to a clip."""
+
+    label: str
+    program: int
+    role: str
+    gain_db: float
+    notes: list[Note]
+
+
+def _chord(scale: tuple[int, ...], root: int, degree: int) -> list[int]:
+    """Pitch classes (as semitones above C0-ish root) of the triad on ``degree``."""
+    return [root + scale[(degree + k) % 7] + 12 * ((degree + k) // 7) for k in (0, 2, 4)]
+
+
+def _fit(pitch: int, low: int, high: int) -> int:
+    while pitch < low:
+        pitch += 12
+    while pitch > high:
+        pitch -= 12
+    return pitch
+
+
+def _compose(rng: np.random.Generator, label: str, role: str, inst: Instrument, ctx: dict) -> list[Note]:
+    """Notes for one instrument in one role, in the clip's key, tempo and chords."""
+    beat, length = ctx["beat"], ctx["length"]
+    chords, chord_beats = ctx["chords"], ctx["chord_beats"]
+    base_vel = int(rng.integers(55, 118))
+    # A register window of about two octaves inside the instrument's range.
+    span = inst.high - inst.low
+    lo = inst.low + int(rng.integers(0, max(1, span - 24) + 1)) if span > 24 else inst.low
+    hi = min(inst.high, lo + 24)
+
+    def vel() -> int:
+        return int(np.clip(base_vel + rng.integers(-12, 13), 20, 127))
+
+    def chord_at(t: float) -> list[int]:
+        return chords[int(t / (beat * chord_beats)) % len(chords)]
+
+    notes: list[Note] = []
+    if role == "groove":
+        hat = CLOSED_HAT if rng.random() < 0.7 else RIDE
+        sub = 2 if rng.random() < 0.7 else 4
+        step = beat / sub
+        for i in range(int(length / step) + 1):
+            t = i * step
+            pos = i % (4 * sub)
+            if pos % sub == 0 and (pos // sub) in (0, 2) or (rng.random() < 0.12 and pos % sub == 0):
+                notes.append(Note(t, t + step, KICK, vel()))
+            if pos % sub == 0 and (pos // sub) in (1, 3):
+                notes.append(Note(t, t + step, SNARE if rng.random() < 0.85 else CLAP, vel()))
+            if rng.random() < 0.9:
+                notes.append(Note(t, t + step * 0.9, hat if rng.random() < 0.9 else OPEN_HAT, max(20, vel() - 20)))
+        if rng.random() < 0.5:
+            notes.append(Note(0.0, beat, CRASH, vel()))
+        if rng.random() < 0.3:
+            t = length - beat
+            for k, tom in enumerate((HIGH_TOM, LOW_TOM)):
+                notes.append(Note(t + k * beat / 2, t + (k + 1) * beat / 2, tom, vel()))
+        return notes
+    if role == "bass":
+        pattern = rng.choice([1.0, 2.0, 0.5])
+        t = 0.0
+        while t < length:
+            root = _fit(chord_at(t)[0], inst.low, min(inst.high, inst.low + 14))
+            key = root + (7 if rng.random() < 0.2 else 0)
+            notes.append(Note(t, t + beat * pattern * 0.9, _fit(key, inst.low, inst.high), vel()))
+            t += beat * pattern
+        return notes
+    if role == "chords":
+        hits = rng.choice([chord_beats, 1.0, 2.0])
+        t = 0.0
+        while t < length:
+            for pc in chord_at(t):
+                notes.append(Note(t, t + beat * hits * 0.95, _fit(pc, lo, hi), vel()))
+            t += beat * hits
+        return notes
+    if role == "arpeggio":
+        step = beat / float(rng.choice([2, 3, 4]))
+        order = rng.permutation(3)
+        t, i = 0.0, 0
+        while t < length:
+            chord = chord_at(t)
+            notes.append(Note(t, t + step * 1.5, _fit(chord[order[i % 3]] + 12 * (i // 3 % 2), lo, hi), vel()))
+            t += step
+            i += 1
+        return notes
+    # melody: a random walk on the scale, leaning on chord tones, with rests.
+    scale_pitches = [p for p in range(lo, hi + 1) if (p - ctx["root"]) % 12 in ctx["scale"]]
+    idx = int(rng.integers(0, len(scale_pitches)))
+    t = 0.0
+    while t < length:
+        dur = beat * float(rng.choice([0.5, 1.0, 1.0, 1.5, 2.0]))
+        if rng.random() < 0.15:
+            t += dur  # rest
+            continue
+        idx = int(np.clip(idx + rng.choice([-2, -1, -1, 0, 1, 1, 2]), 0, len(scale_pitches) - 1))
+        notes.append(Note(t, t + dur * 0.95, scale_pitches[idx], vel()))
+        t += dur
+    return notes
+
+
+def plan_clip(config: SynthConfig, index: int) -> list[Part]:
+    """The deterministic musical plan of clip ``index``: which instruments play what."""
+    rng = np.random.default_rng([config.seed, index])
+    n = int(rng.integers(config.min_instruments, config.max_instruments + 1))
+    labels = [str(x) for x in rng.choice(config.classes, size=n, replace=False)]
+    root = 36 + int(rng.integers(0, 12))
+    scale = MAJOR if rng.random() < 0.6 else MINOR
+    degrees = PROGRESSIONS[int(rng.integers(0, len(PROGRESSIONS)))]
+    ctx = {
+        "beat": 60.0 / float(rng.uniform(80, 150)),
+        "length": config.clip_seconds,
+        "root": root,
+        "scale": scale,
+        "chords": [_chord(scale, root, d) for d in degrees],
+        "chord_beats": float(rng.choice([2, 4])),
+    }
+    parts = []
+    for label in labels:
+        inst = INSTRUMENTS[label]
+        role = str(rng.choice(inst.roles))
+        program = int(rng.choice(inst.programs))
+        gain = float(rng.uniform(*config.gain_db))
+        parts.append(Part(label, program, role, gain, _compose(rng, label, role, inst, ctx)))
+    return parts
+
+
+# ------------------------------------------------------------------------ rendering
+
+
+def _synth_module():
+    try:
+        import tinysoundfont
+    except ImportError as err:  # pragma: no cover - depends on the install
+        raise ImportError(
+            "the synth dataset needs tinysoundfont: `pip install --no-deps tinysoundfont` "
+            "(--no-deps: it declares pyaudio, which is only needed for live playback)"
+        ) from err
+    return tinysoundfont
+
+
+def render_part(part: Part, seconds: float, sample_rate: int) -> np.ndarray:
+    """Render one part to mono float32 ``(samples,)`` with a sample-accurate event loop."""
+    tsf = _synth_module()
+    synth = tsf.Synth(gain=0, samplerate=sample_rate)
+    sfid = synth.sfload(str(soundfont_path()))
+    inst = INSTRUMENTS[part.label]
+    channel = DRUM_CHANNEL if inst.is_drums else 0
+    if inst.is_drums:
+        synth.program_select(channel, sfid, 128, part.program, is_drums=True)
+    else:
+        synth.program_select(channel, sfid, 0, part.program)
+    n_total = int(round(seconds * sample_rate))
+    events = []
+    for note in part.notes:
+        on = int(round(note.start * sample_rate))
+        off = min(int(round(note.end * sample_rate)), n_total - 1)
+        if on >= n_total - 1:
+            continue
+        events.append((on, 1, note.key, note.velocity))
+        events.append((max(off, on + 1), 0, note.key, 0))
+    events.sort(key=lambda e: (e[0], e[1]))  # note-offs before note-ons at the same sample
+    out = np.zeros((n_total, 2), dtype=np.float32)
+    pos = 0
+    for at, is_on, key, velocity in events:
+        if at > pos:
+            out[pos:at] = np.frombuffer(synth.generate(at - pos), dtype=np.float32).reshape(-1, 2)
+            pos = at
+        if is_on:
+            synth.noteon(channel, key, velocity)
+        else:
+            synth.noteoff(channel, key)
+    if pos < n_total:
+        out[pos:] = np.frombuffer(synth.generate(n_total - pos), dtype=np.float32).reshape(-1, 2)
+    return out.mean(axis=1)
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)) + 1e-12))
+
+
+def render_clip(config: SynthConfig, index: int) -> tuple[np.ndarray, list[Part]]:
+    """Mix of all parts of clip ``index``: ``(samples,)`` float32 in [-1, 1], and its plan."""
+    parts = plan_clip(config, index)
+    rng = np.random.default_rng([config.seed, index, 1])
+    mix = np.zeros(int(round(config.clip_seconds * config.sample_rate)), dtype=np.float64)
+    for part in parts:
+        stem = render_part(part, config.clip_seconds, config.sample_rate)
+        mix += stem / _rms(stem) * 0.1 * 10 ** (part.gain_db / 20)
+    noise = rng.standard_normal(mix.shape[0])
+    if rng.random() < 0.5:  # pink-ish: a first-order low-pass of white noise
+        noise = np.cumsum(noise) * 0.05
+        noise -= np.convolve(noise, np.ones(64) / 64, mode="same")
+    snr = rng.uniform(*config.snr_db)
+    mix += noise / _rms(noise) * _rms(mix) * 10 ** (-snr / 20)
+    peak = np.abs(mix).max()
+    if peak > 0.99:
+        mix *= 0.99 / peak
+    return mix.astype(np.float32), parts
+
+
+def _split_of(config: SynthConfig, index: int) -> str:
+    order = np.random.default_rng([config.seed, 2**31]).permutation(config.n_clips)
+    rank = int(np.nonzero(order == index)[0][0]) / config.n_clips
+    f_train, f_valid, _ = config.split_fractions
+    return "train" if rank < f_train else "valid" if rank < f_train + f_valid else "test"
+
+
+def label_vector(config: SynthConfig, index: int, present: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``(labels (classes,), mask (classes,))``: 1/0 for the labelled classes, masked otherwise."""
+    rng = np.random.default_rng([config.seed, index, 3])
+    labels = np.array([1.0 if c in present else 0.0 for c in config.classes], dtype=np.float32)
+    mask = rng.random(len(config.classes)) < config.label_rate
+    return labels, mask
+
+
+@DATASETS.register("synth")
+def prepare(root: str | Path, progress: bool = True, **options) -> Manifest:
+    """Render the dataset into ``root/audio`` and write ``root/manifest.json``.
+
+    Already-rendered clips are kept, so an interrupted run resumes. A root
+    rendered with other settings is refused rather than mixed.
+    """
+    config = SynthConfig(**{k: tuple(v) if isinstance(v, list) and k != "classes" else v for k, v in options.items()})
+    root = Path(root)
+    (root / "audio").mkdir(parents=True, exist_ok=True)
+    settings_file = root / "synth_config.json"
+    import json
+
+    settings = json.dumps(asdict(config), sort_keys=True)
+    if settings_file.exists() and settings_file.read_text() != settings:
+        if (root / MANIFEST_NAME).exists() or any((root / "audio").iterdir()):
+            raise ValueError(
+                f"{root}: already holds a synth dataset rendered with other settings "
+                f"({settings_file}); choose another --root or delete it"
+            )
+    settings_file.write_text(settings)
+    if (root / MANIFEST_NAME).exists():
+        return load_manifest(root)
+    clips = []
+    width = len(str(config.n_clips - 1))
+    for index in tqdm(range(config.n_clips), desc="render synth", unit="clip", disable=not progress):
+        clip_id = f"synth{index:0{width}d}"
+        rel = f"audio/{clip_id}.wav"
+        path = root / rel
+        parts = plan_clip(config, index)
+        if not path.exists():
+            audio, parts = render_clip(config, index)
+            tmp = path.with_name(path.stem + ".part.wav")
+            sf.write(str(tmp), audio, config.sample_rate, subtype="PCM_16")
+            tmp.replace(path)
+        labels, mask = label_vector(config, index, [p.label for p in parts])
+        source = {"parts": [{"class": p.label, "program": p.program, "role": p.role, "gain_db": round(p.gain_db, 2)} for p in parts]}
+        clips.append(Clip(clip_id, rel, _split_of(config, index), labels, mask, config.clip_seconds, source))
+    manifest = Manifest("synth", list(config.classes), clips, root)
+    manifest.save()
+    return manifest

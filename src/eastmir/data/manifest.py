@@ -1,0 +1,121 @@
+"""The one schema every dataset adapter produces.
+
+A manifest is a JSON file::
+
+    {"dataset": "synth", "classes": [...], "clips": [
+        {"clip_id": "...", "audio_path": "audio/x.wav", "split": "train",
+         "labels": [0.0, 1.0, ...], "mask": [true, false, ...],
+         "duration": 4.0, "source": {...}}]}
+
+``labels`` are floats (mixup and soft labels fit), ``mask`` says which labels
+are known. ``audio_path`` is relative to the manifest's folder (or absolute).
+Nothing downstream knows which dataset it reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SPLITS = ("train", "valid", "test")
+MANIFEST_NAME = "manifest.json"
+
+
+class ManifestError(ValueError):
+    """A manifest is malformed; the message names the file and the clip."""
+
+
+@dataclass
+class Clip:
+    clip_id: str
+    audio_path: str
+    split: str
+    labels: np.ndarray  # (classes,) float32
+    mask: np.ndarray  # (classes,) bool
+    duration: float | None = None
+    source: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "clip_id": self.clip_id,
+            "audio_path": self.audio_path,
+            "split": self.split,
+            "labels": [round(float(x), 6) for x in self.labels],
+            "mask": [bool(x) for x in self.mask],
+            "duration": self.duration,
+            "source": self.source,
+        }
+
+
+@dataclass
+class Manifest:
+    dataset: str
+    classes: list[str]
+    clips: list[Clip]
+    root: Path  # folder the audio paths are relative to
+
+    def audio_file(self, clip: Clip) -> Path:
+        p = Path(clip.audio_path)
+        return p if p.is_absolute() else self.root / p
+
+    def split(self, name: str) -> list[Clip]:
+        return [c for c in self.clips if c.split == name]
+
+    def labels(self, clips: list[Clip] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(labels (N, classes) float32, mask (N, classes) bool)``."""
+        clips = self.clips if clips is None else clips
+        return (
+            np.stack([c.labels for c in clips]).astype(np.float32),
+            np.stack([c.mask for c in clips]).astype(bool),
+        )
+
+    def save(self, path: str | Path | None = None) -> Path:
+        path = Path(path) if path else self.root / MANIFEST_NAME
+        blob = {"dataset": self.dataset, "classes": self.classes, "clips": [c.to_json() for c in self.clips]}
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(blob, indent=1))
+        os.replace(tmp, path)
+        return path
+
+
+def load_manifest(path: str | Path) -> Manifest:
+    """Read and validate a manifest; errors name the file and the offending clip."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / MANIFEST_NAME
+    if not path.is_file():
+        raise ManifestError(f"{path}: no manifest here; run `eastmir data prepare NAME --root DIR` first")
+    try:
+        blob = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ManifestError(f"{path}: not valid JSON ({err})") from err
+    for key in ("dataset", "classes", "clips"):
+        if key not in blob:
+            raise ManifestError(f"{path}: missing top-level key {key!r}")
+    classes = list(blob["classes"])
+    clips, seen = [], set()
+    for i, row in enumerate(blob["clips"]):
+        where = f"{path}: clip #{i} ({row.get('clip_id', '?')})"
+        for key in ("clip_id", "audio_path", "split", "labels", "mask"):
+            if key not in row:
+                raise ManifestError(f"{where}: missing field {key!r}")
+        if row["clip_id"] in seen:
+            raise ManifestError(f"{where}: duplicate clip_id")
+        seen.add(row["clip_id"])
+        if row["split"] not in SPLITS:
+            raise ManifestError(f"{where}: split {row['split']!r} is not one of {SPLITS}")
+        labels = np.asarray(row["labels"], dtype=np.float32)
+        mask = np.asarray(row["mask"], dtype=bool)
+        if labels.shape != (len(classes),) or mask.shape != (len(classes),):
+            raise ManifestError(
+                f"{where}: labels/mask have {labels.shape}/{mask.shape} entries, expected {len(classes)} classes"
+            )
+        clips.append(
+            Clip(row["clip_id"], row["audio_path"], row["split"], labels, mask, row.get("duration"), row.get("source", {}))
+        )
+    return Manifest(blob["dataset"], classes, clips, path.parent)

@@ -1,0 +1,90 @@
+"""Masked multi-label metrics (REFERENCE.md §5).
+
+Every metric is computed per class over the **labelled** samples of that
+class only, then averaged over classes:
+
+- ``mAP``: average precision (area under the precision-recall curve, the
+  step-wise definition of scikit-learn), over classes with at least one
+  positive labelled sample.
+- ``roc_auc``: area under the ROC curve, over classes with both a positive
+  and a negative labelled sample.
+- ``f1``: OpenMIC's macro F1: per class, the F1 of the positive label and the
+  F1 of the negative label at a threshold of 0.4 on the probability,
+  averaged; then the mean over classes with any labelled sample. A label
+  that is neither present nor predicted scores 1 (nothing to find, nothing
+  wrongly found), so the result is never NaN (the authors' code returns NaN).
+
+A class that is undefined for a metric is left out of that metric's mean
+rather than counted as 0 or NaN; when no class is defined the metric is NaN.
+
+:class:`MaskedMultilabelMetrics` keeps its state in torchmetrics ``cat``
+states, which Lightning synchronises across processes, and computes once
+per epoch (no host sync per step).
+"""
+
+from __future__ import annotations
+
+import torch
+from torchmetrics import Metric
+from torchmetrics.functional.classification import binary_auroc, binary_average_precision
+
+F1_THRESHOLD = 0.4
+
+
+def _binary_f1(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    tp = (pred & true).sum()
+    fp = (pred & ~true).sum()
+    fn = (~pred & true).sum()
+    denom = 2 * tp + fp + fn
+    return torch.where(denom > 0, 2 * tp / denom.clamp_min(1), torch.ones((), dtype=torch.float64))
+
+
+def masked_metrics(probs: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, threshold: float = F1_THRESHOLD) -> dict[str, float]:
+    """``probs``, ``targets``, ``mask`` ``(samples, classes)`` → ``{"mAP", "roc_auc", "f1"}``.
+
+    ``targets`` are confidences: positive when > 0.5.
+    """
+    probs, mask = probs.detach().double().cpu(), mask.detach().bool().cpu()
+    positive = targets.detach().cpu() > 0.5
+    aps, aucs, f1s = [], [], []
+    for c in range(probs.shape[1]):
+        sel = mask[:, c]
+        if not sel.any():
+            continue
+        p, t = probs[sel, c], positive[sel, c]
+        n_pos = int(t.sum())
+        if n_pos > 0:
+            aps.append(float(binary_average_precision(p, t.long())))
+        if 0 < n_pos < len(t):
+            aucs.append(float(binary_auroc(p, t.long())))
+        hit = p > threshold
+        f1s.append(float((_binary_f1(hit, t) + _binary_f1(~hit, ~t)) / 2))
+
+    def mean(xs: list[float]) -> float:
+        return sum(xs) / len(xs) if xs else float("nan")
+
+    return {"mAP": mean(aps), "roc_auc": mean(aucs), "f1": mean(f1s)}
+
+
+class MaskedMultilabelMetrics(Metric):
+    """torchmetrics wrapper around :func:`masked_metrics`; ``update(logits, targets, mask)``."""
+
+    full_state_update = False
+
+    def __init__(self, threshold: float = F1_THRESHOLD) -> None:
+        super().__init__()
+        self.threshold = threshold
+        self.add_state("probs", default=[], dist_reduce_fx="cat")
+        self.add_state("targets", default=[], dist_reduce_fx="cat")
+        self.add_state("mask", default=[], dist_reduce_fx="cat")
+
+    def update(self, logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> None:
+        self.probs.append(torch.sigmoid(logits.detach().float()))
+        self.targets.append(targets.detach().float())
+        self.mask.append(mask.detach().bool())
+
+    def compute(self) -> dict[str, float]:
+        def cat(x):
+            return torch.cat(x) if isinstance(x, list) else x
+
+        return masked_metrics(cat(self.probs), cat(self.targets), cat(self.mask), self.threshold)

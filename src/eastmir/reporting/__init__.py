@@ -1,0 +1,1 @@
+"""Tables (Markdown, CSV) from run directories."""

@@ -1,0 +1,90 @@
+"""Mobile FCN: Choi et al.'s FCN with MobileNet-style depth-wise separable
+convolutions, the MagnaTagATune student of Ding & Lerch (ISMIR 2023).
+
+Eight conv blocks, no conv biases (REFERENCE.md §7). Pool sizes are
+(frequency, time) for a ``(mels × frames)`` input:
+
+=====  ========================  ========================
+block  layers                    pool
+=====  ========================  ========================
+1      3×3 conv 1→64, BN, ReLU   (2, 4)
+2      3×3 conv 64→128, BN, ReLU (2, 3)
+3      dw-sep 128→128            (2, 2)
+4      dw-sep 128→128            (3, 2) 96 mels / (4, 2) 128
+5      dw-sep 128→128            (4, 2)
+6      dw-sep 128→256            —
+7      dw-sep 256→256            —
+8      dw-sep 256→256            —
+=====  ========================  ========================
+
+dw-sep = 3×3 depth-wise conv, BN, ReLU, 1×1 point-wise conv, BN, ReLU.
+Then dropout 0.5, global average over frequency and time, linear head.
+
+Backbone parameters: **301 248** for 96 or 128 mels (314 098 with a 50-class
+head). That is what the authors' published code builds; the paper's Table 2
+says 0.34 M, which that code does not reach.
+
+Stages used for regularisation (each averaged over frequency →
+``(batch, time, channels)``): after block 4 (128 ch, 48 input frames per
+frame), after block 6 (256 ch, 96) and after block 8 (256 ch, 96).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from eastmir.registry import STUDENTS
+from eastmir.students.base import Student, StudentOutput
+
+
+def conv_bn_relu(c_in: int, c_out: int, kernel: int, groups: int = 1) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, groups=groups, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+
+
+def separable_block(c_in: int, c_out: int, pool: tuple[int, int] | None) -> nn.Sequential:
+    layers = conv_bn_relu(c_in, c_in, 3, groups=c_in) + conv_bn_relu(c_in, c_out, 1)
+    if pool:
+        layers.append(nn.MaxPool2d(pool))
+    return nn.Sequential(*layers)
+
+
+@STUDENTS.register("mobile_fcn")
+class MobileFCN(Student):
+    """Log-mel ``(batch, mels, frames)`` → :class:`StudentOutput`; ``n_mels`` is 96 or 128."""
+
+    stage_dims = (128, 256, 256)
+    stage_hops = (48, 96, 96)
+    STAGE_AFTER = (3, 5, 7)  # block indices (0-based) whose outputs are stages
+
+    def __init__(self, num_classes: int, n_mels: int = 96, dropout: float = 0.5) -> None:
+        super().__init__()
+        if n_mels not in (96, 128):
+            raise ValueError(f"mobile_fcn needs 96 or 128 mel bands (its pooling consumes exactly that), got {n_mels}")
+        self.min_frames = 96  # total time pooling
+        self.blocks = nn.ModuleList(
+            [
+                nn.Sequential(*conv_bn_relu(1, 64, 3), nn.MaxPool2d((2, 4))),
+                nn.Sequential(*conv_bn_relu(64, 128, 3), nn.MaxPool2d((2, 3))),
+                separable_block(128, 128, (2, 2)),
+                separable_block(128, 128, (3 if n_mels == 96 else 4, 2)),
+                separable_block(128, 128, (4, 2)),
+                separable_block(128, 256, None),
+                separable_block(256, 256, None),
+                separable_block(256, 256, None),
+            ]
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(256, num_classes)
+
+    def forward(self, logmel: torch.Tensor) -> StudentOutput:
+        if logmel.shape[-1] < self.min_frames:
+            raise ValueError(f"mobile_fcn needs at least {self.min_frames} frames, got {logmel.shape[-1]}")
+        x = logmel.unsqueeze(1)  # (batch, 1, mels, frames)
+        stages = []
+        for i, block in enumerate(self.blocks):
+            x = block(x)
+            if i in self.STAGE_AFTER:
+                stages.append(x.mean(dim=2).transpose(1, 2))  # (batch, time, channels)
+        pooled = self.dropout(x).mean(dim=(2, 3))
+        return StudentOutput(self.head(pooled), stages)

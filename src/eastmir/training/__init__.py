@@ -1,0 +1,1 @@
+"""Training: the Lightning system, the data module and the fit/test entry point."""
