@@ -32,9 +32,9 @@ F1_THRESHOLD = 0.4
 
 
 def _binary_f1(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
-    tp = (pred & true).sum()
-    fp = (pred & ~true).sum()
-    fn = (~pred & true).sum()
+    tp = (pred & true).sum().double()
+    fp = (pred & ~true).sum().double()
+    fn = (~pred & true).sum().double()
     denom = 2 * tp + fp + fn
     return torch.where(denom > 0, 2 * tp / denom.clamp_min(1), torch.ones((), dtype=torch.float64))
 

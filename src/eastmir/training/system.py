@@ -93,9 +93,9 @@ class EastSystem(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         losses = self.losses(batch)
         n = batch["targets"].shape[0]
-        self.log("train_loss", losses["loss"], prog_bar=True, batch_size=n)
+        self.log("train_loss", losses["loss"], prog_bar=True, on_epoch=True, batch_size=n)
         if "reg" in losses:
-            self.log("train_reg", losses["reg"], prog_bar=True, batch_size=n)
+            self.log("train_reg", losses["reg"], prog_bar=True, on_epoch=True, batch_size=n)
         return losses["loss"]
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:

@@ -1,0 +1,99 @@
+import dcor
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import log_loss
+
+from eastmir.losses.alignment import align_time
+from eastmir.losses.distance_correlation import DistanceCorrelationLoss, squared_distance_correlation
+from eastmir.losses.prediction import masked_binary_cross_entropy
+from eastmir.registry import REGULARISERS
+
+
+def test_distance_correlation_equals_dcor_biased():
+    rng = np.random.default_rng(0)
+    for n, cx, cy in [(16, 8, 32), (7, 128, 3), (32, 256, 512)]:
+        x = rng.standard_normal((n, cx)).astype(np.float32)
+        y = (rng.standard_normal((n, cy)) + 0.3 * np.tile(x[:, :1], (1, cy))).astype(np.float32)
+        ours = squared_distance_correlation(torch.from_numpy(x)[None], torch.from_numpy(y)[None])[0]
+        ref = dcor.distance_correlation_sqr(x.astype(np.float64), y.astype(np.float64))
+        assert abs(float(ours) - ref) < 1e-5
+
+
+def test_loss_is_one_minus_mean_over_aligned_frames():
+    rng = np.random.default_rng(1)
+    s = torch.from_numpy(rng.standard_normal((12, 2, 16)).astype(np.float32))
+    t = torch.from_numpy(rng.standard_normal((12, 4, 24)).astype(np.float32))
+    loss = DistanceCorrelationLoss()(s, t)
+    # student frame k is repeated twice: frames (0, 0, 1, 1) against teacher 0..3
+    ref = np.mean([1 - dcor.distance_correlation_sqr(s[:, k // 2].double().numpy(), t[:, k].double().numpy()) for k in range(4)])
+    assert abs(float(loss) - ref) < 1e-5
+
+
+def test_distance_correlation_finite_for_identical_samples():
+    student = torch.ones(8, 3, 16, requires_grad=True)
+    teacher = torch.randn(8, 3, 32)
+    loss = DistanceCorrelationLoss()(student, teacher)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(student.grad).all()
+
+
+def test_distance_correlation_sends_no_gradient_to_teacher():
+    student = torch.randn(8, 3, 16, requires_grad=True)
+    teacher = torch.randn(8, 3, 32, requires_grad=True)
+    DistanceCorrelationLoss()(student, teacher).backward()
+    assert teacher.grad is None
+    assert student.grad is not None and student.grad.abs().sum() > 0
+
+
+def test_distance_correlation_zero_for_linear_copy():
+    x = torch.randn(16, 2, 8, dtype=torch.float64)
+    q, _ = torch.linalg.qr(torch.randn(8, 8, dtype=torch.float64))
+    loss = DistanceCorrelationLoss()(x, 3.0 * x @ q)  # orthogonal map and scale: distances proportional
+    assert float(loss) < 1e-6
+
+
+def test_regulariser_registry():
+    assert isinstance(REGULARISERS.build("distance_correlation"), DistanceCorrelationLoss)
+
+
+def test_align_time_repeats_shorter_then_crops():
+    a = torch.arange(2.0).view(1, 2, 1)
+    b = torch.zeros(1, 3, 4)
+    a2, b2 = align_time(a, b)
+    assert a2.shape == (1, 3, 1) and b2.shape == (1, 3, 4)
+    assert a2.flatten().tolist() == [0.0, 0.0, 1.0]
+
+
+def test_align_time_clip_level_teacher_repeated_to_every_frame():
+    student = torch.randn(2, 5, 3)
+    teacher = torch.randn(2, 1, 7)
+    s, t = align_time(student, teacher)
+    assert s.shape == (2, 5, 3) and t.shape == (2, 5, 7)
+    assert torch.equal(t, teacher.expand(2, 5, 7))
+
+
+def test_align_time_rejects_wrong_rank():
+    with pytest.raises(ValueError, match="batch, time, channels"):
+        align_time(torch.zeros(2, 3), torch.zeros(2, 3, 4))
+
+
+def test_masked_bce_equals_sklearn_on_labelled_entries():
+    rng = np.random.default_rng(2)
+    logits = torch.from_numpy(rng.standard_normal((40, 6)))
+    targets = torch.from_numpy((rng.random((40, 6)) < 0.4).astype(np.float64))
+    mask = torch.from_numpy(rng.random((40, 6)) < 0.5)
+    ours = masked_binary_cross_entropy(logits, targets, mask)
+    probs = torch.sigmoid(logits)[mask].numpy()
+    ref = log_loss(targets[mask].numpy(), probs, labels=[0, 1])
+    assert abs(float(ours) - ref) < 1e-9
+
+
+def test_masked_entries_change_nothing():
+    logits = torch.randn(10, 4)
+    targets = (torch.rand(10, 4) < 0.5).float()
+    mask = torch.rand(10, 4) < 0.5
+    other = torch.where(mask, targets, 1 - targets)  # flip every unlabelled target
+    assert torch.equal(masked_binary_cross_entropy(logits, targets, mask), masked_binary_cross_entropy(logits, other, mask))
+    no_label = masked_binary_cross_entropy(logits, targets, torch.zeros_like(mask))
+    assert float(no_label) == 0.0
