@@ -38,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     ext.add_argument("--on-error", choices=("raise", "skip"), default="raise")
     ext.add_argument("--workdir")
 
+    feat = sub.add_parser("features", help="cache the log-mels a config's student reads (fit does this implicitly)")
+    feat.add_argument("--config", required=True)
+    _add_common(feat)
+
     fit = sub.add_parser("fit", help="train and test one run from a YAML config")
     fit.add_argument("--config", required=True, help="a YAML file, or a shipped config such as synth/east_final")
     fit.add_argument("--overwrite", action="store_true", help="retrain a finished run")
@@ -71,6 +75,17 @@ def main(argv: list[str] | None = None) -> int:
         teacher = TEACHERS.build(args.teacher, weights_dir=args.weights_dir, cache_dir=str(cache))
         store = extract_embeddings(teacher, load_manifest(args.dataset), cache, batch_size=args.batch_size, on_error=args.on_error)
         print(f"embeddings in {store.folder} (dim {store.dim}, frame period {store.frame_seconds} s)")
+    elif args.command == "features":
+        from eastmir.audio import FrontendConfig
+        from eastmir.config import load_config
+        from eastmir.data.features import compute_logmels
+        from eastmir.training.fit import cache_root, prepare_dataset
+
+        config = load_config(args.config, args.overrides, workdir=_workdir(args.workdir))
+        manifest = prepare_dataset(config, progress=not args.no_progress)
+        folder = compute_logmels(manifest, FrontendConfig(**config.get("frontend", {})), cache_root(config),
+                                 on_error=config["data"].get("on_error", "raise"), progress=not args.no_progress)
+        print(f"log-mels in {folder}")
     elif args.command == "fit":
         from eastmir.config import load_config
         from eastmir.training.fit import fit

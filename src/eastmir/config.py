@@ -1,7 +1,8 @@
 """YAML run configs: one file = one run.
 
-A file may ``extends:`` another (a path relative to itself); mappings are
-merged deeply, the extending file winning. ``--set a.b=value`` overrides
+A file may ``extends:`` another file or a list of files (paths relative to
+itself, merged in order); mappings are merged deeply, the extending file
+winning. ``--set a.b=value`` overrides
 (values parsed as YAML) come last. ``{workdir}`` in any string is replaced
 by the work directory, so no path depends on the current directory.
 The resolved config is saved in the run directory.
@@ -22,9 +23,14 @@ class ConfigError(ValueError):
 
 
 def deep_merge(base: dict, override: dict) -> dict:
+    """Merge ``override`` into ``base``. A mapping naming another component
+    (a different ``name:``, e.g. another student) replaces the base mapping
+    instead of being merged into it, so no stale keyword leaks across."""
     out = copy.deepcopy(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        old = out.get(key)
+        renamed = isinstance(value, dict) and isinstance(old, dict) and "name" in value and old.get("name", value["name"]) != value["name"]
+        if isinstance(value, dict) and isinstance(old, dict) and not renamed:
             out[key] = deep_merge(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
@@ -57,10 +63,11 @@ def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict:
         raise ConfigError(f"{path}: invalid YAML ({err})") from err
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config must be a mapping at the top level")
-    parent = data.pop("extends", None)
-    if parent:
-        data = deep_merge(_read_yaml(path.parent / parent, chain + (path,)), data)
-    return data
+    parents = data.pop("extends", None) or []
+    base: dict = {}
+    for parent in [parents] if isinstance(parents, str) else parents:
+        base = deep_merge(base, _read_yaml(path.parent / parent, chain + (path,)))
+    return deep_merge(base, data)
 
 
 def parse_overrides(items: list[str] | None) -> dict:

@@ -1,7 +1,8 @@
 """``eastmir demo``: from nothing to a Table-1-style result on ``synth``.
 
 Renders the dataset, extracts aiSFX embeddings, trains the requested systems
-(default Baseline, TeacherLR, EAsT_Final), prints a Markdown table of their
+(default Baseline, TeacherLR, EAsT_Final; any config under ``configs/synth``
+by name, systems they require, such as the TeacherLR head of KD, first), prints a Markdown table of their
 test mAP / ROC-AUC / F1 and writes it (and a CSV) to ``{workdir}/runs``.
 Every step is cached, so a second run only reprints.
 """
@@ -29,11 +30,19 @@ def run_demo(workdir: str | Path, systems: list[str] | tuple[str, ...] = DEFAULT
     unknown = [s for s in systems if s not in valid]
     if unknown:
         raise SystemExit(f"unknown demo system(s) {unknown}; valid: {', '.join(valid)}")
-    run_dirs = []
+    run_dirs, done = [], {}
+
+    def run(name: str) -> Path:
+        if name not in done:
+            config = load_config(f"synth/{name}", overrides, workdir=workdir)
+            for needed in config.get("requires", []):  # e.g. KD needs the TeacherLR head
+                run(needed)
+            print(f"\n=== {name} ===", flush=True)
+            done[name] = fit(config, progress=progress)
+        return done[name]
+
     for name in systems:
-        print(f"\n=== {name} ===", flush=True)
-        config = load_config(f"synth/{name}", overrides, workdir=workdir)
-        run_dirs.append(fit(config, progress=progress))
+        run_dirs.append(run(name))
     rows = read_runs(run_dirs)
     table = markdown_table(rows)
     out = Path(workdir) / "runs"

@@ -88,3 +88,25 @@ class MaskedMultilabelMetrics(Metric):
             return torch.cat(x) if isinstance(x, list) else x
 
         return masked_metrics(cat(self.probs), cat(self.targets), cat(self.mask), self.threshold)
+
+
+class SingleLabelMetrics(Metric):
+    """Accuracy for single-label tasks (ESC-50, FMA-small); ``update(logits, targets one-hot, mask)``."""
+
+    full_state_update = False
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        from torchmetrics.classification import MulticlassAccuracy
+
+        self.accuracy = MulticlassAccuracy(num_classes=num_classes, average="micro")
+
+    def update(self, logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        self.accuracy.update(logits.detach(), targets.argmax(dim=1))
+
+    def compute(self) -> dict[str, float]:
+        return {"accuracy": float(self.accuracy.compute())}
+
+    def reset(self) -> None:
+        super().reset()
+        self.accuracy.reset()

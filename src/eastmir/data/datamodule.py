@@ -1,9 +1,10 @@
-"""Lightning data module: cached log-mels and teacher embeddings by split.
+"""Lightning data module: cached student inputs and teacher embeddings by split.
 
-Each item is a dict: ``logmel (mels, frames)`` (when the student reads
-log-mels), ``embedding (teacher frames, dim)`` (when a teacher is used),
-``targets (classes,)`` float and ``mask (classes,)`` bool. Log-mels are
-cropped or zero-padded to ``n_frames``.
+Each item is a dict: the student's input under its ``input_key``
+(``logmel (mels, frames)`` or ``waveform (samples,)``), ``embedding
+(teacher frames, dim)`` when a teacher is used, ``targets (classes,)`` float
+and ``mask (classes,)`` bool. Inputs are cropped or zero-padded along their
+last axis to ``length``.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from eastmir.teachers.base import EmbeddingStore
 
 
 class ClipDataset(Dataset):
-    def __init__(self, clips: list[Clip], feature_dir: Path | None, n_frames: int | None, embeddings: EmbeddingStore | None) -> None:
+    def __init__(self, clips: list[Clip], input_key: str | None, input_dir: Path | None, length: int | None,
+                 embeddings: EmbeddingStore | None) -> None:
         self.clips = clips
-        self.feature_dir = feature_dir
-        self.n_frames = n_frames
+        self.input_key = input_key
+        self.input_dir = input_dir
+        self.length = length
         self.embeddings = embeddings
 
     def __len__(self) -> int:
@@ -32,14 +35,14 @@ class ClipDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         clip = self.clips[i]
         item = {"targets": torch.from_numpy(clip.labels), "mask": torch.from_numpy(clip.mask)}
-        if self.feature_dir is not None:
-            logmel = np.load(self.feature_dir / f"{clip.clip_id}.npy")
-            frames = logmel.shape[1]
-            if frames >= self.n_frames:
-                logmel = logmel[:, : self.n_frames]
+        if self.input_dir is not None:
+            x = np.load(self.input_dir / f"{clip.clip_id}.npy")
+            have = x.shape[-1]
+            if have >= self.length:
+                x = x[..., : self.length]
             else:
-                logmel = np.pad(logmel, ((0, 0), (0, self.n_frames - frames)))
-            item["logmel"] = torch.from_numpy(np.ascontiguousarray(logmel))
+                x = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, self.length - have)])
+            item[self.input_key] = torch.from_numpy(np.ascontiguousarray(x))
         if self.embeddings is not None:
             item["embedding"] = torch.from_numpy(self.embeddings.load(clip.clip_id))
         return item
@@ -51,8 +54,9 @@ class ClipDataModule(L.LightningDataModule):
     def __init__(
         self,
         splits: dict[str, list[Clip]],
-        feature_dir: Path | None,
-        n_frames: int | None,
+        input_key: str | None,
+        input_dir: Path | None,
+        length: int | None,
         embeddings: EmbeddingStore | None,
         batch_size: int = 16,
         num_workers: int = 0,
@@ -64,13 +68,13 @@ class ClipDataModule(L.LightningDataModule):
             kept = [
                 c
                 for c in clips
-                if (feature_dir is None or (feature_dir / f"{c.clip_id}.npy").exists())
+                if (input_dir is None or (input_dir / f"{c.clip_id}.npy").exists())
                 and (embeddings is None or embeddings.has(c.clip_id))
             ]
             self.dropped[name] = len(clips) - len(kept)
             if not kept:
                 raise ValueError(f"split {name!r} has no usable clip ({len(clips)} listed, none cached)")
-            self.datasets[name] = ClipDataset(kept, feature_dir, n_frames, embeddings)
+            self.datasets[name] = ClipDataset(kept, input_key, input_dir, length, embeddings)
         self.batch_size = batch_size
         self.num_workers = num_workers
 

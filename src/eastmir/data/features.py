@@ -1,7 +1,7 @@
-"""The log-mel cache: one ``.npy`` of shape ``(mels, frames)`` per clip, in a
-folder named by the front-end config hash, so a changed front end never
-reads stale features. Resumable: finished clips are skipped, files are
-written atomically.
+"""Per-clip input caches: the log-mel ``(mels, frames)`` in a folder named by
+the front-end config hash (a changed front end never reads stale features),
+or the decoded waveform ``(samples,)`` for students that read audio.
+Resumable: finished clips are skipped, files are written atomically.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -36,6 +37,43 @@ def feature_dir(cache_root: Path, manifest: Manifest, frontend: FrontendConfig) 
     return Path(cache_root) / "logmel" / manifest.dataset / frontend.cache_key()
 
 
+def waveform_dir(cache_root: Path, manifest: Manifest, sample_rate: int) -> Path:
+    return Path(cache_root) / "waveform" / manifest.dataset / f"{sample_rate}Hz"
+
+
+def cache_per_clip(
+    manifest: Manifest,
+    out: Path,
+    sample_rate: int,
+    transform: Callable[[np.ndarray], np.ndarray],
+    on_error: str = "raise",
+    progress: bool = True,
+    desc: str = "cache",
+) -> Path:
+    """Decode every clip at ``sample_rate``, apply ``transform`` and store it as ``out/<clip_id>.npy``.
+
+    Finished clips are skipped (resumable). ``on_error="raise"`` stops at the
+    first unreadable clip with an error naming the file; ``"skip"`` reports
+    it, records it in ``out/bad_clips.json`` and leaves it out of training.
+    """
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
+    out.mkdir(parents=True, exist_ok=True)
+    todo = [c for c in manifest.clips if not (out / f"{c.clip_id}.npy").exists()]
+    bad: dict[str, str] = {}
+    for clip in tqdm(todo, desc=desc, unit="clip", disable=not progress or not todo):
+        try:
+            audio = load_audio(manifest.audio_file(clip), sample_rate)
+        except AudioDecodeError as err:
+            if on_error == "raise":
+                raise
+            bad[clip.clip_id] = str(err)
+            continue
+        save_npy_atomic(out / f"{clip.clip_id}.npy", transform(audio))
+    record_bad_clips(out, bad)
+    return out
+
+
 def compute_logmels(
     manifest: Manifest,
     frontend: FrontendConfig,
@@ -43,30 +81,22 @@ def compute_logmels(
     on_error: str = "raise",
     progress: bool = True,
 ) -> Path:
-    """Compute and cache the log-mel of every clip; returns the cache folder.
-
-    ``on_error="raise"`` stops at the first unreadable clip with an error
-    naming the file; ``"skip"`` reports it, records it in ``bad_clips.json``
-    and leaves it out of training.
-    """
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
+    """Cache the log-mel ``(mels, frames)`` of every clip; returns the cache folder."""
     out = feature_dir(Path(cache_root), manifest, frontend)
     out.mkdir(parents=True, exist_ok=True)
     (out / "frontend.json").write_text(json.dumps(frontend.__dict__, indent=1))
-    todo = [c for c in manifest.clips if not (out / f"{c.clip_id}.npy").exists()]
     module = LogMelFrontend(frontend)
-    bad: dict[str, str] = {}
-    for clip in tqdm(todo, desc="log-mel", unit="clip", disable=not progress or not todo):
-        try:
-            audio = load_audio(manifest.audio_file(clip), frontend.sample_rate)
-        except AudioDecodeError as err:
-            if on_error == "raise":
-                raise
-            bad[clip.clip_id] = str(err)
-            continue
+
+    def logmel(audio: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            logmel = module(torch.from_numpy(audio)[None])[0].numpy()
-        save_npy_atomic(out / f"{clip.clip_id}.npy", logmel.astype(np.float32))
-    record_bad_clips(out, bad)
-    return out
+            return module(torch.from_numpy(audio)[None])[0].numpy().astype(np.float32)
+
+    return cache_per_clip(manifest, out, frontend.sample_rate, logmel, on_error, progress, "log-mel")
+
+
+def compute_waveforms(
+    manifest: Manifest, sample_rate: int, cache_root: str | Path, on_error: str = "raise", progress: bool = True
+) -> Path:
+    """Cache every clip decoded to mono float32 ``(samples,)`` at ``sample_rate`` (for waveform students)."""
+    out = waveform_dir(Path(cache_root), manifest, sample_rate)
+    return cache_per_clip(manifest, out, sample_rate, lambda a: a.astype(np.float32), on_error, progress, "decode")

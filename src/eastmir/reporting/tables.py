@@ -6,7 +6,7 @@ import csv
 import json
 from pathlib import Path
 
-COLUMNS = (("mAP", "mAP"), ("roc_auc", "ROC-AUC"), ("f1", "F1"))
+TITLES = {"mAP": "mAP", "roc_auc": "ROC-AUC", "f1": "F1", "accuracy": "Accuracy"}
 
 
 def read_runs(run_dirs: list[str | Path]) -> list[dict]:
@@ -19,20 +19,28 @@ def read_runs(run_dirs: list[str | Path]) -> list[dict]:
     return rows
 
 
+def metric_columns(rows: list[dict]) -> list[str]:
+    """The test metrics present in any row, in a fixed order."""
+    present = {k for r in rows for k in r["test"]}
+    return [k for k in TITLES if k in present]
+
+
 def markdown_table(rows: list[dict]) -> str:
-    """One row per system: System | Student | Teacher | mAP | ROC-AUC | F1 (test split)."""
-    head = ["System", "Student", "Teacher"] + [title for _, title in COLUMNS]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * len(COLUMNS)) + "|"]
+    """One row per system: System | Student | Teacher | metrics of the test split."""
+    cols = metric_columns(rows)
+    head = ["System", "Student", "Teacher"] + [TITLES[k] for k in cols]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * len(cols)) + "|"]
     for r in rows:
-        vals = [f"{r['test'].get(k, float('nan')):.3f}" for k, _ in COLUMNS]
+        vals = [f"{r['test'][k]:.3f}" if k in r["test"] else "—" for k in cols]
         lines.append("| " + " | ".join([r.get("system", r["name"]), r.get("student", ""), r.get("teacher") or "—"] + vals) + " |")
     return "\n".join(lines)
 
 
 def write_csv(rows: list[dict], path: str | Path) -> None:
+    cols = metric_columns(rows)
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["system", "student", "teacher"] + [k for k, _ in COLUMNS] + ["best_val_mAP", "epochs", "wall_seconds"])
+        w.writerow(["system", "student", "teacher"] + cols + ["epochs", "steps", "wall_seconds"])
         for r in rows:
-            w.writerow([r.get("system"), r.get("student"), r.get("teacher") or ""] + [r["test"].get(k) for k, _ in COLUMNS]
-                       + [r.get("best_val_mAP"), r.get("epochs"), r.get("wall_seconds")])
+            w.writerow([r.get("system"), r.get("student"), r.get("teacher") or ""] + [r["test"].get(k) for k in cols]
+                       + [r.get("epochs"), r.get("steps"), r.get("wall_seconds")])

@@ -23,7 +23,7 @@ from lightning.pytorch.loggers import CSVLogger
 from eastmir.audio import FrontendConfig
 from eastmir.config import ConfigError
 from eastmir.data.datamodule import ClipDataModule
-from eastmir.data.features import compute_logmels
+from eastmir.data.features import compute_logmels, compute_waveforms
 from eastmir.data.manifest import MANIFEST_NAME, Manifest, load_manifest
 from eastmir.registry import DATASETS, STUDENTS, TEACHERS
 from eastmir.teachers.base import EmbeddingStore, embedding_dir
@@ -53,6 +53,8 @@ def teacher_store(config: dict, manifest: Manifest, progress: bool = True) -> Em
     tcfg = dict(tcfg)
     name = tcfg.pop("name")
     cls = TEACHERS.get(name)
+    if getattr(cls, "precomputed", False):
+        return cls.open_store(manifest, **tcfg)
     folder = embedding_dir(cache_root(config), manifest.dataset, f"{cls.name}-{cls.version}")
     if folder.is_dir() and all((folder / f"{c.clip_id}.npy").exists() for c in manifest.clips):
         return EmbeddingStore(folder)
@@ -60,6 +62,35 @@ def teacher_store(config: dict, manifest: Manifest, progress: bool = True) -> Em
     teacher = cls(cache_dir=str(cache_root(config)), **tcfg)
     return extract_embeddings(teacher, manifest, cache_root(config), batch_size=batch_size,
                               on_error=config["data"].get("on_error", "raise"), progress=progress)
+
+
+def student_inputs(config: dict, manifest: Manifest, progress: bool = True) -> tuple[str, Path | None, int | None]:
+    """Cache what the student reads; returns ``(input_key, cache folder, length along the last axis)``.
+
+    Log-mel students get cached log-mels (``length`` in frames), waveform
+    students decoded audio at the front end's rate (``length`` in samples);
+    the TeacherLR probe reads the embeddings alone.
+    """
+    key = STUDENTS.get(config["student"]["name"]).input_key
+    if key == "embedding":
+        return key, None, None
+    frontend = FrontendConfig(**config.get("frontend", {}))
+    on_error = config["data"].get("on_error", "raise")
+    seconds = config["data"].get("clip_seconds") or manifest.clips[0].duration
+    if not seconds:
+        raise ConfigError("set data.clip_seconds: the manifest gives no clip duration")
+    samples = int(round(seconds * frontend.sample_rate))
+    if key == "logmel":
+        return key, compute_logmels(manifest, frontend, cache_root(config), on_error, progress), frontend.n_frames(samples)
+    if key == "waveform":
+        return key, compute_waveforms(manifest, frontend.sample_rate, cache_root(config), on_error, progress), samples
+    raise ConfigError(f"student {config['student']['name']} reads {key!r}, which no cache provides")
+
+
+def teacher_label(config: dict) -> str | None:
+    """How tables name the run's teacher: its ``id`` (precomputed files) or its name."""
+    teacher = config.get("teacher") or {}
+    return teacher.get("id") or teacher.get("name")
 
 
 def validate(config: dict) -> None:
@@ -71,7 +102,10 @@ def validate(config: dict) -> None:
     DATASETS.get(config["data"]["dataset"])
     if config.get("teacher"):
         TEACHERS.get(config["teacher"]["name"])
-    needs_teacher = config.get("regulariser") or config["student"]["name"] == "linear_probe"
+    if "regulariser" in config:
+        raise ConfigError("`regulariser:` is now `distillation: {lambda, feature: {name, stages, weight}}`")
+    dist = config.get("distillation") or {}
+    needs_teacher = dist.get("feature") or dist.get("kd") or config["student"]["name"] == "linear_probe"
     if needs_teacher and not config.get("teacher"):
         raise ConfigError(f"{config['name']}: this system learns from a teacher; set `teacher: {{name: ...}}`")
 
@@ -93,19 +127,10 @@ def fit(config: dict, progress: bool = True, overwrite: bool = False) -> Path:
 
     manifest = prepare_dataset(config, progress)
     store = teacher_store(config, manifest, progress)
-    student_cls = STUDENTS.get(config["student"]["name"])
-    feature_dir, n_frames = None, None
-    if student_cls.input_key == "logmel":
-        frontend = FrontendConfig(**config.get("frontend", {}))
-        feature_dir = compute_logmels(manifest, frontend, cache_root(config),
-                                      on_error=config["data"].get("on_error", "raise"), progress=progress)
-        seconds = config["data"].get("clip_seconds") or manifest.clips[0].duration
-        if not seconds:
-            raise ConfigError("set data.clip_seconds: the manifest gives no clip duration")
-        n_frames = frontend.n_frames(int(round(seconds * frontend.sample_rate)))
+    input_key, input_dir, length = student_inputs(config, manifest, progress)
     dm = ClipDataModule(
         {s: manifest.split(s) for s in ("train", "valid", "test")},
-        feature_dir, n_frames, store,
+        input_key, input_dir, length, store,
         batch_size=config["data"].get("batch_size", 16),
         num_workers=config["data"].get("num_workers", 0),
     )
@@ -115,8 +140,9 @@ def fit(config: dict, progress: bool = True, overwrite: bool = False) -> Path:
     system = EastSystem(config, num_classes=len(manifest.classes), embedding_dim=store.dim if store else None)
 
     tcfg = config.get("trainer", {})
-    best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best-epoch{epoch:03d}-mAP{val_mAP:.4f}",
-                           auto_insert_metric_name=False, monitor="val_mAP", mode="max", save_last=True)
+    metric = system.monitor  # val_mAP, or val_accuracy for single-label tasks
+    best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename=f"best-epoch{{epoch:03d}}-{metric.removeprefix('val_')}{{{metric}:.4f}}",
+                           auto_insert_metric_name=False, monitor=metric, mode="max", save_last=True)
     callbacks = [best, EarlyStopping(monitor="val_loss", mode="min", patience=tcfg.get("early_stop_patience", 12))]
     trainer = L.Trainer(
         default_root_dir=run_dir,
@@ -143,10 +169,10 @@ def fit(config: dict, progress: bool = True, overwrite: bool = False) -> Path:
         "name": config["name"],
         "system": config.get("system", config["name"]),
         "student": config["student"]["name"],
-        "teacher": (config.get("teacher") or {}).get("name"),
+        "teacher": teacher_label(config),
         "dataset": manifest.dataset,
         "test": {k.removeprefix("test_"): float(v) for k, v in test.items()},
-        "best_val_mAP": float(best.best_model_score) if best.best_model_score is not None else None,
+        f"best_{metric}": float(best.best_model_score) if best.best_model_score is not None else None,
         "best_checkpoint": str(Path(best_path).relative_to(run_dir)) if best_path else None,
         "epochs": trainer.current_epoch,
         "steps": trainer.global_step,

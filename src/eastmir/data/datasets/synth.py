@@ -2,7 +2,7 @@
 
 Clips are rendered from the General-MIDI SoundFont that ``pretty_midi``
 ships (``TimGM6mb.sf2``) with ``tinysoundfont``. Each clip has a key, a
-tempo and a chord progression; 1–4 instruments play a musical role in it
+tempo and a chord progression; 1–3 instruments (configurable) play a musical role in it
 (melody, chords, arpeggio, bass line, drum groove) with varied velocity,
 register and loudness, over background noise. Every class name is one of
 OpenMIC-2018's; labels are partial like OpenMIC's: each class is labelled
@@ -75,16 +75,16 @@ KICK, SNARE, CLOSED_HAT, OPEN_HAT, RIDE, CRASH, LOW_TOM, HIGH_TOM, CLAP = 36, 38
 class SynthConfig:
     """Settings of the ``synth`` dataset (all overridable from the CLI/config)."""
 
-    n_clips: int = 600
-    clip_seconds: float = 4.0
+    n_clips: int = 800
+    clip_seconds: float = 3.0
     sample_rate: int = 16000
     seed: int = 0
     min_instruments: int = 1
-    max_instruments: int = 4
+    max_instruments: int = 3
     label_rate: float = 0.7
     split_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
-    gain_db: tuple[float, float] = (-14.0, 0.0)  # loudness of each instrument stem
-    snr_db: tuple[float, float] = (10.0, 30.0)  # mix to background noise
+    gain_db: tuple[float, float] = (-8.0, 0.0)  # loudness of each instrument stem
+    snr_db: tuple[float, float] = (20.0, 40.0)  # mix to background noise
     classes: list[str] = field(default_factory=lambda: list(CLASSES))
 
     def __post_init__(self) -> None:

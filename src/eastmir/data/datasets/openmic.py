@@ -1,0 +1,77 @@
+"""OpenMIC-2018 (Humphrey, Durand & McFee, ISMIR 2018): 20 instruments,
+multi-label, partially labelled, 10 s clips.
+
+Expects the official release unpacked under ``root``::
+
+    openmic-2018.npz          X (N, 10, 128) uint8 VGGish, Y_true (N, 20), Y_mask (N, 20), sample_key
+    class-map.json            class name → column
+    partitions/split01_train.csv, split01_test.csv   one sample key per line
+    audio/<key[:3]>/<key>.ogg
+
+Split (as the papers): the official split01 test set; 15 % of split01 train
+held out at random (``valid_seed``) as validation → 12 692 / 2 223 / 5 085.
+A label is positive when its confidence > 0.5, negative when < 0.5 (labels
+keep the confidence; masked where ``Y_mask`` is false).
+
+With ``export_vggish=True`` the VGGish frames shipped in the npz are written
+to ``root/embeddings/vggish/<key>.npy`` (uint8, ``(10, 128)``) for the
+``precomputed`` teacher (normalise with ``(x − 128) / 256``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from eastmir.data.features import save_npy_atomic
+from eastmir.data.manifest import Clip, Manifest, ManifestError
+from eastmir.registry import DATASETS
+
+
+def _read_keys(path: Path) -> list[str]:
+    if not path.is_file():
+        raise ManifestError(f"{path}: OpenMIC split file missing (expected under partitions/)")
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+@DATASETS.register("openmic")
+def prepare(root: str | Path, progress: bool = True, valid_fraction: float = 0.15, valid_seed: int = 0,
+            export_vggish: bool = True, check_audio: bool = True) -> Manifest:
+    """Write ``root/manifest.json`` from the official files; errors name what is missing."""
+    root = Path(root)
+    npz = root / "openmic-2018.npz"
+    if not npz.is_file():
+        raise ManifestError(f"{npz}: not found; download OpenMIC-2018 and unpack it into {root}")
+    class_map = json.loads((root / "class-map.json").read_text())
+    classes = [name for name, _ in sorted(class_map.items(), key=lambda kv: kv[1])]
+    data = np.load(npz, allow_pickle=True)
+    keys = [str(k) for k in data["sample_key"]]
+    index = {k: i for i, k in enumerate(keys)}
+    train = _read_keys(root / "partitions" / "split01_train.csv")
+    test = _read_keys(root / "partitions" / "split01_test.csv")
+    unknown = [k for k in train + test if k not in index]
+    if unknown:
+        raise ManifestError(f"{root}: {len(unknown)} split keys are not in openmic-2018.npz (first: {unknown[0]})")
+    rng = np.random.default_rng(valid_seed)
+    order = rng.permutation(len(train))
+    n_valid = int(round(valid_fraction * len(train)))
+    valid = {train[i] for i in order[:n_valid]}
+    y_true, y_mask = data["Y_true"].astype(np.float32), data["Y_mask"].astype(bool)
+    clips = []
+    for key, split in [(k, "valid" if k in valid else "train") for k in train] + [(k, "test") for k in test]:
+        rel = f"audio/{key[:3]}/{key}.ogg"
+        if check_audio and not (root / rel).is_file():
+            raise ManifestError(f"{root / rel}: audio of clip {key} is missing")
+        i = index[key]
+        clips.append(Clip(key, rel, split, y_true[i], y_mask[i], 10.0))
+    if export_vggish:
+        out = root / "embeddings" / "vggish"
+        out.mkdir(parents=True, exist_ok=True)
+        for key in keys:
+            if not (out / f"{key}.npy").exists():
+                save_npy_atomic(out / f"{key}.npy", data["X"][index[key]])
+    manifest = Manifest("openmic", classes, clips, root)
+    manifest.save()
+    return manifest
