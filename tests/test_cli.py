@@ -14,7 +14,7 @@ def test_data_prepare_synth(tmp_path, capsys):
 def test_unknown_dataset_lists_valid(tmp_path):
     import pytest
 
-    with pytest.raises(KeyError, match="valid datasets: synth"):
+    with pytest.raises(KeyError, match="valid datasets: esc50, fma_small, magnatagatune, openmic, synth"):
         main(["data", "prepare", "openmik", "--root", str(tmp_path)])
 
 

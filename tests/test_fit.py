@@ -86,3 +86,10 @@ def test_bad_clip_skipped_and_reported_when_asked(small_synth, tmp_path, capsys)
     assert "skipped 1 unreadable clip" in out and "left out" in out
     bad = list((tmp_path / "cache").rglob("bad_clips.json"))
     assert bad and path.name in bad[0].read_text()
+
+
+def test_fit_with_frequency_jitter_reads_cached_waveforms(small_synth, workdir):
+    cfg = small_config("baseline", workdir, "name=jitter", "augment={fmin_jitter: 20, fmax_jitter: 2000, mixup_alpha: 0.3}")
+    metrics = json.loads((fit(cfg, progress=False) / "metrics.json").read_text())
+    assert 0.0 <= metrics["test"]["mAP"] <= 1.0
+    assert any((workdir / "cache" / "waveform" / "synth").iterdir())

@@ -168,8 +168,14 @@ class LogMelFrontend(nn.Module):
         fb = mel_filterbank(c.n_fft, c.sample_rate, c.n_mels, c.fmin, c.fmax, scale=c.mel_scale)
         self.register_buffer("filterbank", fb, persistent=False)
 
-    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+    def forward(self, waveform: torch.Tensor, fmin: float | None = None, fmax: float | None = None) -> torch.Tensor:
+        """``fmin``/``fmax`` (Hz) override the filterbank's range for this call (frequency jitter)."""
         c = self.config
+        filterbank = self.filterbank
+        if fmin is not None or fmax is not None:
+            lo = c.fmin if fmin is None else fmin
+            hi = c.fmax if fmax is None else fmax
+            filterbank = mel_filterbank(c.n_fft, c.sample_rate, c.n_mels, lo, hi, scale=c.mel_scale).to(waveform.device)
         spec = torch.stft(
             waveform,
             n_fft=c.n_fft,
@@ -181,5 +187,5 @@ class LogMelFrontend(nn.Module):
             return_complex=True,
         )
         power = spec.real.square() + spec.imag.square()  # (batch, freqs, frames)
-        mel = torch.einsum("bft,fm->bmt", power, self.filterbank)
+        mel = torch.einsum("bft,fm->bmt", power, filterbank)
         return (torch.log(mel + c.log_eps) + c.norm_shift) / c.norm_scale

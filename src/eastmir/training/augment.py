@@ -6,12 +6,18 @@
   source's is), as the authors did.
 - :func:`spec_augment`: one frequency mask (width ≤ ``freq``) and one time
   mask (width ≤ ``time``) per sample, set to zero.
+- :func:`jittered_range`: a random mel-filterbank range, ``fmin ± fmin_jitter``
+  and ``fmax ± fmax_jitter`` (each drawn on its own range: the authors' code
+  tested the fmin setting for fmax), clipped to ``[0, Nyquist]``. With it the
+  log-mel is computed per batch from cached waveforms.
 
 YAML::
 
     augment:
       mixup_alpha: 0.3
       spec_augment: {freq: 48, time: 192}
+      fmin_jitter: 20        # Hz
+      fmax_jitter: 2000      # Hz
 """
 
 from __future__ import annotations
@@ -54,3 +60,14 @@ def spec_augment(logmel: torch.Tensor, freq: int, time: int) -> torch.Tensor:
         hit = hit[:, :, None] if axis == 1 else hit[:, None, :]
         out = out.masked_fill(hit, 0.0)
     return out
+
+
+def jittered_range(fmin: float, fmax: float, fmin_jitter: float, fmax_jitter: float, nyquist: float,
+                   generator: torch.Generator | None = None) -> tuple[float, float]:
+    """A random ``(fmin, fmax)``: each end moved uniformly within its own ± range, kept in ``[0, nyquist]``."""
+    u = torch.rand(2, generator=generator).tolist()
+    lo = fmin + (2 * u[0] - 1) * fmin_jitter
+    hi = fmax + (2 * u[1] - 1) * fmax_jitter
+    lo = min(max(lo, 0.0), nyquist)
+    hi = min(max(hi, lo + 1.0), nyquist)
+    return lo, hi

@@ -72,6 +72,9 @@ def student_inputs(config: dict, manifest: Manifest, progress: bool = True) -> t
     the TeacherLR probe reads the embeddings alone.
     """
     key = STUDENTS.get(config["student"]["name"]).input_key
+    aug = config.get("augment") or {}
+    if key == "logmel" and (aug.get("fmin_jitter") or aug.get("fmax_jitter")):
+        key = "waveform"  # the system computes a jittered log-mel per batch
     if key == "embedding":
         return key, None, None
     frontend = FrontendConfig(**config.get("frontend", {}))

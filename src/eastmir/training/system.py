@@ -22,7 +22,9 @@ built entirely from the run config (so a checkpoint rebuilds itself):
         teacher_run: "{workdir}/runs/teacher_lr"
       compression: {name: linear}        # embedding compression (second paper)
 
-- ``augment``: ``{mixup_alpha, spec_augment: {freq, time}}``.
+- ``augment``: ``{mixup_alpha, spec_augment: {freq, time}, fmin_jitter,
+  fmax_jitter}``; with a frequency jitter the log-mel is computed per batch
+  from cached waveforms (the front end then lives in the system).
 - ``optimizer``: ``{name: adam|sgd, lr, weight_decay}``; ``scheduler``:
   ReduceLROnPlateau on the validation loss ``{factor, patience}``.
 
@@ -40,13 +42,14 @@ import lightning as L
 import torch
 from torch import nn
 
+from eastmir.audio import FrontendConfig, LogMelFrontend
 from eastmir.config import ConfigError
 from eastmir.losses.knowledge_distillation import knowledge_distillation
 from eastmir.losses.prediction import cross_entropy, masked_binary_cross_entropy
 from eastmir.metrics import MaskedMultilabelMetrics, SingleLabelMetrics
 from eastmir.registry import REGULARISERS, STUDENTS
 from eastmir.students.linear_probe import LinearProbe
-from eastmir.training.augment import mixup, spec_augment
+from eastmir.training.augment import jittered_range, mixup, spec_augment
 from eastmir.training.compression import TRANSFORMS
 
 TASKS = ("multilabel", "single_label")
@@ -150,13 +153,30 @@ class EastSystem(L.LightningModule):
         aug = config.get("augment") or {}
         self.mixup_alpha = float(aug.get("mixup_alpha", 0.0))
         self.spec_augment = aug.get("spec_augment")
+        self.jitter = (float(aug.get("fmin_jitter", 0.0)), float(aug.get("fmax_jitter", 0.0)))
+        # frequency jitter needs the log-mel per batch: the data module then serves waveforms
+        self.frontend = None
+        if any(self.jitter) and self.student.input_key == "logmel":
+            self.frontend = LogMelFrontend(FrontendConfig(**config.get("frontend", {})))
         metrics = MaskedMultilabelMetrics if self.task == "multilabel" else SingleLabelMetrics
         self.val_metrics = metrics() if self.task == "multilabel" else metrics(num_classes)
         self.test_metrics = metrics() if self.task == "multilabel" else metrics(num_classes)
 
     @property
     def input_key(self) -> str:
-        return self.student.input_key
+        """What the data module must serve: the student's input, or waveforms for an on-the-fly front end."""
+        return "waveform" if self.frontend is not None else self.student.input_key
+
+    def with_logmel(self, batch: dict[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
+        """Compute the log-mel from ``batch["waveform"]`` when the front end runs per batch (jittered in training)."""
+        if self.frontend is None or "logmel" in batch:
+            return batch
+        c = self.frontend.config
+        fmin = fmax = None
+        if train:
+            fmin, fmax = jittered_range(c.fmin, c.fmax, *self.jitter, nyquist=c.sample_rate / 2)
+        rest = {k: v for k, v in batch.items() if k != "waveform"}
+        return dict(rest, logmel=self.frontend(batch["waveform"], fmin, fmax))
 
     @property
     def monitor(self) -> str:
@@ -164,6 +184,7 @@ class EastSystem(L.LightningModule):
         return "val_mAP" if self.task == "multilabel" else "val_accuracy"
 
     def forward(self, x: torch.Tensor):
+        """The student on its own input (a log-mel for log-mel students)."""
         return self.student(x)
 
     def prediction_loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -173,7 +194,8 @@ class EastSystem(L.LightningModule):
 
     def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Every loss term of one batch: ``pred``, ``reg``, ``feature``, ``kd``, ``teacher``, ``loss``."""
-        out = self.student(batch[self.input_key])
+        batch = self.with_logmel(batch, train=self.training)
+        out = self.student(batch[self.student.input_key])
         pred = self.prediction_loss(out.logits, batch)
         terms: dict[str, torch.Tensor] = {"pred": pred}
         reg = pred.new_zeros(())
@@ -206,6 +228,7 @@ class EastSystem(L.LightningModule):
         return terms
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        batch = self.with_logmel(batch, train=True)
         if self.mixup_alpha > 0:
             batch = mixup(batch, self.mixup_alpha)
         if self.spec_augment and "logmel" in batch:
@@ -218,7 +241,7 @@ class EastSystem(L.LightningModule):
         return terms["loss"]
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        out = self.student(batch[self.input_key])
+        out = self.student(self.with_logmel(batch, train=False)[self.student.input_key])
         self.log("val_loss", self.prediction_loss(out.logits, batch), prog_bar=True, batch_size=batch["targets"].shape[0], sync_dist=True)
         self.val_metrics.update(out.logits, batch["targets"], batch["mask"])
 
@@ -228,7 +251,7 @@ class EastSystem(L.LightningModule):
         self.val_metrics.reset()
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        out = self.student(batch[self.input_key])
+        out = self.student(self.with_logmel(batch, train=False)[self.student.input_key])
         self.test_metrics.update(out.logits, batch["targets"], batch["mask"])
 
     def on_test_epoch_end(self) -> None:

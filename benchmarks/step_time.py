@@ -1,0 +1,126 @@
+"""Training-step cost of every system against Baseline, measured side by side.
+
+For Mobile FCN and CP-ResNet (their published architectures, on clips short
+enough for a CPU), every system's full training step (forward, losses,
+backward, gradient clipping, Adam) runs on the same batch with cached teacher
+embeddings, interleaved with Baseline's in one process. Reported:
+
+- paired ratio: median over rounds of (system step / Baseline step in the same round);
+- added cost: the system's extra work measured on its own (teacher head,
+  compression, regulariser and KD, forward and backward, on fixed student
+  features), as a percentage of the median Baseline step.
+
+Targets (issue 3): added cost ≤ 2 % for EAsT_Final, EAsT_All and EAsT_KD,
+paired ratio ≤ 1.05. Run: ``make bench`` or ``python benchmarks/step_time.py
+[--rounds 7] [--students mobile_fcn cp_resnet]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.test_config.fake_teacher_run
+
+from eastmir.config import load_config
+from eastmir.training.system import EastSystem
+
+SYSTEMS = ["baseline", "kd", "east_cos_diff", "east_final", "east_all", "east_kd", "east_fitnet", "east_fitnet_linear", "east_dc_linear"]
+STUDENTS = {  # student config, input (mels, frames), teacher frames
+    "mobile_fcn": ({"name": "mobile_fcn", "n_mels": 96}, (96, 500), 5),
+    "cp_resnet": ({"name": "cp_resnet", "rho": 7, "base_channels": 128}, (128, 250), 3),
+}
+CLASSES, DIM, BATCH = 20, 512, 16
+
+
+def build(name: str, student: dict, workdir: Path) -> EastSystem:
+    cfg = load_config(f"synth/{name}", workdir=workdir)
+    cfg["student"] = dict(student)
+    torch.manual_seed(0)
+    return EastSystem(cfg, num_classes=CLASSES, embedding_dim=DIM if cfg.get("teacher") else None)
+
+
+def train_step(system: EastSystem, optimizer: torch.optim.Optimizer, batch: dict) -> float:
+    start = time.perf_counter()
+    loss = system.losses(batch)["loss"]
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(system.parameters(), 1.0)
+    optimizer.step()
+    return time.perf_counter() - start
+
+
+def added_cost(system: EastSystem, batch: dict, repeats: int = 20) -> float:
+    """Median seconds of the system's teacher-side terms alone, forward and backward, on fixed student outputs."""
+    with torch.no_grad():
+        out = system.student(batch["logmel"])
+    times = []
+    for _ in range(repeats):
+        stages = [s.clone().requires_grad_(True) for s in out.stages]
+        logits = out.logits.clone().requires_grad_(True)
+        start = time.perf_counter()
+        total = logits.new_zeros(())
+        for i, (s, reg) in enumerate(zip(system.stages, system.regularisers)):
+            target = batch["embedding"]
+            if len(system.transforms):
+                compact, t_logits = system.transforms[i](target)
+                total = total + system.prediction_loss(t_logits, batch)
+                target = compact.detach()
+            total = total + reg(stages[s], target)
+        if system.kd is not None:
+            from eastmir.losses.knowledge_distillation import knowledge_distillation
+
+            with torch.no_grad():
+                t_logits = system.teacher_head(batch["embedding"]).logits
+            total = total + knowledge_distillation(logits, t_logits, batch["mask"], system.kd["temperature"])
+        if total.requires_grad:
+            total.backward()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--students", nargs="+", default=list(STUDENTS))
+    args = parser.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        from tests.test_config import fake_teacher_run  # the same stand-in TeacherLR head the config tests use
+
+        fake_teacher_run(work / "runs" / "teacher_lr", CLASSES, DIM)
+        for student_name in args.students:
+            student, (mels, frames), t_frames = STUDENTS[student_name]
+            g = torch.Generator().manual_seed(0)
+            batch = {"logmel": torch.randn(BATCH, mels, frames, generator=g), "embedding": torch.randn(BATCH, t_frames, DIM, generator=g),
+                     "targets": (torch.rand(BATCH, CLASSES, generator=g) < 0.3).float(), "mask": torch.rand(BATCH, CLASSES, generator=g) < 0.7}
+            systems = {n: build(n, student, work) for n in SYSTEMS}
+            optims = {n: s.configure_optimizers()["optimizer"] for n, s in systems.items()}
+            for n in SYSTEMS:  # warm-up
+                train_step(systems[n], optims[n], batch)
+            times = {n: [] for n in SYSTEMS}
+            for r in range(args.rounds):
+                order = SYSTEMS if r % 2 == 0 else SYSTEMS[::-1]
+                for n in order:
+                    times[n].append(train_step(systems[n], optims[n], batch))
+            base = statistics.median(times["baseline"])
+            print(f"\n### {student_name}: batch {BATCH} × {mels} mels × {frames} frames, teacher {t_frames} × {DIM}; "
+                  f"Baseline step {base * 1000:.0f} ms (median of {args.rounds})\n")
+            print("| system | step (ms) | paired ratio vs Baseline | added cost alone (ms) | added / Baseline step |")
+            print("|---|---:|---:|---:|---:|")
+            for n in SYSTEMS:
+                ratio = statistics.median(t / b for t, b in zip(times[n], times["baseline"]))
+                extra = added_cost(systems[n], batch) if n != "baseline" else 0.0
+                name = systems[n].config.get("system", n)
+                print(f"| {name} | {statistics.median(times[n]) * 1000:.0f} | {ratio:.3f} | {extra * 1000:.1f} | {100 * extra / base:.2f} % |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""FMA-small (Defferrard et al., ISMIR 2017): 8 000 tracks of 30 s, 8 genres,
+single-label (use ``task: single_label``), the official
+training / validation / test split.
+
+Expects under ``root``: ``fma_metadata/tracks.csv`` (three header rows) and
+``fma_small/<id[:3]>/<id>.mp3`` with six-digit ids.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from eastmir.data.manifest import Clip, Manifest, ManifestError
+from eastmir.registry import DATASETS
+
+SPLITS = {"training": "train", "validation": "valid", "test": "test"}
+
+
+@DATASETS.register("fma_small")
+def prepare(root: str | Path, progress: bool = True, check_audio: bool = True) -> Manifest:
+    root = Path(root)
+    table = root / "fma_metadata" / "tracks.csv"
+    if not table.is_file():
+        raise ManifestError(f"{table}: not found; download fma_metadata and fma_small into {root}")
+    with open(table, newline="") as fh:
+        rows = list(csv.reader(fh))
+    top, sub = rows[0], rows[1]
+
+    def column(a: str, b: str) -> int:
+        for i, (x, y) in enumerate(zip(top, sub)):
+            if (x, y) == (a, b):
+                return i
+        raise ManifestError(f"{table}: no ({a}, {b}) column in the header")
+
+    c_subset, c_split, c_genre = column("set", "subset"), column("set", "split"), column("track", "genre_top")
+    body = [r for r in rows[3:] if len(r) > c_genre and r[c_subset] == "small"]
+    classes = sorted({r[c_genre] for r in body})
+    clips = []
+    for r in body:
+        tid = f"{int(r[0]):06d}"
+        rel = f"fma_small/{tid[:3]}/{tid}.mp3"
+        if check_audio and not (root / rel).is_file():
+            raise ManifestError(f"{root / rel}: audio missing")
+        labels = np.zeros(len(classes), dtype=np.float32)
+        labels[classes.index(r[c_genre])] = 1.0
+        clips.append(Clip(tid, rel, SPLITS[r[c_split]], labels, np.ones(len(classes), bool), 30.0))
+    manifest = Manifest("fma_small", classes, clips, root)
+    manifest.save()
+    return manifest

@@ -1,0 +1,100 @@
+"""Dataset adapters on small fixtures in the official layouts (built in tmp)."""
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from eastmir.data.manifest import ManifestError
+from eastmir.registry import DATASETS
+from tests.conftest import DATA
+
+
+def test_openmic_layout_split_and_vggish_export(tmp_path):
+    keys = [f"00{i:04d}_{i * 10}" for i in range(20)]
+    classes = json.loads((DATA / "openmic" / "class-map.json").read_text())
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (20, 10, 128), dtype=np.uint8)
+    y = rng.random((20, 20)).astype(np.float32)
+    m = rng.random((20, 20)) < 0.3
+    np.savez(tmp_path / "openmic-2018.npz", X=x, Y_true=y, Y_mask=m, sample_key=np.array(keys))
+    shutil.copy(DATA / "openmic" / "class-map.json", tmp_path)
+    (tmp_path / "partitions").mkdir()
+    (tmp_path / "partitions" / "split01_train.csv").write_text("\n".join(keys[:14]) + "\n")
+    (tmp_path / "partitions" / "split01_test.csv").write_text("\n".join(keys[14:]) + "\n")
+    for k in keys:
+        (tmp_path / "audio" / k[:3]).mkdir(parents=True, exist_ok=True)
+        shutil.copy(DATA / "openmic" / "000046_3840.ogg", tmp_path / "audio" / k[:3] / f"{k}.ogg")
+    manifest = DATASETS.get("openmic")(tmp_path)
+    assert manifest.classes == sorted(classes, key=classes.get)
+    counts = {s: len(manifest.split(s)) for s in ("train", "valid", "test")}
+    assert counts == {"train": 12, "valid": 2, "test": 6}  # 15 % of train held out
+    clip = next(c for c in manifest.clips if c.clip_id == keys[3])
+    assert np.allclose(clip.labels, y[3]) and np.array_equal(clip.mask, m[3])
+    assert np.array_equal(np.load(tmp_path / "embeddings" / "vggish" / f"{keys[3]}.npy"), x[3])
+    (tmp_path / "audio" / keys[0][:3] / f"{keys[0]}.ogg").unlink()
+    with pytest.raises(ManifestError, match=f"{keys[0]}.ogg"):
+        DATASETS.get("openmic")(tmp_path)
+
+
+def test_magnatagatune_top_tags_drop_and_folder_split(tmp_path):
+    rng = np.random.default_rng(1)
+    tags = [f"tag{i}" for i in range(60)]
+    rows = []
+    for i, folder in enumerate("0123456789abcdef" * 2):
+        labels = (rng.random(60) < (np.linspace(0.9, 0.05, 60))).astype(int)
+        if i == 0:
+            labels[:] = 0  # no tag at all: dropped
+        rows.append([str(i)] + [str(v) for v in labels] + [f"{folder}/clip{i}.mp3"])
+        (tmp_path / folder).mkdir(exist_ok=True)
+        (tmp_path / folder / f"clip{i}.mp3").write_bytes(b"")
+    with open(tmp_path / "annotations_final.csv", "w", newline="") as fh:
+        w = csv.writer(fh, delimiter="\t")
+        w.writerow(["clip_id"] + tags + ["mp3_path"])
+        w.writerows(rows)
+    manifest = DATASETS.get("magnatagatune")(tmp_path)
+    counts = np.array([[int(v) for v in r[1:-1]] for r in rows]).sum(0)
+    assert len(manifest.classes) == 50 and set(manifest.classes) == {tags[i] for i in np.argsort(-counts, kind="stable")[:50]}
+    assert "0" not in {c.clip_id for c in manifest.clips}
+    splits = {c.audio_path[0]: c.split for c in manifest.clips}
+    assert splits["c"] == "valid" and splits["e"] == splits["f"] == "test" and splits["5"] == "train" and "d" not in splits
+
+
+def test_esc50_folds_single_label(tmp_path):
+    (tmp_path / "meta").mkdir()
+    (tmp_path / "audio").mkdir()
+    with open(tmp_path / "meta" / "esc50.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["filename", "fold", "target", "category", "esc10", "src_file", "take"])
+        for i in range(10):
+            name = f"{i % 5 + 1}-{i}-A-{i % 3}.wav"
+            w.writerow([name, i % 5 + 1, i % 3, ["dog", "rain", "bell"][i % 3], "False", i, "A"])
+            (tmp_path / "audio" / name).write_bytes(b"")
+    manifest = DATASETS.get("esc50")(tmp_path, test_fold=2)
+    assert manifest.classes == ["dog", "rain", "bell"]
+    assert {c.source["fold"] for c in manifest.split("test")} == {2}
+    assert {c.source["fold"] for c in manifest.split("valid")} == {3}
+    assert all(c.labels.sum() == 1 and c.mask.all() for c in manifest.clips)
+
+
+def test_fma_small_three_row_header(tmp_path):
+    (tmp_path / "fma_metadata").mkdir()
+    header = [["", "set", "set", "track"], ["", "split", "subset", "genre_top"], ["track_id", "", "", ""]]
+    body = [["2", "training", "small", "Hip-Hop"], ["5", "validation", "small", "Rock"], ["10", "test", "small", "Rock"],
+            ["11", "training", "medium", "Jazz"]]
+    with open(tmp_path / "fma_metadata" / "tracks.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows(header + body)
+    for tid in ("000002", "000005", "000010"):
+        (tmp_path / "fma_small" / tid[:3]).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "fma_small" / tid[:3] / f"{tid}.mp3").write_bytes(b"")
+    manifest = DATASETS.get("fma_small")(tmp_path)
+    assert manifest.classes == ["Hip-Hop", "Rock"]
+    assert [(c.clip_id, c.split) for c in manifest.clips] == [("000002", "train"), ("000005", "valid"), ("000010", "test")]
+
+
+def test_missing_dataset_files_say_what_to_download(tmp_path):
+    for name in ("openmic", "magnatagatune", "esc50", "fma_small"):
+        with pytest.raises(ManifestError, match="not found"):
+            DATASETS.get(name)(tmp_path)

@@ -1,0 +1,131 @@
+"""The Lightning system's loss composition, gradient routing and augmentation."""
+
+import json
+
+import pytest
+import torch
+
+from eastmir.config import load_config
+from eastmir.losses.distance_correlation import DistanceCorrelationLoss
+from eastmir.training.augment import mixup, spec_augment
+from eastmir.training.system import EastSystem
+
+
+def batch(n=6, classes=17, frames=200, dim=512, t=2):
+    return {"logmel": torch.randn(n, 96, frames), "embedding": torch.randn(n, t, dim),
+            "targets": (torch.rand(n, classes) < 0.3).float(), "mask": torch.rand(n, classes) < 0.7}
+
+
+def system_for(name, tmp_path, *overrides):
+    torch.manual_seed(0)
+    return EastSystem(load_config(f"synth/{name}", list(overrides), workdir=tmp_path), num_classes=17, embedding_dim=512)
+
+
+def test_all_stage_weights_are_normalised(tmp_path):
+    system = system_for("east_all", tmp_path)
+    assert system.stages == [0, 1, 2]
+    b = batch()
+    terms = system.losses(b)
+    out = system.student(b["logmel"])
+    per_stage = [DistanceCorrelationLoss()(s, b["embedding"]) for s in out.stages]
+    assert float(terms["feature"]) == pytest.approx(float(sum(per_stage) / 3), abs=1e-5)
+    lam = system.lam
+    assert float(terms["loss"]) == pytest.approx(float((1 - lam) * terms["pred"] + lam * terms["feature"]), abs=1e-5)
+
+
+def test_final_stage_only(tmp_path):
+    system = system_for("east_final", tmp_path)
+    assert system.stages == [2]
+
+
+def test_compression_gradients_reach_only_their_parts(tmp_path):
+    system = system_for("east_dc_linear", tmp_path)
+    b = batch()
+    b["embedding"].requires_grad_(True)
+    terms = system.losses(b)
+    terms["teacher"].backward(retain_graph=True)
+    transform = system.transforms[0]
+    assert transform.transform.weight.grad is not None and transform.head.weight.grad is not None
+    assert all(p.grad is None for p in system.student.parameters())  # L_teacher never reaches the student
+    assert b["embedding"].grad is None  # ... nor the teacher
+    system.zero_grad()
+    for p in transform.parameters():
+        p.grad = None
+    terms["feature"].backward()
+    assert all(p.grad is None for p in transform.parameters())  # the distance loss never reaches the transformation
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in system.student.parameters())
+    assert b["embedding"].grad is None
+
+
+def test_fitnet_linear_has_no_student_projection(tmp_path):
+    system = system_for("east_fitnet_linear", tmp_path)
+    assert isinstance(system.regularisers[0].projection, torch.nn.Identity)
+    plain = system_for("east_fitnet", tmp_path)
+    assert plain.regularisers[0].projection.weight.shape == (512, 256)
+    assert any(p is plain.regularisers[0].projection.weight for g in plain.configure_optimizers()["optimizer"].param_groups for p in g["params"])
+
+
+def test_east_kd_combines_weighted_kd_and_dc(tmp_path):
+    from tests.test_config import fake_teacher_run
+
+    fake_teacher_run(tmp_path / "runs" / "teacher_lr", 17, 512)
+    system = system_for("east_kd", tmp_path)
+    terms = system.losses(batch())
+    assert float(terms["reg"]) == pytest.approx(float(0.7 * terms["feature"] + 0.3 * terms["kd"]), abs=1e-6)
+    assert not any(p.requires_grad for p in system.teacher_head.parameters())
+
+
+def test_mixup_mixes_labels_and_takes_union_of_masks():
+    torch.manual_seed(1)
+    b = batch(n=8)
+    mixed = mixup(b, alpha=0.3)
+    assert mixed["logmel"].shape == b["logmel"].shape
+    assert (mixed["mask"] >= b["mask"]).all()  # known when either source is
+    assert ((mixed["targets"] >= 0) & (mixed["targets"] <= 1)).all()
+    assert not torch.equal(mixed["logmel"], b["logmel"])
+
+
+def test_spec_augment_masks_bands_within_limits():
+    torch.manual_seed(2)
+    x = torch.ones(16, 96, 300)
+    y = spec_augment(x, freq=48, time=100)
+    for sample in y:
+        zero_rows = (sample == 0).all(dim=1).sum()
+        zero_cols = (sample == 0).all(dim=0).sum()
+        assert zero_rows <= 48 and zero_cols <= 100
+    assert (y == 0).any()
+
+
+def test_single_label_task_trains_and_reports_accuracy(tmp_path):
+    """Single-label: one instrument per clip, fully labelled → softmax CE and accuracy."""
+    from eastmir.training.fit import fit
+
+    options = "{n_clips: 48, clip_seconds: 2.0, min_instruments: 1, max_instruments: 1, label_rate: 1.0, classes: [piano, drums, flute, violin]}"
+    cfg = load_config("synth/baseline", ["task=single_label", f"data.options={options}", "trainer.max_epochs=1", "name=single"], workdir=tmp_path)
+    metrics = json.loads((fit(cfg, progress=False) / "metrics.json").read_text())
+    assert set(metrics["test"]) == {"accuracy"} and 0.0 <= metrics["test"]["accuracy"] <= 1.0
+    assert any(p.name.startswith("best-") and "accuracy" in p.name for p in (tmp_path / "runs" / "single" / "checkpoints").iterdir())
+
+
+def test_frequency_jitter_uses_each_ends_own_range():
+    from eastmir.training.augment import jittered_range
+
+    g = torch.Generator().manual_seed(0)
+    only_fmax = [jittered_range(0.0, 14000.0, 0.0, 2000.0, 16000.0, g) for _ in range(200)]
+    assert all(lo == 0.0 for lo, _ in only_fmax)
+    highs = [hi for _, hi in only_fmax]
+    assert 12000 <= min(highs) < 12500 and 15500 < max(highs) <= 16000  # ±2 kHz, not the fmin range
+    only_fmin = [jittered_range(50.0, 14000.0, 20.0, 0.0, 16000.0, g) for _ in range(200)]
+    assert all(hi == 14000.0 for _, hi in only_fmin)
+    assert all(30.0 <= lo <= 70.0 for lo, _ in only_fmin)
+
+
+def test_jitter_computes_logmel_per_batch_from_waveforms(tmp_path):
+    system = system_for("baseline", tmp_path, "augment={fmin_jitter: 20, fmax_jitter: 2000}")
+    assert system.input_key == "waveform"
+    wave = {"waveform": torch.randn(4, 32000), "targets": torch.ones(4, 17), "mask": torch.ones(4, 17, dtype=torch.bool)}
+    a = system.with_logmel(wave, train=True)["logmel"]
+    b = system.with_logmel(wave, train=True)["logmel"]
+    assert a.shape == (4, 96, 101) and not torch.allclose(a, b)  # a new filterbank range each batch
+    e1, e2 = system.with_logmel(wave, train=False)["logmel"], system.with_logmel(wave, train=False)["logmel"]
+    assert torch.equal(e1, e2)  # evaluation uses the configured range
