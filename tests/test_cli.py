@@ -29,3 +29,18 @@ def test_demo_end_to_end_tiny(tmp_path, capsys):
     assert "EAsT_Final" in written and (tmp_path / "runs" / "demo_results.csv").exists()
     for cell in table[1].split("|")[4:7]:
         assert 0.0 <= float(cell) <= 1.0
+
+
+def test_demo_runs_any_system_by_name_and_its_prerequisites(tmp_path, capsys):
+    overrides = ["data.options.n_clips=40", "data.options.clip_seconds=2.0", "trainer.max_epochs=1"]
+    assert main(["demo", "--workdir", str(tmp_path), "--no-progress", "--systems", "east_kd", "east_dc_linear", "--set", *overrides]) == 0
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert [row.split("|")[1].strip() for row in table] == ["System", "EAsT_KD", "EAsT_DC + Linear"]
+    assert (tmp_path / "runs" / "teacher_lr" / "metrics.json").exists()  # KD's TeacherLR head was trained first
+
+
+def test_demo_rejects_unknown_system(tmp_path):
+    import pytest
+
+    with pytest.raises(SystemExit, match="valid: baseline"):
+        main(["demo", "--workdir", str(tmp_path), "--systems", "east_final_typo"])

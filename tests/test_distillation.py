@@ -26,7 +26,7 @@ def test_cosine_distance_difference_zero_for_scaled_copy_and_no_teacher_grad():
     x = torch.randn(6, 2, 5, requires_grad=True)
     t = (3 * x).detach().requires_grad_(True)
     loss = CosineDistanceDifference()(x, t)
-    assert float(loss) < 1e-6
+    assert loss.item() < 1e-6
     CosineDistanceDifference()(x, torch.randn(6, 2, 7, requires_grad=True)).backward()
     assert x.grad is not None
 
@@ -42,7 +42,7 @@ def test_fitnet_zero_for_identical_features_and_projects_otherwise():
     assert teacher.grad is None and fit.projection.weight.grad is not None
     with torch.no_grad():
         ref = ((fit.projection(x) - teacher) ** 2).mean()
-    assert float(loss) == pytest.approx(float(ref), rel=1e-6)
+    assert loss.item() == pytest.approx(float(ref), rel=1e-6)
 
 
 def test_binary_kd_hand_computed_with_tau_squared():

@@ -89,8 +89,8 @@ def load_teacher_head(run_dir: str | Path, num_classes: int, embedding_dim: int)
         head.head.load_state_dict({"weight": state["student.head.weight"], "bias": state["student.head.bias"]})
     except RuntimeError as err:
         raise ConfigError(f"{run_dir}: its TeacherLR head does not fit this run ({err})") from err
-    head.requires_grad_(False)
-    return head.eval()
+    head.requires_grad_(False)  # a frozen linear layer: no dropout or BN, so train/eval mode is moot
+    return head
 
 
 class EastSystem(L.LightningModule):

@@ -18,7 +18,7 @@ Example::
 
 from __future__ import annotations
 
-import math
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -349,8 +349,6 @@ def prepare(root: str | Path, progress: bool = True, **options) -> Manifest:
     root = Path(root)
     (root / "audio").mkdir(parents=True, exist_ok=True)
     settings_file = root / "synth_config.json"
-    import json
-
     settings = json.dumps(asdict(config), sort_keys=True)
     if settings_file.exists() and settings_file.read_text() != settings:
         if (root / MANIFEST_NAME).exists() or any((root / "audio").iterdir()):
