@@ -64,19 +64,16 @@ def teacher_store(config: dict, manifest: Manifest, progress: bool = True) -> Em
                               on_error=config["data"].get("on_error", "raise"), progress=progress)
 
 
-def student_inputs(config: dict, manifest: Manifest, progress: bool = True) -> tuple[str, Path | None, int | None]:
-    """Cache what the student reads; returns ``(input_key, cache folder, length along the last axis)``.
+def student_inputs(config: dict, manifest: Manifest, key: str, progress: bool = True) -> tuple[Path | None, int | None]:
+    """Cache the input ``key`` the system reads; returns ``(cache folder, length along the last axis)``.
 
-    Log-mel students get cached log-mels (``length`` in frames), waveform
-    students decoded audio at the front end's rate (``length`` in samples);
-    the TeacherLR probe reads the embeddings alone.
+    ``logmel``: cached log-mels (``length`` in frames); ``waveform``: decoded
+    audio at the front end's rate (``length`` in samples), for waveform
+    students and for a per-batch (jittered) log-mel; ``embedding`` (the
+    TeacherLR probe): nothing beyond the teacher embeddings.
     """
-    key = STUDENTS.get(config["student"]["name"]).input_key
-    aug = config.get("augment") or {}
-    if key == "logmel" and (aug.get("fmin_jitter") or aug.get("fmax_jitter")):
-        key = "waveform"  # the system computes a jittered log-mel per batch
     if key == "embedding":
-        return key, None, None
+        return None, None
     frontend = FrontendConfig(**config.get("frontend", {}))
     on_error = config["data"].get("on_error", "raise")
     seconds = config["data"].get("clip_seconds") or manifest.clips[0].duration
@@ -84,9 +81,9 @@ def student_inputs(config: dict, manifest: Manifest, progress: bool = True) -> t
         raise ConfigError("set data.clip_seconds: the manifest gives no clip duration")
     samples = int(round(seconds * frontend.sample_rate))
     if key == "logmel":
-        return key, compute_logmels(manifest, frontend, cache_root(config), on_error, progress), frontend.n_frames(samples)
+        return compute_logmels(manifest, frontend, cache_root(config), on_error, progress), frontend.n_frames(samples)
     if key == "waveform":
-        return key, compute_waveforms(manifest, frontend.sample_rate, cache_root(config), on_error, progress), samples
+        return compute_waveforms(manifest, frontend.sample_rate, cache_root(config), on_error, progress), samples
     raise ConfigError(f"student {config['student']['name']} reads {key!r}, which no cache provides")
 
 
@@ -130,17 +127,17 @@ def fit(config: dict, progress: bool = True, overwrite: bool = False) -> Path:
 
     manifest = prepare_dataset(config, progress)
     store = teacher_store(config, manifest, progress)
-    input_key, input_dir, length = student_inputs(config, manifest, progress)
+    system = EastSystem(config, num_classes=len(manifest.classes), embedding_dim=store.dim if store else None)
+    input_dir, length = student_inputs(config, manifest, system.input_key, progress)
     dm = ClipDataModule(
         {s: manifest.split(s) for s in ("train", "valid", "test")},
-        input_key, input_dir, length, store,
+        system.input_key, input_dir, length, store,
         batch_size=config["data"].get("batch_size", 16),
         num_workers=config["data"].get("num_workers", 0),
     )
     for split, n in dm.dropped.items():
         if n:
             print(f"warning: {n} {split} clip(s) left out (unreadable; see bad_clips.json in the cache)")
-    system = EastSystem(config, num_classes=len(manifest.classes), embedding_dim=store.dim if store else None)
 
     tcfg = config.get("trainer", {})
     metric = system.monitor  # val_mAP, or val_accuracy for single-label tasks
