@@ -93,5 +93,5 @@ def test_prepare_resumes_and_refuses_other_settings(tmp_path):
 def test_bad_options_are_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown classes"):
         prepare(tmp_path, progress=False, classes=["kazoo"])
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['n_clipz'\]; valid: n_clips"):
         prepare(tmp_path, progress=False, n_clipz=3)

@@ -19,7 +19,7 @@ Example::
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -345,6 +345,10 @@ def prepare(root: str | Path, progress: bool = True, **options) -> Manifest:
     Already-rendered clips are kept, so an interrupted run resumes. A root
     rendered with other settings is refused rather than mixed.
     """
+    valid = [f.name for f in fields(SynthConfig)]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ValueError(f"synth: unknown option(s) {unknown}; valid: {', '.join(valid)}")
     config = SynthConfig(**{k: tuple(v) if isinstance(v, list) and k != "classes" else v for k, v in options.items()})
     root = Path(root)
     (root / "audio").mkdir(parents=True, exist_ok=True)
