@@ -28,9 +28,9 @@ def test_all_stage_weights_are_normalised(tmp_path):
     terms = system.losses(b)
     out = system.student(b["logmel"])
     per_stage = [DistanceCorrelationLoss()(s, b["embedding"]) for s in out.stages]
-    assert float(terms["feature"]) == pytest.approx(float(sum(per_stage) / 3), abs=1e-5)
+    assert terms["feature"].item() == pytest.approx((sum(per_stage) / 3).item(), abs=1e-5)
     lam = system.lam
-    assert float(terms["loss"]) == pytest.approx(float((1 - lam) * terms["pred"] + lam * terms["feature"]), abs=1e-5)
+    assert terms["loss"].item() == pytest.approx(((1 - lam) * terms["pred"] + lam * terms["feature"]).item(), abs=1e-5)
 
 
 def test_final_stage_only(tmp_path):
