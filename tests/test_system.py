@@ -71,7 +71,7 @@ def test_east_kd_combines_weighted_kd_and_dc(tmp_path):
     fake_teacher_run(tmp_path / "runs" / "teacher_lr", 17, 512)
     system = system_for("east_kd", tmp_path)
     terms = system.losses(batch())
-    assert float(terms["reg"]) == pytest.approx(float(0.7 * terms["feature"] + 0.3 * terms["kd"]), abs=1e-6)
+    assert terms["reg"].item() == pytest.approx((0.7 * terms["feature"] + 0.3 * terms["kd"]).item(), abs=1e-6)
     assert not any(p.requires_grad for p in system.teacher_head.parameters())
 
 
