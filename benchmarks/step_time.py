@@ -29,6 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.test_config.fake_teacher_run
 
 from eastmir.config import load_config
+from eastmir.students.base import StudentOutput
 from eastmir.training.system import EastSystem
 
 SYSTEMS = ["baseline", "kd", "east_cos_diff", "east_final", "east_all", "east_kd", "east_fitnet", "east_fitnet_linear", "east_dc_linear"]
@@ -65,22 +66,9 @@ def added_cost(system: EastSystem, batch: dict, repeats: int = 20) -> float:
         stages = [s.clone().requires_grad_(True) for s in out.stages]
         logits = out.logits.clone().requires_grad_(True)
         start = time.perf_counter()
-        total = logits.new_zeros(())
-        for i, (s, reg) in enumerate(zip(system.stages, system.regularisers)):
-            target = batch["embedding"]
-            if len(system.transforms):
-                compact, t_logits = system.transforms[i](target)
-                total = total + system.prediction_loss(t_logits, batch)
-                target = compact.detach()
-            total = total + reg(stages[s], target)
-        if system.kd is not None:
-            from eastmir.losses.knowledge_distillation import knowledge_distillation
-
-            with torch.no_grad():
-                t_logits = system.teacher_head(batch["embedding"]).logits
-            total = total + knowledge_distillation(logits, t_logits, batch["mask"], system.kd["temperature"])
-        if total.requires_grad:
-            total.backward()
+        terms = system.distillation_terms(StudentOutput(logits, stages), batch)
+        if terms:
+            sum(terms.values()).backward()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 

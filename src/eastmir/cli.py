@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     ext.add_argument("--on-error", choices=("raise", "skip"), default="raise")
     ext.add_argument("--workdir")
 
-    feat = sub.add_parser("features", help="cache the log-mels a config's student reads (fit does this implicitly)")
+    feat = sub.add_parser("features", help="cache the inputs a config's student reads (fit does this implicitly)")
     feat.add_argument("--config", required=True)
     _add_common(feat)
 
@@ -76,16 +76,15 @@ def main(argv: list[str] | None = None) -> int:
         store = extract_embeddings(teacher, load_manifest(args.dataset), cache, batch_size=args.batch_size, on_error=args.on_error)
         print(f"embeddings in {store.folder} (dim {store.dim}, frame period {store.frame_seconds} s)")
     elif args.command == "features":
-        from eastmir.audio import FrontendConfig
         from eastmir.config import load_config
-        from eastmir.data.features import compute_logmels
-        from eastmir.training.fit import cache_root, prepare_dataset
+        from eastmir.training.fit import prepare_dataset, student_inputs
+        from eastmir.training.system import input_key_for
 
         config = load_config(args.config, args.overrides, workdir=_workdir(args.workdir))
         manifest = prepare_dataset(config, progress=not args.no_progress)
-        folder = compute_logmels(manifest, FrontendConfig(**config.get("frontend", {})), cache_root(config),
-                                 on_error=config["data"].get("on_error", "raise"), progress=not args.no_progress)
-        print(f"log-mels in {folder}")
+        key = input_key_for(config)
+        folder, _ = student_inputs(config, manifest, key, progress=not args.no_progress)
+        print(f"{key} cache: {folder}" if folder else "nothing to cache: this student reads the teacher embeddings")
     elif args.command == "fit":
         from eastmir.config import load_config
         from eastmir.training.fit import fit

@@ -48,6 +48,7 @@ from eastmir.losses.knowledge_distillation import knowledge_distillation
 from eastmir.losses.prediction import cross_entropy, masked_binary_cross_entropy
 from eastmir.metrics import MaskedMultilabelMetrics, SingleLabelMetrics
 from eastmir.registry import REGULARISERS, STUDENTS
+from eastmir.students.base import StudentOutput
 from eastmir.students.linear_probe import LinearProbe
 from eastmir.training.augment import jittered_range, mixup, spec_augment
 from eastmir.training.compression import TRANSFORMS
@@ -69,6 +70,17 @@ def resolve_stages(spec: Any, n_stages: int, student: str) -> list[int]:
             raise ConfigError(f"distillation.feature.stages: {student} has {n_stages} stages (0..{n_stages - 1} or -1..-{n_stages}), got {s!r}")
         out.append(s % n_stages)
     return sorted(set(out))
+
+
+def logmel_per_batch(config: dict) -> bool:
+    """A frequency jitter needs the log-mel computed per batch (from waveforms) by the system."""
+    aug = config.get("augment") or {}
+    return STUDENTS.get(config["student"]["name"]).input_key == "logmel" and bool(aug.get("fmin_jitter") or aug.get("fmax_jitter"))
+
+
+def input_key_for(config: dict) -> str:
+    """What a run's data module serves: the student's input, or waveforms when the log-mel is made per batch."""
+    return "waveform" if logmel_per_batch(config) else STUDENTS.get(config["student"]["name"]).input_key
 
 
 def load_teacher_head(run_dir: str | Path, num_classes: int, embedding_dim: int) -> LinearProbe:
@@ -131,12 +143,12 @@ class EastSystem(L.LightningModule):
             self.stages = resolve_stages(feature.pop("stages", [-1]), len(self.student.stage_dims), name)
             reg_name = feature.pop("name")
             compression = dict(dist.get("compression") or {})
+            kind = compression.get("name", "linear")
+            if compression and kind not in TRANSFORMS:
+                raise ConfigError(f"unknown compression {kind!r}; valid: {', '.join(TRANSFORMS)}")
             for s in self.stages:
                 width = self.student.stage_dims[s]
                 if compression:
-                    kind = compression.get("name", "linear")
-                    if kind not in TRANSFORMS:
-                        raise ConfigError(f"unknown compression {kind!r}; valid: {', '.join(TRANSFORMS)}")
                     self.transforms.append(TRANSFORMS[kind](embedding_dim, width, num_classes))
                 target_dim = width if compression else embedding_dim
                 self.regularisers.append(REGULARISERS.build(reg_name, student_dim=width, teacher_dim=target_dim, **feature))
@@ -154,18 +166,18 @@ class EastSystem(L.LightningModule):
         self.mixup_alpha = float(aug.get("mixup_alpha", 0.0))
         self.spec_augment = aug.get("spec_augment")
         self.jitter = (float(aug.get("fmin_jitter", 0.0)), float(aug.get("fmax_jitter", 0.0)))
-        # frequency jitter needs the log-mel per batch: the data module then serves waveforms
         self.frontend = None
-        if any(self.jitter) and self.student.input_key == "logmel":
+        if logmel_per_batch(config):
             self.frontend = LogMelFrontend(FrontendConfig(**config.get("frontend", {})))
-        metrics = MaskedMultilabelMetrics if self.task == "multilabel" else SingleLabelMetrics
-        self.val_metrics = metrics() if self.task == "multilabel" else metrics(num_classes)
-        self.test_metrics = metrics() if self.task == "multilabel" else metrics(num_classes)
+        def metrics():
+            return MaskedMultilabelMetrics() if self.task == "multilabel" else SingleLabelMetrics(num_classes)
+
+        self.val_metrics, self.test_metrics = metrics(), metrics()
 
     @property
     def input_key(self) -> str:
-        """What the data module must serve: the student's input, or waveforms for an on-the-fly front end."""
-        return "waveform" if self.frontend is not None else self.student.input_key
+        """What the data module must serve (:func:`input_key_for`)."""
+        return input_key_for(self.config)
 
     def with_logmel(self, batch: dict[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
         """Compute the log-mel from ``batch["waveform"]`` when the front end runs per batch (jittered in training)."""
@@ -192,16 +204,14 @@ class EastSystem(L.LightningModule):
             return masked_binary_cross_entropy(logits, batch["targets"], batch["mask"])
         return cross_entropy(logits, batch["targets"])
 
-    def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Every loss term of one batch: ``pred``, ``reg``, ``feature``, ``kd``, ``teacher``, ``loss``."""
-        batch = self.with_logmel(batch, train=self.training)
-        out = self.student(batch[self.student.input_key])
-        pred = self.prediction_loss(out.logits, batch)
-        terms: dict[str, torch.Tensor] = {"pred": pred}
-        reg = pred.new_zeros(())
+    def distillation_terms(self, out: StudentOutput, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The teacher-side terms for a student output: ``feature`` (mean over the
+        regularised stages), ``teacher`` (``L_teacher`` of the compression) and ``kd``;
+        only those the config asks for."""
+        terms: dict[str, torch.Tensor] = {}
         if self.regularisers:
-            feature, teacher_loss = pred.new_zeros(()), pred.new_zeros(())
-            for i, (s, regulariser) in enumerate(zip(self.stages, self.regularisers)):
+            feature, teacher_loss = out.logits.new_zeros(()), out.logits.new_zeros(())
+            for i, (s, regulariser) in enumerate(zip(self.stages, self.regularisers, strict=True)):
                 target = batch["embedding"]
                 if len(self.transforms):
                     compact, teacher_logits = self.transforms[i](target)
@@ -209,7 +219,6 @@ class EastSystem(L.LightningModule):
                     target = compact.detach()  # the distance loss never updates the transformation
                 feature = feature + regulariser(out.stages[s], target)
             terms["feature"] = feature / len(self.stages)
-            reg = reg + self.feature_weight * terms["feature"]
             if len(self.transforms):
                 terms["teacher"] = teacher_loss / len(self.stages)
         if self.kd is not None:
@@ -217,6 +226,18 @@ class EastSystem(L.LightningModule):
                 teacher_logits = self.teacher_head(batch["embedding"]).logits
             terms["kd"] = knowledge_distillation(out.logits, teacher_logits, batch["mask"], self.kd["temperature"],
                                                  single_label=self.task == "single_label", hard=self.kd["hard"])
+        return terms
+
+    def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Every loss term of one batch: ``pred``, ``reg``, ``feature``, ``kd``, ``teacher``, ``loss``."""
+        batch = self.with_logmel(batch, train=self.training)
+        out = self.student(batch[self.student.input_key])
+        pred = self.prediction_loss(out.logits, batch)
+        terms: dict[str, torch.Tensor] = {"pred": pred, **self.distillation_terms(out, batch)}
+        reg = pred.new_zeros(())
+        if "feature" in terms:
+            reg = reg + self.feature_weight * terms["feature"]
+        if "kd" in terms:
             reg = reg + self.kd["weight"] * terms["kd"]
         loss = pred
         if self.regularisers or self.kd is not None:

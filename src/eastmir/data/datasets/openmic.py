@@ -69,9 +69,10 @@ def prepare(root: str | Path, progress: bool = True, valid_fraction: float = 0.1
     if export_vggish:
         out = root / "embeddings" / "vggish"
         out.mkdir(parents=True, exist_ok=True)
-        for key in keys:
+        frames = data["X"]  # an npz entry is decompressed on every access: read it once
+        for i, key in enumerate(keys):
             if not (out / f"{key}.npy").exists():
-                save_npy_atomic(out / f"{key}.npy", data["X"][index[key]])
+                save_npy_atomic(out / f"{key}.npy", frames[i])
     manifest = Manifest("openmic", classes, clips, root)
     manifest.save()
     return manifest
