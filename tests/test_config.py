@@ -84,6 +84,7 @@ def test_student_of_another_name_replaces_rather_than_merges(tmp_path):
         (["distillation.kd={weight: 0.3}"], "teacher_run"),
         (["distillation.compresion={name: linear}"], "unknown keys"),
         (["task=regression"], "task must be one of"),
+        (["frontend.n_mels=128"], "student.n_mels is 96 but the front end makes 128"),
     ],
 )
 def test_impossible_configs_fail_clearly(tmp_path, overrides, message):

@@ -102,6 +102,10 @@ def validate(config: dict) -> None:
     DATASETS.get(config["data"]["dataset"])
     if config.get("teacher"):
         TEACHERS.get(config["teacher"]["name"])
+    student_mels = config["student"].get("n_mels")
+    frontend_mels = (config.get("frontend") or {}).get("n_mels", FrontendConfig().n_mels)
+    if student_mels is not None and student_mels != frontend_mels:
+        raise ConfigError(f"{config['name']}: student.n_mels is {student_mels} but the front end makes {frontend_mels} mel bands")
     if "regulariser" in config:
         raise ConfigError("`regulariser:` is now `distillation: {lambda, feature: {name, stages, weight}}`")
     dist = config.get("distillation") or {}
