@@ -32,7 +32,17 @@ from eastmir.config import load_config
 from eastmir.students.base import StudentOutput
 from eastmir.training.system import EastSystem
 
-SYSTEMS = ["baseline", "kd", "east_cos_diff", "east_final", "east_all", "east_kd", "east_fitnet", "east_fitnet_linear", "east_dc_linear"]
+SYSTEMS = [
+    "baseline",
+    "kd",
+    "east_cos_diff",
+    "east_final",
+    "east_all",
+    "east_kd",
+    "east_fitnet",
+    "east_fitnet_linear",
+    "east_dc_linear",
+]
 STUDENTS = {  # student config, input (mels, frames), teacher frames
     "mobile_fcn": ({"name": "mobile_fcn", "n_mels": 96}, (96, 500), 5),
     "cp_resnet": ({"name": "cp_resnet", "rho": 7, "base_channels": 128}, (128, 250), 3),
@@ -87,8 +97,12 @@ def main() -> None:
         for student_name in args.students:
             student, (mels, frames), t_frames = STUDENTS[student_name]
             g = torch.Generator().manual_seed(0)
-            batch = {"logmel": torch.randn(BATCH, mels, frames, generator=g), "embedding": torch.randn(BATCH, t_frames, DIM, generator=g),
-                     "targets": (torch.rand(BATCH, CLASSES, generator=g) < 0.3).float(), "mask": torch.rand(BATCH, CLASSES, generator=g) < 0.7}
+            batch = {
+                "logmel": torch.randn(BATCH, mels, frames, generator=g),
+                "embedding": torch.randn(BATCH, t_frames, DIM, generator=g),
+                "targets": (torch.rand(BATCH, CLASSES, generator=g) < 0.3).float(),
+                "mask": torch.rand(BATCH, CLASSES, generator=g) < 0.7,
+            }
             systems = {n: build(n, student, work) for n in SYSTEMS}
             optims = {n: s.configure_optimizers()["optimizer"] for n, s in systems.items()}
             for n in SYSTEMS:  # warm-up
@@ -99,15 +113,19 @@ def main() -> None:
                 for n in order:
                     times[n].append(train_step(systems[n], optims[n], batch))
             base = statistics.median(times["baseline"])
-            print(f"\n### {student_name}: batch {BATCH} × {mels} mels × {frames} frames, teacher {t_frames} × {DIM}; "
-                  f"Baseline step {base * 1000:.0f} ms (median of {args.rounds})\n")
+            print(
+                f"\n### {student_name}: batch {BATCH} × {mels} mels × {frames} frames, teacher {t_frames} × {DIM}; "
+                f"Baseline step {base * 1000:.0f} ms (median of {args.rounds})\n"
+            )
             print("| system | step (ms) | paired ratio vs Baseline | added cost alone (ms) | added / Baseline step |")
             print("|---|---:|---:|---:|---:|")
             for n in SYSTEMS:
                 ratio = statistics.median(t / b for t, b in zip(times[n], times["baseline"]))
                 extra = added_cost(systems[n], batch) if n != "baseline" else 0.0
                 name = systems[n].config.get("system", n)
-                print(f"| {name} | {statistics.median(times[n]) * 1000:.0f} | {ratio:.3f} | {extra * 1000:.1f} | {100 * extra / base:.2f} % |")
+                print(
+                    f"| {name} | {statistics.median(times[n]) * 1000:.0f} | {ratio:.3f} | {extra * 1000:.1f} | {100 * extra / base:.2f} % |"
+                )
 
 
 if __name__ == "__main__":

@@ -3,7 +3,13 @@ import pytest
 import torch
 
 from eastmir.teachers.aisfx import (
-    AISFX_WEIGHTS, BLOCK, AisfxEmbeddingNet, AisfxFrontend, AisfxTeacher, load_aisfx_state, to_blocks,
+    AISFX_WEIGHTS,
+    BLOCK,
+    AisfxEmbeddingNet,
+    AisfxFrontend,
+    AisfxTeacher,
+    load_aisfx_state,
+    to_blocks,
 )
 from eastmir.teachers.base import EmbeddingStore
 from eastmir.teachers.weights import WeightsUnavailable, fetch_wheel_member

@@ -3,7 +3,15 @@ import pytest
 import soundfile as sf
 import torch
 
-from eastmir.audio import AudioDecodeError, FrontendConfig, LogMelFrontend, hz_to_mel, load_audio, mel_filterbank, mel_to_hz
+from eastmir.audio import (
+    AudioDecodeError,
+    FrontendConfig,
+    LogMelFrontend,
+    hz_to_mel,
+    load_audio,
+    mel_filterbank,
+    mel_to_hz,
+)
 from tests.conftest import DATA
 
 

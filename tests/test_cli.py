@@ -4,7 +4,9 @@ from eastmir.cli import main
 
 
 def test_data_prepare_synth(tmp_path, capsys):
-    assert main(["data", "prepare", "synth", "--root", str(tmp_path / "s"), "--set", "n_clips=5", "clip_seconds=1.0"]) == 0
+    assert (
+        main(["data", "prepare", "synth", "--root", str(tmp_path / "s"), "--set", "n_clips=5", "clip_seconds=1.0"]) == 0
+    )
     out = capsys.readouterr().out
     assert "5 clips" in out and "17 classes" in out
     blob = json.loads((tmp_path / "s" / "manifest.json").read_text())
@@ -33,7 +35,22 @@ def test_demo_end_to_end_tiny(tmp_path, capsys):
 
 def test_demo_runs_any_system_by_name_and_its_prerequisites(tmp_path, capsys):
     overrides = ["data.options.n_clips=40", "data.options.clip_seconds=2.0", "trainer.max_epochs=1"]
-    assert main(["demo", "--workdir", str(tmp_path), "--no-progress", "--systems", "east_kd", "east_dc_linear", "--set", *overrides]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "--workdir",
+                str(tmp_path),
+                "--no-progress",
+                "--systems",
+                "east_kd",
+                "east_dc_linear",
+                "--set",
+                *overrides,
+            ]
+        )
+        == 0
+    )
     table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
     assert [row.split("|")[1].strip() for row in table] == ["System", "EAsT_KD", "EAsT_DC + Linear"]
     assert (tmp_path / "runs" / "teacher_lr" / "metrics.json").exists()  # KD's TeacherLR head was trained first

@@ -10,7 +10,8 @@ from eastmir.training.fit import validate
 from eastmir.training.system import EastSystem
 
 SHIPPED = sorted(
-    p for p in shipped_config_dir().rglob("*.yaml")
+    p
+    for p in shipped_config_dir().rglob("*.yaml")
     if p.stem != "base" and not any(part.startswith("_") for part in p.relative_to(shipped_config_dir()).parts)
 )
 N_CLASSES = {"synth": 17, "openmic": 20, "magnatagatune": 50}
@@ -21,7 +22,9 @@ def fake_teacher_run(run_dir, num_classes, dim):
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     state = {"student.head.weight": torch.randn(num_classes, dim) * 0.1, "student.head.bias": torch.zeros(num_classes)}
     torch.save({"state_dict": state}, run_dir / "checkpoints" / "best.ckpt")
-    (run_dir / "metrics.json").write_text(json.dumps({"student": "linear_probe", "best_checkpoint": "checkpoints/best.ckpt"}))
+    (run_dir / "metrics.json").write_text(
+        json.dumps({"student": "linear_probe", "best_checkpoint": "checkpoints/best.ckpt"})
+    )
 
 
 def generated_batch(config, num_classes, dim, n=3, max_seconds=2.0):
@@ -32,8 +35,11 @@ def generated_batch(config, num_classes, dim, n=3, max_seconds=2.0):
     teacher = config.get("teacher") or {}
     frame = teacher.get("frame_seconds", 1.16)
     frames = max(1, int(seconds / frame)) if frame else 1
-    batch = {"targets": (torch.rand(n, num_classes) < 0.3).float(), "mask": torch.rand(n, num_classes) < 0.7,
-             "embedding": torch.randn(n, frames, dim)}
+    batch = {
+        "targets": (torch.rand(n, num_classes) < 0.3).float(),
+        "mask": torch.rand(n, num_classes) < 0.7,
+        "embedding": torch.randn(n, frames, dim),
+    }
     if key == "logmel":
         batch["logmel"] = torch.randn(n, front.n_mels, front.n_frames(samples))
     elif key == "waveform":
@@ -79,7 +85,10 @@ def test_student_of_another_name_replaces_rather_than_merges(tmp_path):
     [
         (["distillation.feature.stages=[5]"], "has 3 stages"),
         (["distillation.lambda=1.5"], r"must lie in \[0, 1\]"),
-        (["distillation.feature.name=distance_corr"], "valid regularisers: cosine_distance_difference, distance_correlation, fitnet"),
+        (
+            ["distillation.feature.name=distance_corr"],
+            "valid regularisers: cosine_distance_difference, distance_correlation, fitnet",
+        ),
         (["student.name=resnet9000"], "valid students"),
         (["distillation.kd={weight: 0.3}"], "teacher_run"),
         (["distillation.compresion={name: linear}"], "unknown keys"),

@@ -56,10 +56,14 @@ def test_magnatagatune_top_tags_drop_and_folder_split(tmp_path):
         w.writerows(rows)
     manifest = DATASETS.get("magnatagatune")(tmp_path)
     counts = np.array([[int(v) for v in r[1:-1]] for r in rows]).sum(0)
-    assert len(manifest.classes) == 50 and set(manifest.classes) == {tags[i] for i in np.argsort(-counts, kind="stable")[:50]}
+    assert len(manifest.classes) == 50 and set(manifest.classes) == {
+        tags[i] for i in np.argsort(-counts, kind="stable")[:50]
+    }
     assert "0" not in {c.clip_id for c in manifest.clips}
     splits = {c.audio_path[0]: c.split for c in manifest.clips}
-    assert splits["c"] == "valid" and splits["e"] == splits["f"] == "test" and splits["5"] == "train" and "d" not in splits
+    assert (
+        splits["c"] == "valid" and splits["e"] == splits["f"] == "test" and splits["5"] == "train" and "d" not in splits
+    )
 
 
 def test_esc50_folds_single_label(tmp_path):
@@ -82,8 +86,12 @@ def test_esc50_folds_single_label(tmp_path):
 def test_fma_small_three_row_header(tmp_path):
     (tmp_path / "fma_metadata").mkdir()
     header = [["", "set", "set", "track"], ["", "split", "subset", "genre_top"], ["track_id", "", "", ""]]
-    body = [["2", "training", "small", "Hip-Hop"], ["5", "validation", "small", "Rock"], ["10", "test", "small", "Rock"],
-            ["11", "training", "medium", "Jazz"]]
+    body = [
+        ["2", "training", "small", "Hip-Hop"],
+        ["5", "validation", "small", "Rock"],
+        ["10", "test", "small", "Rock"],
+        ["11", "training", "medium", "Jazz"],
+    ]
     with open(tmp_path / "fma_metadata" / "tracks.csv", "w", newline="") as fh:
         csv.writer(fh).writerows(header + body)
     for tid in ("000002", "000005", "000010"):
@@ -91,7 +99,11 @@ def test_fma_small_three_row_header(tmp_path):
         (tmp_path / "fma_small" / tid[:3] / f"{tid}.mp3").write_bytes(b"")
     manifest = DATASETS.get("fma_small")(tmp_path)
     assert manifest.classes == ["Hip-Hop", "Rock"]
-    assert [(c.clip_id, c.split) for c in manifest.clips] == [("000002", "train"), ("000005", "valid"), ("000010", "test")]
+    assert [(c.clip_id, c.split) for c in manifest.clips] == [
+        ("000002", "train"),
+        ("000005", "valid"),
+        ("000010", "test"),
+    ]
 
 
 def test_missing_dataset_files_say_what_to_download(tmp_path):

@@ -10,7 +10,10 @@ from eastmir.demo import run_demo
 @pytest.mark.slow
 def test_full_demo_baseline_is_informative(tmp_path):
     run_demo(tmp_path, progress=False)
-    results = {d: json.loads((tmp_path / "runs" / d / "metrics.json").read_text())["test"] for d in ("baseline", "teacher_lr", "east_final")}
+    results = {
+        d: json.loads((tmp_path / "runs" / d / "metrics.json").read_text())["test"]
+        for d in ("baseline", "teacher_lr", "east_final")
+    }
     # the synth task is calibrated to be far from chance and from the ceiling
     assert 0.5 < results["baseline"]["mAP"] < 0.9
     assert results["teacher_lr"]["mAP"] > 0.5

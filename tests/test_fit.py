@@ -37,7 +37,9 @@ def test_fit_smoke_each_demo_system(name, small_synth, small_synth_embeddings, w
 
 
 def test_teacher_lr_on_aisfx_is_clearly_above_chance(small_synth, small_synth_embeddings, workdir):
-    cfg = small_config("teacher_lr", workdir, "name=teacher_lr_long", "trainer.max_epochs=60", "trainer.early_stop_patience=10")
+    cfg = small_config(
+        "teacher_lr", workdir, "name=teacher_lr_long", "trainer.max_epochs=60", "trainer.early_stop_patience=10"
+    )
     metrics = json.loads((fit(cfg, progress=False) / "metrics.json").read_text())
     labels, mask = small_synth.labels(small_synth.split("test"))
     chance = np.mean([labels[mask[:, c], c].mean() for c in range(labels.shape[1]) if labels[mask[:, c], c].any()])
@@ -89,7 +91,9 @@ def test_bad_clip_skipped_and_reported_when_asked(small_synth, tmp_path, capsys)
 
 
 def test_fit_with_frequency_jitter_reads_cached_waveforms(small_synth, workdir):
-    cfg = small_config("baseline", workdir, "name=jitter", "augment={fmin_jitter: 20, fmax_jitter: 2000, mixup_alpha: 0.3}")
+    cfg = small_config(
+        "baseline", workdir, "name=jitter", "augment={fmin_jitter: 20, fmax_jitter: 2000, mixup_alpha: 0.3}"
+    )
     metrics = json.loads((fit(cfg, progress=False) / "metrics.json").read_text())
     assert 0.0 <= metrics["test"]["mAP"] <= 1.0
     assert any((workdir / "cache" / "waveform" / "synth").iterdir())

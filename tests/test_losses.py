@@ -26,7 +26,9 @@ def test_loss_is_one_minus_mean_over_aligned_frames():
     t = torch.from_numpy(rng.standard_normal((12, 4, 24)).astype(np.float32))
     loss = DistanceCorrelationLoss()(s, t)
     # student frame k is repeated twice: frames (0, 0, 1, 1) against teacher 0..3
-    ref = np.mean([1 - dcor.distance_correlation_sqr(s[:, k // 2].double().numpy(), t[:, k].double().numpy()) for k in range(4)])
+    ref = np.mean(
+        [1 - dcor.distance_correlation_sqr(s[:, k // 2].double().numpy(), t[:, k].double().numpy()) for k in range(4)]
+    )
     assert abs(float(loss) - ref) < 1e-5
 
 
@@ -94,6 +96,8 @@ def test_masked_entries_change_nothing():
     targets = (torch.rand(10, 4) < 0.5).float()
     mask = torch.rand(10, 4) < 0.5
     other = torch.where(mask, targets, 1 - targets)  # flip every unlabelled target
-    assert torch.equal(masked_binary_cross_entropy(logits, targets, mask), masked_binary_cross_entropy(logits, other, mask))
+    assert torch.equal(
+        masked_binary_cross_entropy(logits, targets, mask), masked_binary_cross_entropy(logits, other, mask)
+    )
     no_label = masked_binary_cross_entropy(logits, targets, torch.zeros_like(mask))
     assert float(no_label) == 0.0

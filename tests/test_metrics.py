@@ -61,9 +61,14 @@ def test_defined_when_a_class_has_no_negative_or_no_positive():
 
     (t0, p0), (t3, p3) = sel(0), sel(3)
     # mAP over classes with a positive (0 and 3), ROC-AUC over classes with both (3)
-    assert out["mAP"] == pytest.approx((average_precision_score(t0, p0) + average_precision_score(t3, p3)) / 2, abs=1e-6)
+    assert out["mAP"] == pytest.approx(
+        (average_precision_score(t0, p0) + average_precision_score(t3, p3)) / 2, abs=1e-6
+    )
     assert out["roc_auc"] == pytest.approx(roc_auc_score(t3, p3), abs=1e-6)
-    f1 = [f1_score(t, p > 0.4, average="macro", labels=[False, True], zero_division=1.0) for t, p in (sel(0), sel(1), sel(3))]
+    f1 = [
+        f1_score(t, p > 0.4, average="macro", labels=[False, True], zero_division=1.0)
+        for t, p in (sel(0), sel(1), sel(3))
+    ]
     assert f1[1] == 1.0  # class 1: nothing to find and nothing wrongly found
     assert out["f1"] == pytest.approx(np.mean(f1), abs=1e-9)
 
@@ -73,7 +78,7 @@ def test_torchmetrics_wrapper_accumulates_batches():
     logits = torch.logit(probs.clamp(1e-6, 1 - 1e-6))
     metric = MaskedMultilabelMetrics()
     for chunk in range(0, 300, 64):
-        metric.update(logits[chunk:chunk + 64], targets[chunk:chunk + 64], mask[chunk:chunk + 64])
+        metric.update(logits[chunk : chunk + 64], targets[chunk : chunk + 64], mask[chunk : chunk + 64])
     whole = masked_metrics(torch.sigmoid(logits), targets, mask)
     got = metric.compute()
     for k in whole:

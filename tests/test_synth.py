@@ -1,22 +1,59 @@
-
 import numpy as np
 import pytest
 
-from eastmir.data.datasets.synth import CLASSES, INSTRUMENTS, Note, Part, SynthConfig, plan_clip, prepare, render_clip, render_part
+from eastmir.data.datasets.synth import (
+    CLASSES,
+    INSTRUMENTS,
+    Note,
+    Part,
+    SynthConfig,
+    plan_clip,
+    prepare,
+    render_clip,
+    render_part,
+)
 from eastmir.data.manifest import load_manifest
 
 
 def test_at_least_twelve_openmic_classes():
-    openmic = {"accordion", "banjo", "bass", "cello", "clarinet", "cymbals", "drums", "flute", "guitar",
-               "mallet_percussion", "mandolin", "organ", "piano", "saxophone", "synthesizer", "trombone",
-               "trumpet", "ukulele", "violin", "voice"}
+    openmic = {
+        "accordion",
+        "banjo",
+        "bass",
+        "cello",
+        "clarinet",
+        "cymbals",
+        "drums",
+        "flute",
+        "guitar",
+        "mallet_percussion",
+        "mandolin",
+        "organ",
+        "piano",
+        "saxophone",
+        "synthesizer",
+        "trombone",
+        "trumpet",
+        "ukulele",
+        "violin",
+        "voice",
+    }
     assert len(CLASSES) >= 12 and set(CLASSES) <= openmic
 
 
 @pytest.mark.parametrize("label", ["piano", "drums", "flute", "bass"])
 def test_one_instrument_clip_is_audible_and_labelled_exactly(tmp_path, label):
-    manifest = prepare(tmp_path / label, progress=False, n_clips=3, clip_seconds=2.0, classes=[label, "violin", "organ"],
-                       min_instruments=1, max_instruments=1, label_rate=1.0, seed=5)
+    manifest = prepare(
+        tmp_path / label,
+        progress=False,
+        n_clips=3,
+        clip_seconds=2.0,
+        classes=[label, "violin", "organ"],
+        min_instruments=1,
+        max_instruments=1,
+        label_rate=1.0,
+        seed=5,
+    )
     for clip in manifest.clips:
         present = [p["class"] for p in clip.source["parts"]]
         assert len(present) == 1

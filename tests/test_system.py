@@ -12,13 +12,19 @@ from eastmir.training.system import EastSystem
 
 
 def batch(n=6, classes=17, frames=200, dim=512, t=2):
-    return {"logmel": torch.randn(n, 96, frames), "embedding": torch.randn(n, t, dim),
-            "targets": (torch.rand(n, classes) < 0.3).float(), "mask": torch.rand(n, classes) < 0.7}
+    return {
+        "logmel": torch.randn(n, 96, frames),
+        "embedding": torch.randn(n, t, dim),
+        "targets": (torch.rand(n, classes) < 0.3).float(),
+        "mask": torch.rand(n, classes) < 0.7,
+    }
 
 
 def system_for(name, tmp_path, *overrides):
     torch.manual_seed(0)
-    return EastSystem(load_config(f"synth/{name}", list(overrides), workdir=tmp_path), num_classes=17, embedding_dim=512)
+    return EastSystem(
+        load_config(f"synth/{name}", list(overrides), workdir=tmp_path), num_classes=17, embedding_dim=512
+    )
 
 
 def test_all_stage_weights_are_normalised(tmp_path):
@@ -62,7 +68,11 @@ def test_fitnet_linear_has_no_student_projection(tmp_path):
     assert isinstance(system.regularisers[0].projection, torch.nn.Identity)
     plain = system_for("east_fitnet", tmp_path)
     assert plain.regularisers[0].projection.weight.shape == (512, 256)
-    assert any(p is plain.regularisers[0].projection.weight for g in plain.configure_optimizers()["optimizer"].param_groups for p in g["params"])
+    assert any(
+        p is plain.regularisers[0].projection.weight
+        for g in plain.configure_optimizers()["optimizer"].param_groups
+        for p in g["params"]
+    )
 
 
 def test_east_kd_combines_weighted_kd_and_dc(tmp_path):
@@ -101,10 +111,17 @@ def test_single_label_task_trains_and_reports_accuracy(tmp_path):
     from eastmir.training.fit import fit
 
     options = "{n_clips: 48, clip_seconds: 2.0, min_instruments: 1, max_instruments: 1, label_rate: 1.0, classes: [piano, drums, flute, violin]}"
-    cfg = load_config("synth/baseline", ["task=single_label", f"data.options={options}", "trainer.max_epochs=1", "name=single"], workdir=tmp_path)
+    cfg = load_config(
+        "synth/baseline",
+        ["task=single_label", f"data.options={options}", "trainer.max_epochs=1", "name=single"],
+        workdir=tmp_path,
+    )
     metrics = json.loads((fit(cfg, progress=False) / "metrics.json").read_text())
     assert set(metrics["test"]) == {"accuracy"} and 0.0 <= metrics["test"]["accuracy"] <= 1.0
-    assert any(p.name.startswith("best-") and "accuracy" in p.name for p in (tmp_path / "runs" / "single" / "checkpoints").iterdir())
+    assert any(
+        p.name.startswith("best-") and "accuracy" in p.name
+        for p in (tmp_path / "runs" / "single" / "checkpoints").iterdir()
+    )
 
 
 def test_frequency_jitter_uses_each_ends_own_range():
@@ -123,7 +140,11 @@ def test_frequency_jitter_uses_each_ends_own_range():
 def test_jitter_computes_logmel_per_batch_from_waveforms(tmp_path):
     system = system_for("baseline", tmp_path, "augment={fmin_jitter: 20, fmax_jitter: 2000}")
     assert system.input_key == "waveform"
-    wave = {"waveform": torch.randn(4, 32000), "targets": torch.ones(4, 17), "mask": torch.ones(4, 17, dtype=torch.bool)}
+    wave = {
+        "waveform": torch.randn(4, 32000),
+        "targets": torch.ones(4, 17),
+        "mask": torch.ones(4, 17, dtype=torch.bool),
+    }
     a = system.with_logmel(wave, train=True)["logmel"]
     b = system.with_logmel(wave, train=True)["logmel"]
     assert a.shape == (4, 96, 101) and not torch.allclose(a, b)  # a new filterbank range each batch

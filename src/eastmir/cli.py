@@ -15,7 +15,14 @@ def _workdir(value: str | None) -> Path:
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workdir", help="where data, caches and runs go (default $EASTMIR_WORKDIR or ./eastmir-work)")
-    p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE", help="override config values, e.g. trainer.max_epochs=5")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override config values, e.g. trainer.max_epochs=5",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
 
 
@@ -27,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     prep = data.add_parser("prepare", help="write a dataset's manifest (synth: render it)")
     prep.add_argument("name")
     prep.add_argument("--root", required=True, help="dataset folder")
-    prep.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE", help="dataset options, e.g. n_clips=200")
+    prep.add_argument(
+        "--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE", help="dataset options, e.g. n_clips=200"
+    )
 
     ext = sub.add_parser("extract", help="cache a teacher's embeddings for a dataset")
     ext.add_argument("--teacher", required=True)
@@ -51,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("runs", nargs="+", help="run directories")
     rep.add_argument("--csv", help="also write a CSV here")
 
-    demo = sub.add_parser("demo", help="render synth, extract aiSFX, train Baseline/TeacherLR/EAsT_Final, print the table")
+    demo = sub.add_parser(
+        "demo", help="render synth, extract aiSFX, train Baseline/TeacherLR/EAsT_Final, print the table"
+    )
     demo.add_argument("--systems", nargs="+", help="systems to run (default: baseline teacher_lr east_final)")
     _add_common(demo)
     return parser
@@ -65,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
 
         manifest = DATASETS.get(args.name)(Path(args.root), **parse_overrides(args.overrides))
         counts = {s: len(manifest.split(s)) for s in ("train", "valid", "test")}
-        print(f"{manifest.root / 'manifest.json'}: {len(manifest.clips)} clips {counts}, {len(manifest.classes)} classes")
+        print(
+            f"{manifest.root / 'manifest.json'}: {len(manifest.clips)} clips {counts}, {len(manifest.classes)} classes"
+        )
     elif args.command == "extract":
         from eastmir.data.manifest import load_manifest
         from eastmir.registry import TEACHERS
@@ -73,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
 
         cache = Path(args.cache_dir) if args.cache_dir else _workdir(args.workdir) / "cache"
         teacher = TEACHERS.build(args.teacher, weights_dir=args.weights_dir, cache_dir=str(cache))
-        store = extract_embeddings(teacher, load_manifest(args.dataset), cache, batch_size=args.batch_size, on_error=args.on_error)
+        store = extract_embeddings(
+            teacher, load_manifest(args.dataset), cache, batch_size=args.batch_size, on_error=args.on_error
+        )
         print(f"embeddings in {store.folder} (dim {store.dim}, frame period {store.frame_seconds} s)")
     elif args.command == "features":
         from eastmir.config import load_config

@@ -29,7 +29,12 @@ def deep_merge(base: dict, override: dict) -> dict:
     out = copy.deepcopy(base)
     for key, value in override.items():
         old = out.get(key)
-        renamed = isinstance(value, dict) and isinstance(old, dict) and "name" in value and old.get("name", value["name"]) != value["name"]
+        renamed = (
+            isinstance(value, dict)
+            and isinstance(old, dict)
+            and "name" in value
+            and old.get("name", value["name"]) != value["name"]
+        )
         if isinstance(value, dict) and isinstance(old, dict) and not renamed:
             out[key] = deep_merge(out[key], value)
         else:
@@ -47,7 +52,9 @@ def find_config(name_or_path: str | Path) -> Path:
     path = Path(name_or_path)
     if path.is_file():
         return path
-    shipped = shipped_config_dir() / (str(name_or_path) if str(name_or_path).endswith(".yaml") else f"{name_or_path}.yaml")
+    shipped = shipped_config_dir() / (
+        str(name_or_path) if str(name_or_path).endswith(".yaml") else f"{name_or_path}.yaml"
+    )
     if shipped.is_file():
         return shipped
     raise ConfigError(f"{name_or_path}: no such config file (nor a shipped config under {shipped_config_dir()})")

@@ -23,8 +23,12 @@ def available_systems() -> list[str]:
     return sorted(p.stem for p in (shipped_config_dir() / "synth").glob("*.yaml") if p.stem != "base")
 
 
-def run_demo(workdir: str | Path, systems: list[str] | tuple[str, ...] = DEFAULT_SYSTEMS,
-             overrides: list[str] | None = None, progress: bool = True) -> str:
+def run_demo(
+    workdir: str | Path,
+    systems: list[str] | tuple[str, ...] = DEFAULT_SYSTEMS,
+    overrides: list[str] | None = None,
+    progress: bool = True,
+) -> str:
     started = time.time()
     valid = available_systems()
     unknown = [s for s in systems if s not in valid]
@@ -47,7 +51,8 @@ def run_demo(workdir: str | Path, systems: list[str] | tuple[str, ...] = DEFAULT
     table = markdown_table(rows)
     out = Path(workdir) / "runs"
     (out / "demo_results.md").write_text(
-        "# eastmir demo: synth, Mobile FCN student, aiSFX teacher (test split)\n\n" + table + "\n")
+        "# eastmir demo: synth, Mobile FCN student, aiSFX teacher (test split)\n\n" + table + "\n"
+    )
     write_csv(rows, out / "demo_results.csv")
     print("\n" + table)
     print(f"\nwritten to {out / 'demo_results.md'} and demo_results.csv; demo wall time {time.time() - started:.0f} s")

@@ -39,7 +39,9 @@ def _binary_f1(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
     return torch.where(denom > 0, 2 * tp / denom.clamp_min(1), torch.ones((), dtype=torch.float64))
 
 
-def masked_metrics(probs: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, threshold: float = F1_THRESHOLD) -> dict[str, float]:
+def masked_metrics(
+    probs: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, threshold: float = F1_THRESHOLD
+) -> dict[str, float]:
     """``probs``, ``targets``, ``mask`` ``(samples, classes)`` → ``{"mAP", "roc_auc", "f1"}``.
 
     ``targets`` are confidences: positive when > 0.5.

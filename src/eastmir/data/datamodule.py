@@ -21,8 +21,14 @@ from eastmir.teachers.base import EmbeddingStore
 
 
 class ClipDataset(Dataset):
-    def __init__(self, clips: list[Clip], input_key: str | None, input_dir: Path | None, length: int | None,
-                 embeddings: EmbeddingStore | None) -> None:
+    def __init__(
+        self,
+        clips: list[Clip],
+        input_key: str | None,
+        input_dir: Path | None,
+        length: int | None,
+        embeddings: EmbeddingStore | None,
+    ) -> None:
         self.clips = clips
         self.input_key = input_key
         self.input_dir = input_dir

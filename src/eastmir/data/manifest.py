@@ -116,6 +116,14 @@ def load_manifest(path: str | Path) -> Manifest:
                 f"{where}: labels/mask have {labels.shape}/{mask.shape} entries, expected {len(classes)} classes"
             )
         clips.append(
-            Clip(row["clip_id"], row["audio_path"], row["split"], labels, mask, row.get("duration"), row.get("source", {}))
+            Clip(
+                row["clip_id"],
+                row["audio_path"],
+                row["split"],
+                labels,
+                mask,
+                row.get("duration"),
+                row.get("source", {}),
+            )
         )
     return Manifest(blob["dataset"], classes, clips, path.parent)

@@ -15,7 +15,9 @@ import torch
 def align_time(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``a (batch, T_a, C_a)``, ``b (batch, T_b, C_b)`` → both with ``T`` frames."""
     if a.ndim != 3 or b.ndim != 3:
-        raise ValueError(f"align_time expects (batch, time, channels) tensors, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(
+            f"align_time expects (batch, time, channels) tensors, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
     if a.shape[0] != b.shape[0]:
         raise ValueError(f"batch sizes differ: {a.shape[0]} vs {b.shape[0]}")
     ta, tb = a.shape[1], b.shape[1]

@@ -35,6 +35,8 @@ class FitNet(nn.Module):
     def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         projected = self.projection(student)
         if projected.shape[-1] != teacher.shape[-1]:
-            raise ValueError(f"fitnet: student width {projected.shape[-1]} ≠ teacher width {teacher.shape[-1]}; build it with student_dim and teacher_dim")
+            raise ValueError(
+                f"fitnet: student width {projected.shape[-1]} ≠ teacher width {teacher.shape[-1]}; build it with student_dim and teacher_dim"
+            )
         projected, teacher = align_time(projected, teacher.detach().to(projected.dtype))
         return F.mse_loss(projected, teacher)

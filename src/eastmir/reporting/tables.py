@@ -32,7 +32,9 @@ def markdown_table(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * len(cols)) + "|"]
     for r in rows:
         vals = [f"{r['test'][k]:.3f}" if k in r["test"] else "—" for k in cols]
-        lines.append("| " + " | ".join([r.get("system", r["name"]), r.get("student", ""), r.get("teacher") or "—"] + vals) + " |")
+        lines.append(
+            "| " + " | ".join([r.get("system", r["name"]), r.get("student", ""), r.get("teacher") or "—"] + vals) + " |"
+        )
     return "\n".join(lines)
 
 
@@ -42,5 +44,8 @@ def write_csv(rows: list[dict], path: str | Path) -> None:
         w = csv.writer(fh)
         w.writerow(["system", "student", "teacher"] + cols + ["epochs", "steps", "wall_seconds"])
         for r in rows:
-            w.writerow([r.get("system"), r.get("student"), r.get("teacher") or ""] + [r["test"].get(k) for k in cols]
-                       + [r.get("epochs"), r.get("steps"), r.get("wall_seconds")])
+            w.writerow(
+                [r.get("system"), r.get("student"), r.get("teacher") or ""]
+                + [r["test"].get(k) for k in cols]
+                + [r.get("epochs"), r.get("steps"), r.get("wall_seconds")]
+            )

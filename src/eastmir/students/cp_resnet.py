@@ -74,7 +74,7 @@ class BasicBlock(nn.Module):
 
     def fixup_init(self, n_blocks: int) -> None:
         fan = self.conv1.kernel_size[0] * self.conv1.kernel_size[1] * self.conv1.out_channels
-        nn.init.normal_(self.conv1.weight, 0.0, n_blocks ** -0.5 * math.sqrt(2.0 / fan))
+        nn.init.normal_(self.conv1.weight, 0.0, n_blocks**-0.5 * math.sqrt(2.0 / fan))
         nn.init.zeros_(self.conv2.weight)
         if len(self.shortcut):
             conv = self.shortcut[0]
@@ -95,7 +95,11 @@ class CPResNet(Student):
             nn.BatchNorm2d(base_channels),
             nn.ReLU(inplace=True),
         )
-        widths = [(base_channels, base_channels), (base_channels, 2 * base_channels), (2 * base_channels, 4 * base_channels)]
+        widths = [
+            (base_channels, base_channels),
+            (base_channels, 2 * base_channels),
+            (2 * base_channels, 4 * base_channels),
+        ]
         pools = [{1, 2, 4}, set(), set()]
         self.stages = nn.ModuleList()
         for (c_in, c_out), (k1s, k2s), pool_after in zip(widths, kernel_sizes(rho), pools):

@@ -46,8 +46,16 @@ def _midi_to_hz(m: np.ndarray) -> np.ndarray:
 class HarmonicSTFT(nn.Module):
     """Waveform ``(batch, samples)`` → harmonic spectrogram in dB ``(batch, n_harmonic, level, frames)``."""
 
-    def __init__(self, sample_rate: int = 16000, n_fft: int = 513, hop_length: int = 256, n_harmonic: int = 6,
-                 semitone_scale: int = 2, bw_q: float = 1.0, learn_bw: bool = True) -> None:
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        n_fft: int = 513,
+        hop_length: int = 256,
+        n_harmonic: int = 6,
+        semitone_scale: int = 2,
+        bw_q: float = 1.0,
+        learn_bw: bool = True,
+    ) -> None:
         super().__init__()
         self.n_fft, self.hop_length, self.n_harmonic = n_fft, hop_length, n_harmonic
         low, high = 24.0, _hz_to_midi(sample_rate / (2 * n_harmonic))  # C1 … Nyquist / n_harmonic
@@ -80,7 +88,9 @@ class HarmonicSTFT(nn.Module):
 
 class ConvBlock(nn.Sequential):
     def __init__(self, c_in: int, c_out: int, pool) -> None:
-        super().__init__(nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True), nn.MaxPool2d(pool))
+        super().__init__(
+            nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True), nn.MaxPool2d(pool)
+        )
 
 
 class ResidualPoolBlock(nn.Module):
@@ -105,22 +115,32 @@ class HarmonicCNN(Student):
     stage_hops = (8, 32, 288)
     STAGE_AFTER = (2, 4, 6)
 
-    def __init__(self, num_classes: int, channels: int = 128, sample_rate: int = 16000, n_harmonic: int = 6,
-                 semitone_scale: int = 2, learn_bw: bool = True, dropout: float = 0.5) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        channels: int = 128,
+        sample_rate: int = 16000,
+        n_harmonic: int = 6,
+        semitone_scale: int = 2,
+        learn_bw: bool = True,
+        dropout: float = 0.5,
+    ) -> None:
         super().__init__()
         c = channels
         self.stage_dims = (c, 2 * c, 2 * c)
         self.hstft = HarmonicSTFT(sample_rate, n_harmonic=n_harmonic, semitone_scale=semitone_scale, learn_bw=learn_bw)
         self.hstft_bn = nn.BatchNorm2d(n_harmonic)
-        self.blocks = nn.ModuleList([
-            ConvBlock(n_harmonic, c, 2),
-            ResidualPoolBlock(c, 2),
-            ResidualPoolBlock(c, 2),
-            ResidualPoolBlock(c, 2),
-            ConvBlock(c, 2 * c, 2),
-            ResidualPoolBlock(2 * c, (2, 3)),
-            ResidualPoolBlock(2 * c, (2, 3)),
-        ])
+        self.blocks = nn.ModuleList(
+            [
+                ConvBlock(n_harmonic, c, 2),
+                ResidualPoolBlock(c, 2),
+                ResidualPoolBlock(c, 2),
+                ResidualPoolBlock(c, 2),
+                ConvBlock(c, 2 * c, 2),
+                ResidualPoolBlock(2 * c, (2, 3)),
+                ResidualPoolBlock(2 * c, (2, 3)),
+            ]
+        )
         self.dense = nn.Sequential(nn.Linear(2 * c, 2 * c), nn.BatchNorm1d(2 * c), nn.ReLU(), nn.Dropout(dropout))
         self.head = nn.Linear(2 * c, num_classes)
         self.min_samples = 288 * self.hstft.hop_length

@@ -39,7 +39,11 @@ from eastmir.students.base import Student, StudentOutput
 
 
 def conv_bn_relu(c_in: int, c_out: int, kernel: int, groups: int = 1) -> list[nn.Module]:
-    return [nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, groups=groups, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+    return [
+        nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    ]
 
 
 def separable_block(c_in: int, c_out: int, pool: tuple[int, int] | None, separable: bool = True) -> nn.Sequential:
@@ -65,7 +69,9 @@ class MobileFCN(Student):
     def __init__(self, num_classes: int, n_mels: int = 96, dropout: float = 0.5) -> None:
         super().__init__()
         if n_mels not in (96, 128):
-            raise ValueError(f"{type(self).__name__} needs 96 or 128 mel bands (its pooling consumes exactly that), got {n_mels}")
+            raise ValueError(
+                f"{type(self).__name__} needs 96 or 128 mel bands (its pooling consumes exactly that), got {n_mels}"
+            )
         self.min_frames = 96  # total time pooling
         self.blocks = nn.ModuleList(
             [

@@ -79,7 +79,9 @@ class AisfxFrontend(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("window", torch.hann_window(FRAME, periodic=False), persistent=False)
-        fb = mel_filterbank(FRAME, SAMPLE_RATE, N_MELS, 0.0, SAMPLE_RATE / 2, scale="htk", triangles="mel", norm="unit_sum")
+        fb = mel_filterbank(
+            FRAME, SAMPLE_RATE, N_MELS, 0.0, SAMPLE_RATE / 2, scale="htk", triangles="mel", norm="unit_sum"
+        )
         self.register_buffer("filterbank", fb, persistent=False)
 
     @staticmethod
@@ -121,7 +123,7 @@ def load_aisfx_state(path) -> dict[str, torch.Tensor]:
     with torch.serialization.safe_globals(allowed):
         state, _datasets = torch.load(path, map_location="cpu", weights_only=True)
     prefix = "embedding_net."
-    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
 
 @TEACHERS.register("aisfx")

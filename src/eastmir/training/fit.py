@@ -60,8 +60,14 @@ def teacher_store(config: dict, manifest: Manifest, progress: bool = True) -> Em
         return EmbeddingStore(folder)
     batch_size = tcfg.pop("batch_size", 8)
     teacher = cls(cache_dir=str(cache_root(config)), **tcfg)
-    return extract_embeddings(teacher, manifest, cache_root(config), batch_size=batch_size,
-                              on_error=config["data"].get("on_error", "raise"), progress=progress)
+    return extract_embeddings(
+        teacher,
+        manifest,
+        cache_root(config),
+        batch_size=batch_size,
+        on_error=config["data"].get("on_error", "raise"),
+        progress=progress,
+    )
 
 
 def student_inputs(config: dict, manifest: Manifest, key: str, progress: bool = True) -> tuple[Path | None, int | None]:
@@ -105,7 +111,9 @@ def validate(config: dict) -> None:
     student_mels = config["student"].get("n_mels")
     frontend_mels = (config.get("frontend") or {}).get("n_mels", FrontendConfig().n_mels)
     if student_mels is not None and student_mels != frontend_mels:
-        raise ConfigError(f"{config['name']}: student.n_mels is {student_mels} but the front end makes {frontend_mels} mel bands")
+        raise ConfigError(
+            f"{config['name']}: student.n_mels is {student_mels} but the front end makes {frontend_mels} mel bands"
+        )
     if "regulariser" in config:
         raise ConfigError("`regulariser:` is now `distillation: {lambda, feature: {name, stages, weight}}`")
     dist = config.get("distillation") or {}
@@ -135,7 +143,10 @@ def fit(config: dict, progress: bool = True, overwrite: bool = False) -> Path:
     input_dir, length = student_inputs(config, manifest, system.input_key, progress)
     dm = ClipDataModule(
         {s: manifest.split(s) for s in ("train", "valid", "test")},
-        system.input_key, input_dir, length, store,
+        system.input_key,
+        input_dir,
+        length,
+        store,
         batch_size=config["data"].get("batch_size", 16),
         num_workers=config["data"].get("num_workers", 0),
     )
@@ -145,8 +156,14 @@ def fit(config: dict, progress: bool = True, overwrite: bool = False) -> Path:
 
     tcfg = config.get("trainer", {})
     metric = system.monitor  # val_mAP, or val_accuracy for single-label tasks
-    best = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename=f"best-epoch{{epoch:03d}}-{metric.removeprefix('val_')}{{{metric}:.4f}}",
-                           auto_insert_metric_name=False, monitor=metric, mode="max", save_last=True)
+    best = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename=f"best-epoch{{epoch:03d}}-{metric.removeprefix('val_')}{{{metric}:.4f}}",
+        auto_insert_metric_name=False,
+        monitor=metric,
+        mode="max",
+        save_last=True,
+    )
     callbacks = [best, EarlyStopping(monitor="val_loss", mode="min", patience=tcfg.get("early_stop_patience", 12))]
     trainer = L.Trainer(
         default_root_dir=run_dir,

@@ -67,7 +67,9 @@ def resolve_stages(spec: Any, n_stages: int, student: str) -> list[int]:
     out = []
     for s in spec:
         if not isinstance(s, int) or not -n_stages <= s < n_stages:
-            raise ConfigError(f"distillation.feature.stages: {student} has {n_stages} stages (0..{n_stages - 1} or -1..-{n_stages}), got {s!r}")
+            raise ConfigError(
+                f"distillation.feature.stages: {student} has {n_stages} stages (0..{n_stages - 1} or -1..-{n_stages}), got {s!r}"
+            )
         out.append(s % n_stages)
     return sorted(set(out))
 
@@ -75,7 +77,9 @@ def resolve_stages(spec: Any, n_stages: int, student: str) -> list[int]:
 def logmel_per_batch(config: dict) -> bool:
     """A frequency jitter needs the log-mel computed per batch (from waveforms) by the system."""
     aug = config.get("augment") or {}
-    return STUDENTS.get(config["student"]["name"]).input_key == "logmel" and bool(aug.get("fmin_jitter") or aug.get("fmax_jitter"))
+    return STUDENTS.get(config["student"]["name"]).input_key == "logmel" and bool(
+        aug.get("fmin_jitter") or aug.get("fmax_jitter")
+    )
 
 
 def input_key_for(config: dict) -> str:
@@ -131,7 +135,9 @@ class EastSystem(L.LightningModule):
         if (dist.get("feature") or dist.get("kd")) and embedding_dim is None:
             raise ConfigError("distillation needs teacher embeddings: set `teacher:`")
         if dist.get("compression") and not dist.get("feature"):
-            raise ConfigError("distillation.compression needs distillation.feature (the distance to the compact embedding)")
+            raise ConfigError(
+                "distillation.compression needs distillation.feature (the distance to the compact embedding)"
+            )
 
         self.stages: list[int] = []
         self.regularisers = nn.ModuleList()
@@ -151,7 +157,9 @@ class EastSystem(L.LightningModule):
                 if compression:
                     self.transforms.append(TRANSFORMS[kind](embedding_dim, width, num_classes))
                 target_dim = width if compression else embedding_dim
-                self.regularisers.append(REGULARISERS.build(reg_name, student_dim=width, teacher_dim=target_dim, **feature))
+                self.regularisers.append(
+                    REGULARISERS.build(reg_name, student_dim=width, teacher_dim=target_dim, **feature)
+                )
 
         self.kd: dict[str, Any] | None = None
         self.teacher_head: LinearProbe | None = None
@@ -159,7 +167,11 @@ class EastSystem(L.LightningModule):
             kd = dict(dist["kd"])
             if "teacher_run" not in kd:
                 raise ConfigError("distillation.kd needs teacher_run: a finished TeacherLR run directory")
-            self.kd = {"weight": float(kd.get("weight", 1.0)), "temperature": float(kd.get("temperature", 2.0)), "hard": bool(kd.get("hard", False))}
+            self.kd = {
+                "weight": float(kd.get("weight", 1.0)),
+                "temperature": float(kd.get("temperature", 2.0)),
+                "hard": bool(kd.get("hard", False)),
+            }
             self.teacher_head = load_teacher_head(kd["teacher_run"], num_classes, embedding_dim)
 
         aug = config.get("augment") or {}
@@ -169,6 +181,7 @@ class EastSystem(L.LightningModule):
         self.frontend = None
         if logmel_per_batch(config):
             self.frontend = LogMelFrontend(FrontendConfig(**config.get("frontend", {})))
+
         def metrics():
             return MaskedMultilabelMetrics() if self.task == "multilabel" else SingleLabelMetrics(num_classes)
 
@@ -224,8 +237,14 @@ class EastSystem(L.LightningModule):
         if self.kd is not None:
             with torch.no_grad():
                 teacher_logits = self.teacher_head(batch["embedding"]).logits
-            terms["kd"] = knowledge_distillation(out.logits, teacher_logits, batch["mask"], self.kd["temperature"],
-                                                 single_label=self.task == "single_label", hard=self.kd["hard"])
+            terms["kd"] = knowledge_distillation(
+                out.logits,
+                teacher_logits,
+                batch["mask"],
+                self.kd["temperature"],
+                single_label=self.task == "single_label",
+                hard=self.kd["hard"],
+            )
         return terms
 
     def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -253,7 +272,12 @@ class EastSystem(L.LightningModule):
         if self.mixup_alpha > 0:
             batch = mixup(batch, self.mixup_alpha)
         if self.spec_augment and "logmel" in batch:
-            batch = dict(batch, logmel=spec_augment(batch["logmel"], self.spec_augment.get("freq", 0), self.spec_augment.get("time", 0)))
+            batch = dict(
+                batch,
+                logmel=spec_augment(
+                    batch["logmel"], self.spec_augment.get("freq", 0), self.spec_augment.get("time", 0)
+                ),
+            )
         terms = self.losses(batch)
         n = batch["targets"].shape[0]
         for key in ("loss", "reg", "kd", "teacher"):
@@ -263,7 +287,13 @@ class EastSystem(L.LightningModule):
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         out = self.student(self.with_logmel(batch, train=False)[self.student.input_key])
-        self.log("val_loss", self.prediction_loss(out.logits, batch), prog_bar=True, batch_size=batch["targets"].shape[0], sync_dist=True)
+        self.log(
+            "val_loss",
+            self.prediction_loss(out.logits, batch),
+            prog_bar=True,
+            batch_size=batch["targets"].shape[0],
+            sync_dist=True,
+        )
         self.val_metrics.update(out.logits, batch["targets"], batch["mask"])
 
     def on_validation_epoch_end(self) -> None:
@@ -287,9 +317,16 @@ class EastSystem(L.LightningModule):
         if name == "adam":
             opt = torch.optim.Adam(params, lr=opt_cfg.get("lr", 1e-4), weight_decay=opt_cfg.get("weight_decay", 0.0))
         elif name == "sgd":
-            opt = torch.optim.SGD(params, lr=opt_cfg.get("lr", 0.1), momentum=opt_cfg.get("momentum", 0.0), weight_decay=opt_cfg.get("weight_decay", 0.0))
+            opt = torch.optim.SGD(
+                params,
+                lr=opt_cfg.get("lr", 0.1),
+                momentum=opt_cfg.get("momentum", 0.0),
+                weight_decay=opt_cfg.get("weight_decay", 0.0),
+            )
         else:
             raise ConfigError(f"unknown optimizer {name!r}; valid: adam, sgd")
         sched_cfg = self.config.get("scheduler", {})
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=sched_cfg.get("factor", 0.2), patience=sched_cfg.get("patience", 5))
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            opt, mode="min", factor=sched_cfg.get("factor", 0.2), patience=sched_cfg.get("patience", 5)
+        )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val_loss"}}

@@ -19,8 +19,9 @@ from eastmir.registry import DATASETS
 
 
 @DATASETS.register("esc50")
-def prepare(root: str | Path, progress: bool = True, test_fold: int = 1, valid_fold: int | None = None,
-            check_audio: bool = True) -> Manifest:
+def prepare(
+    root: str | Path, progress: bool = True, test_fold: int = 1, valid_fold: int | None = None, check_audio: bool = True
+) -> Manifest:
     root = Path(root)
     meta = root / "meta" / "esc50.csv"
     if not meta.is_file():
@@ -41,7 +42,9 @@ def prepare(root: str | Path, progress: bool = True, test_fold: int = 1, valid_f
         split = "test" if fold == test_fold else "valid" if fold == valid_fold else "train"
         labels = np.zeros(len(classes), dtype=np.float32)
         labels[target] = 1.0
-        clips.append(Clip(Path(r["filename"]).stem, rel, split, labels, np.ones(len(classes), bool), 5.0, {"fold": fold}))
+        clips.append(
+            Clip(Path(r["filename"]).stem, rel, split, labels, np.ones(len(classes), bool), 5.0, {"fold": fold})
+        )
     manifest = Manifest("esc50", classes, clips, root)
     manifest.save()
     return manifest

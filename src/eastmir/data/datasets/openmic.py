@@ -37,8 +37,14 @@ def _read_keys(path: Path) -> list[str]:
 
 
 @DATASETS.register("openmic")
-def prepare(root: str | Path, progress: bool = True, valid_fraction: float = 0.15, valid_seed: int = 0,
-            export_vggish: bool = True, check_audio: bool = True) -> Manifest:
+def prepare(
+    root: str | Path,
+    progress: bool = True,
+    valid_fraction: float = 0.15,
+    valid_seed: int = 0,
+    export_vggish: bool = True,
+    check_audio: bool = True,
+) -> Manifest:
     """Write ``root/manifest.json`` from the official files; errors name what is missing."""
     root = Path(root)
     npz = root / "openmic-2018.npz"

@@ -26,7 +26,7 @@ import numpy as np
 import soundfile as sf
 from tqdm.auto import tqdm
 
-from eastmir.data.manifest import Clip, Manifest, load_manifest, MANIFEST_NAME
+from eastmir.data.manifest import MANIFEST_NAME, Clip, Manifest, load_manifest
 from eastmir.registry import DATASETS
 
 DRUM_CHANNEL = 9
@@ -168,7 +168,7 @@ def _compose(rng: np.random.Generator, label: str, role: str, inst: Instrument, 
         for i in range(int(length / step) + 1):
             t = i * step
             pos = i % (4 * sub)
-            if pos % sub == 0 and (pos // sub) in (0, 2) or (rng.random() < 0.12 and pos % sub == 0):
+            if (pos % sub == 0 and (pos // sub) in (0, 2)) or (rng.random() < 0.12 and pos % sub == 0):
                 notes.append(Note(t, t + step, KICK, vel()))
             if pos % sub == 0 and (pos // sub) in (1, 3):
                 notes.append(Note(t, t + step, SNARE if rng.random() < 0.85 else CLAP, vel()))
@@ -376,7 +376,11 @@ def prepare(root: str | Path, progress: bool = True, **options) -> Manifest:
             sf.write(str(tmp), audio, config.sample_rate, subtype="PCM_16")
             tmp.replace(path)
         labels, mask = label_vector(config, index, [p.label for p in parts])
-        source = {"parts": [{"class": p.label, "program": p.program, "role": p.role, "gain_db": round(p.gain_db, 2)} for p in parts]}
+        source = {
+            "parts": [
+                {"class": p.label, "program": p.program, "role": p.role, "gain_db": round(p.gain_db, 2)} for p in parts
+            ]
+        }
         clips.append(Clip(clip_id, rel, _split_of(config, index), labels, mask, config.clip_seconds, source))
     manifest = Manifest("synth", list(config.classes), clips, root)
     manifest.save()
