@@ -101,3 +101,29 @@ def test_masked_entries_change_nothing():
     )
     no_label = masked_binary_cross_entropy(logits, targets, torch.zeros_like(mask))
     assert float(no_label) == 0.0
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1e-5, 1e-3, 1.0, 1e2, 1e4])
+def test_distance_correlation_is_scale_invariant(scale):
+    """The issue's case: with ε = 1e-9 inside the square roots, features scaled by 1e-3 differed from
+    dcor by 2.9e-3, by 1e-5 by 0.51."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((16, 64))
+    y = rng.standard_normal((16, 128)) + 0.5 * x[:, :1]
+    ref = dcor.distance_correlation_sqr(x, y)
+    for a, b in [(x * scale, y), (x * scale, y * scale), (x, y * scale)]:
+        ours = squared_distance_correlation(torch.from_numpy(a).float()[None], torch.from_numpy(b).float()[None])
+        assert abs(float(ours[0]) - ref) < 1e-4, (scale, float(ours[0]), ref)
+    loss = DistanceCorrelationLoss()(torch.from_numpy(x * scale).float()[:, None], torch.from_numpy(y).float()[:, None])
+    assert abs(float(loss) - (1 - ref)) < 1e-4
+
+
+def test_distance_correlation_of_one_repeated_sample_is_zero_not_nan():
+    x = torch.ones(6, 1, 4)
+    assert float(squared_distance_correlation(x.transpose(0, 1), torch.randn(1, 6, 3))[0]) == 0.0
+
+
+@pytest.mark.parametrize("name", ["distance_correlation", "cosine_distance_difference", "fitnet"])
+def test_regularisers_refuse_options_they_do_not_have(name):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'temprature'"):
+        REGULARISERS.build(name, student_dim=8, teacher_dim=8, temprature=2)

@@ -32,13 +32,14 @@ def pairwise_cosine_distance(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor
 class CosineDistanceDifference(nn.Module):
     """``forward(student (batch, T_s, C_s), teacher (batch, T_t, C_t)) -> scalar``."""
 
-    def __init__(self, **_: object) -> None:
+    def __init__(self, student_dim: int | None = None, teacher_dim: int | None = None, eps: float = 1e-8) -> None:
         super().__init__()
+        self.eps = eps
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         student, teacher = align_time(student, teacher.detach().to(student.dtype))
-        ds = pairwise_cosine_distance(student.transpose(0, 1))
-        dt = pairwise_cosine_distance(teacher.transpose(0, 1))
+        ds = pairwise_cosine_distance(student.transpose(0, 1), self.eps)
+        dt = pairwise_cosine_distance(teacher.transpose(0, 1), self.eps)
         n = student.shape[0]
         upper = torch.triu(torch.ones(n, n, dtype=torch.bool, device=student.device), diagonal=1)
         return (ds - dt).abs()[:, upper].mean()

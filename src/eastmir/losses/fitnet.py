@@ -27,7 +27,7 @@ from eastmir.registry import REGULARISERS
 class FitNet(nn.Module):
     """``forward(student (batch, T_s, C_s), teacher (batch, T_t, C_t)) -> scalar`` MSE."""
 
-    def __init__(self, student_dim: int | None = None, teacher_dim: int | None = None, **_: object) -> None:
+    def __init__(self, student_dim: int | None = None, teacher_dim: int | None = None) -> None:
         super().__init__()
         needs = student_dim is not None and teacher_dim is not None and student_dim != teacher_dim
         self.projection = nn.Linear(student_dim, teacher_dim) if needs else nn.Identity()
@@ -36,7 +36,8 @@ class FitNet(nn.Module):
         projected = self.projection(student)
         if projected.shape[-1] != teacher.shape[-1]:
             raise ValueError(
-                f"fitnet: student width {projected.shape[-1]} ≠ teacher width {teacher.shape[-1]}; build it with student_dim and teacher_dim"
+                f"fitnet: student width {projected.shape[-1]} ≠ teacher width {teacher.shape[-1]}; "
+                "build it with student_dim and teacher_dim"
             )
         projected, teacher = align_time(projected, teacher.detach().to(projected.dtype))
         return F.mse_loss(projected, teacher)
