@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.eastmir-installed
 TORCH  ?= torch==2.13.0
 WORKDIR ?= $(CURDIR)/demo-output
 
-.PHONY: demo test test-slow bench venv clean
+.PHONY: demo test lint test-slow bench bench-quick venv clean
 
 venv: $(STAMP)
 
@@ -22,14 +22,23 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/eastmir demo --workdir "$(WORKDIR)"
 
-test: $(STAMP)
+test: lint
 	$(BIN)/python -m pytest
+
+# The structure is checked, not only described: lint, format and the layers of DESIGN.md.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m slow
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/step_time.py
+
+bench-quick: $(STAMP)
+	$(BIN)/python benchmarks/step_time.py --quick
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

@@ -11,27 +11,29 @@ embeddings, interleaved with Baseline's in one process. Reported:
   features), as a percentage of the median Baseline step.
 
 Targets (issue 3): added cost ≤ 2 % for EAsT_Final, EAsT_All and EAsT_KD,
-paired ratio ≤ 1.05. Run: ``make bench`` or ``python benchmarks/step_time.py
-[--rounds 7] [--students mobile_fcn cp_resnet]``.
+paired ratio ≤ 1.05. The thread count is pinned (default 1) and printed: on a
+shared 2-core machine, timings with every thread swing with the neighbours'
+load (EAsT_All's added cost read 247 ms with all threads, 6.4 ms on one).
+Run: ``make bench`` or ``python benchmarks/step_time.py [--quick] [--threads 1]
+[--rounds 7] [--students mobile_fcn cp_resnet]``; ``--quick`` (about 2 min)
+times the systems of Table 1 on Mobile FCN only, with 3 rounds.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.test_config.fake_teacher_run
-
 from eastmir.config import load_config
 from eastmir.students.base import StudentOutput
 from eastmir.training.system import EastSystem
 
+QUICK_SYSTEMS = ["baseline", "kd", "east_cos_diff", "east_final", "east_all", "east_kd"]
 SYSTEMS = [
     "baseline",
     "kd",
@@ -54,7 +56,11 @@ def build(name: str, student: dict, workdir: Path) -> EastSystem:
     cfg = load_config(f"synth/{name}", workdir=workdir)
     cfg["student"] = dict(student)
     torch.manual_seed(0)
-    return EastSystem(cfg, num_classes=CLASSES, embedding_dim=DIM if cfg.get("teacher") else None)
+    system = EastSystem(cfg, num_classes=CLASSES, embedding_dim=DIM if cfg.get("teacher") else None)
+    if system.teacher_head is not None:  # a stand-in TeacherLR head: its values do not change the cost
+        g = torch.Generator().manual_seed(1)
+        system.set_teacher_head({"weight": torch.randn(CLASSES, DIM, generator=g) * 0.1, "bias": torch.zeros(CLASSES)})
+    return system
 
 
 def train_step(system: EastSystem, optimizer: torch.optim.Optimizer, batch: dict) -> float:
@@ -86,15 +92,18 @@ def added_cost(system: EastSystem, batch: dict, repeats: int = 20) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--students", nargs="+", default=list(STUDENTS))
+    parser.add_argument("--students", nargs="+", default=list(STUDENTS), choices=list(STUDENTS))
+    parser.add_argument("--threads", type=int, default=1, help="torch threads, pinned (default 1)")
+    parser.add_argument("--quick", action="store_true", help="Mobile FCN, the Table-1 systems, 3 rounds (≈2 min)")
     args = parser.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+    systems_to_time = QUICK_SYSTEMS if args.quick else SYSTEMS
+    rounds = 3 if args.quick else args.rounds
+    students = ["mobile_fcn"] if args.quick else args.students
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s) (pinned), {rounds} rounds")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        from tests.test_config import fake_teacher_run  # the same stand-in TeacherLR head the config tests use
-
-        fake_teacher_run(work / "runs" / "teacher_lr", CLASSES, DIM)
-        for student_name in args.students:
+        for student_name in students:
             student, (mels, frames), t_frames = STUDENTS[student_name]
             g = torch.Generator().manual_seed(0)
             batch = {
@@ -103,28 +112,29 @@ def main() -> None:
                 "targets": (torch.rand(BATCH, CLASSES, generator=g) < 0.3).float(),
                 "mask": torch.rand(BATCH, CLASSES, generator=g) < 0.7,
             }
-            systems = {n: build(n, student, work) for n in SYSTEMS}
+            systems = {n: build(n, student, work) for n in systems_to_time}
             optims = {n: s.configure_optimizers()["optimizer"] for n, s in systems.items()}
-            for n in SYSTEMS:  # warm-up
+            for n in systems_to_time:  # warm-up
                 train_step(systems[n], optims[n], batch)
-            times = {n: [] for n in SYSTEMS}
-            for r in range(args.rounds):
-                order = SYSTEMS if r % 2 == 0 else SYSTEMS[::-1]
+            times = {n: [] for n in systems_to_time}
+            for r in range(rounds):
+                order = systems_to_time if r % 2 == 0 else systems_to_time[::-1]
                 for n in order:
                     times[n].append(train_step(systems[n], optims[n], batch))
             base = statistics.median(times["baseline"])
             print(
                 f"\n### {student_name}: batch {BATCH} × {mels} mels × {frames} frames, teacher {t_frames} × {DIM}; "
-                f"Baseline step {base * 1000:.0f} ms (median of {args.rounds})\n"
+                f"Baseline step {base * 1000:.0f} ms (median of {rounds}), {torch.get_num_threads()} thread(s)\n"
             )
             print("| system | step (ms) | paired ratio vs Baseline | added cost alone (ms) | added / Baseline step |")
             print("|---|---:|---:|---:|---:|")
-            for n in SYSTEMS:
+            for n in systems_to_time:
                 ratio = statistics.median(t / b for t, b in zip(times[n], times["baseline"]))
                 extra = added_cost(systems[n], batch) if n != "baseline" else 0.0
-                name = systems[n].config.get("system", n)
+                name = systems[n].config.get("system") or n
                 print(
-                    f"| {name} | {statistics.median(times[n]) * 1000:.0f} | {ratio:.3f} | {extra * 1000:.1f} | {100 * extra / base:.2f} % |"
+                    f"| {name} | {statistics.median(times[n]) * 1000:.0f} | {ratio:.3f} | {extra * 1000:.1f} "
+                    f"| {100 * extra / base:.2f} % |"
                 )
 
 

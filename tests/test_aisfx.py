@@ -11,7 +11,6 @@ from eastmir.teachers.aisfx import (
     load_aisfx_state,
     to_blocks,
 )
-from eastmir.teachers.base import EmbeddingStore
 from eastmir.teachers.weights import WeightsUnavailable, fetch_wheel_member
 
 
@@ -65,22 +64,30 @@ def test_wheel_checksum_is_enforced(tmp_path):
 
 
 def test_weights_dir_without_weights_says_so(tmp_path):
-    with pytest.raises(WeightsUnavailable, match="checkpoint.pth"):
-        AisfxTeacher(weights_dir=str(tmp_path))
+    with pytest.raises(WeightsUnavailable, match=r"checkpoint\.pth"):
+        AisfxTeacher(weights_dir=tmp_path)
 
 
-def test_extracted_cache_is_complete_and_resumes(small_synth, small_synth_embeddings, aisfx_teacher, workdir):
-    from eastmir.teachers.extract import extract_embeddings
+def test_extracted_entries_are_complete_and_resume(small_synth, small_synth_embeddings, aisfx_teacher, store):
+    from eastmir import pipeline
+    from eastmir.data.store import read_entry
 
-    store = small_synth_embeddings
-    assert store.dim == 512
+    collection, report = small_synth_embeddings
+    assert collection.producer.shape == (None, 512) and not report.failed
+    assert set(report.keys) == {c.clip_id for c in small_synth.clips}
     for clip in small_synth.clips[:5]:
-        e = store.load(clip.clip_id)
+        e = read_entry(collection.entry(report.keys[clip.clip_id]))
         assert e.shape == (1, 512) and np.isfinite(e).all()  # 2.5 s clip: one block
-    victim = store.folder / f"{small_synth.clips[0].clip_id}.npy"
-    kept = store.folder / f"{small_synth.clips[1].clip_id}.npy"
+    victim = collection.entry(report.keys[small_synth.clips[0].clip_id])
+    kept = collection.entry(report.keys[small_synth.clips[1].clip_id])
     before = kept.stat().st_mtime_ns
     victim.unlink()  # as if interrupted
-    again = extract_embeddings(aisfx_teacher, small_synth, workdir / "cache", progress=False)
+    _, again = pipeline.extract(aisfx_teacher, small_synth, store, progress=False)
     assert victim.exists() and kept.stat().st_mtime_ns == before
-    assert isinstance(again, EmbeddingStore)
+    assert again.built == 1 and again.cached == len(small_synth.clips) - 1
+
+
+def test_identity_names_the_weights(aisfx_teacher):
+    identity = aisfx_teacher.identity()
+    assert identity["weights_sha256"] == AISFX_WEIGHTS.member_sha256
+    assert identity["name"] == "aisfx" and identity["sample_rate"] == 44100

@@ -1,6 +1,10 @@
 import json
 
+import pytest
+
 from eastmir.cli import main
+
+TINY_DEMO = ["--data", "n_clips=40", "clip_seconds=2.0", "--set", "trainer.max_epochs=1"]
 
 
 def test_data_prepare_synth(tmp_path, capsys):
@@ -13,17 +17,25 @@ def test_data_prepare_synth(tmp_path, capsys):
     assert len(blob["clips"]) == 5
 
 
-def test_unknown_dataset_lists_valid(tmp_path):
-    import pytest
+def test_unknown_dataset_is_one_line_listing_valid(tmp_path, capsys):
+    assert main(["data", "prepare", "synthh", "--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "eastmir: error: unknown dataset 'synthh' (did you mean synth?); "
+        "valid datasets: esc50, fma_small, magnatagatune, openmic, synth\n"
+    )
 
-    with pytest.raises(KeyError, match="valid datasets: esc50, fma_small, magnatagatune, openmic, synth"):
-        main(["data", "prepare", "openmik", "--root", str(tmp_path)])
+
+def test_debug_shows_the_traceback(tmp_path):
+    from eastmir.errors import UnknownNameError
+
+    with pytest.raises(UnknownNameError):
+        main(["--debug", "data", "prepare", "synthh", "--root", str(tmp_path)])
 
 
 def test_demo_end_to_end_tiny(tmp_path, capsys):
     """The demo's whole path on a tiny set: render, extract, train three systems, table."""
-    overrides = ["data.options.n_clips=40", "data.options.clip_seconds=2.0", "trainer.max_epochs=1"]
-    assert main(["demo", "--workdir", str(tmp_path), "--no-progress", "--set", *overrides]) == 0
+    assert main(["demo", "--workdir", str(tmp_path), "--no-progress", *TINY_DEMO]) == 0
     out = capsys.readouterr().out
     table = [line for line in out.splitlines() if line.startswith("| ")]
     assert [row.split("|")[1].strip() for row in table] == ["System", "Baseline", "TeacherLR", "EAsT_Final"]
@@ -31,33 +43,46 @@ def test_demo_end_to_end_tiny(tmp_path, capsys):
     assert "EAsT_Final" in written and (tmp_path / "runs" / "demo_results.csv").exists()
     for cell in table[1].split("|")[4:7]:
         assert 0.0 <= float(cell) <= 1.0
+    assert len(json.loads((tmp_path / "data" / "synth" / "manifest.json").read_text())["clips"]) == 40
 
 
 def test_demo_runs_any_system_by_name_and_its_prerequisites(tmp_path, capsys):
-    overrides = ["data.options.n_clips=40", "data.options.clip_seconds=2.0", "trainer.max_epochs=1"]
-    assert (
-        main(
-            [
-                "demo",
-                "--workdir",
-                str(tmp_path),
-                "--no-progress",
-                "--systems",
-                "east_kd",
-                "east_dc_linear",
-                "--set",
-                *overrides,
-            ]
-        )
-        == 0
-    )
+    args = ["demo", "--workdir", str(tmp_path), "--no-progress", "--systems", "east_kd", "east_dc_linear", *TINY_DEMO]
+    assert main(args) == 0
     table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
     assert [row.split("|")[1].strip() for row in table] == ["System", "EAsT_KD", "EAsT_DC + Linear"]
     assert (tmp_path / "runs" / "teacher_lr" / "metrics.json").exists()  # KD's TeacherLR head was trained first
 
 
-def test_demo_rejects_unknown_system(tmp_path):
-    import pytest
+def test_demo_rejects_unknown_system(tmp_path, capsys):
+    assert main(["demo", "--workdir", str(tmp_path), "--systems", "east_final_typo"]) == 2
+    assert "(did you mean east_final?); valid: baseline" in capsys.readouterr().err
 
-    with pytest.raises(SystemExit, match="valid: baseline"):
-        main(["demo", "--workdir", str(tmp_path), "--systems", "east_final_typo"])
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (
+            ["extract", "--teacher", "aisfxx", "--dataset", "."],
+            "unknown teacher 'aisfxx' (did you mean aisfx?); valid teachers: aisfx, precomputed",
+        ),
+        (
+            ["fit", "--config", "synth/east_finl"],
+            "no such config file or shipped config (did you mean synth/east_final?); shipped: ",
+        ),
+        (
+            ["fit", "--config", "synth/baseline", "--set", "student.name=mobile_fnc"],
+            "(did you mean mobile_fcn?); valid students: ",
+        ),
+        (["fit", "--config", "missing/dir/run.yaml"], "missing/dir/run.yaml: no such config file"),
+        (["report"], "the following arguments are required: runs"),  # argparse's own errors look the same
+    ],
+)
+def test_every_name_error_is_one_line_with_the_valid_choices(args, message, capsys, tmp_path):
+    try:
+        status = main([*args, "--workdir", str(tmp_path)] if args[0] != "report" else args)
+    except SystemExit as stop:
+        status = stop.code
+    assert status == 2
+    err = capsys.readouterr().err
+    assert err.startswith("eastmir: error: ") and err.count("\n") == 1 and message in err, err

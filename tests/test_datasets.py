@@ -9,24 +9,23 @@ import pytest
 
 from eastmir.data.manifest import ManifestError
 from eastmir.registry import DATASETS
-from tests.conftest import DATA
 
 
-def test_openmic_layout_split_and_vggish_export(tmp_path):
+def test_openmic_layout_split_and_vggish_export(tmp_path, data_dir):
     keys = [f"00{i:04d}_{i * 10}" for i in range(20)]
-    classes = json.loads((DATA / "openmic" / "class-map.json").read_text())
+    classes = json.loads((data_dir / "openmic" / "class-map.json").read_text())
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (20, 10, 128), dtype=np.uint8)
     y = rng.random((20, 20)).astype(np.float32)
     m = rng.random((20, 20)) < 0.3
     np.savez(tmp_path / "openmic-2018.npz", X=x, Y_true=y, Y_mask=m, sample_key=np.array(keys))
-    shutil.copy(DATA / "openmic" / "class-map.json", tmp_path)
+    shutil.copy(data_dir / "openmic" / "class-map.json", tmp_path)
     (tmp_path / "partitions").mkdir()
     (tmp_path / "partitions" / "split01_train.csv").write_text("\n".join(keys[:14]) + "\n")
     (tmp_path / "partitions" / "split01_test.csv").write_text("\n".join(keys[14:]) + "\n")
     for k in keys:
         (tmp_path / "audio" / k[:3]).mkdir(parents=True, exist_ok=True)
-        shutil.copy(DATA / "openmic" / "000046_3840.ogg", tmp_path / "audio" / k[:3] / f"{k}.ogg")
+        shutil.copy(data_dir / "openmic" / "000046_3840.ogg", tmp_path / "audio" / k[:3] / f"{k}.ogg")
     manifest = DATASETS.get("openmic")(tmp_path)
     assert manifest.classes == sorted(classes, key=classes.get)
     counts = {s: len(manifest.split(s)) for s in ("train", "valid", "test")}
@@ -52,7 +51,7 @@ def test_magnatagatune_top_tags_drop_and_folder_split(tmp_path):
         (tmp_path / folder / f"clip{i}.mp3").write_bytes(b"")
     with open(tmp_path / "annotations_final.csv", "w", newline="") as fh:
         w = csv.writer(fh, delimiter="\t")
-        w.writerow(["clip_id"] + tags + ["mp3_path"])
+        w.writerow(["clip_id", *tags, "mp3_path"])
         w.writerows(rows)
     manifest = DATASETS.get("magnatagatune")(tmp_path)
     counts = np.array([[int(v) for v in r[1:-1]] for r in rows]).sum(0)

@@ -2,7 +2,10 @@ import pytest
 import torch
 
 from eastmir.registry import STUDENTS
+from eastmir.students.cp_resnet import CPResNet, kernel_sizes
+from eastmir.students.harmonic_cnn import HarmonicCNN
 from eastmir.students.mobile_fcn import MobileFCN
+from eastmir.students.short_chunk_cnn import ShortChunkCNN
 
 
 @pytest.mark.parametrize("n_mels", [96, 128])
@@ -43,10 +46,6 @@ def test_unknown_student_lists_valid_names():
     with pytest.raises(KeyError, match="mobile_fcn"):
         STUDENTS.get("mobile_fnc")
 
-
-from eastmir.students.cp_resnet import CPResNet, kernel_sizes
-from eastmir.students.harmonic_cnn import HarmonicCNN
-from eastmir.students.short_chunk_cnn import ShortChunkCNN
 
 # (name, kwargs, input for a 10 s OpenMIC-front-end clip, input for a short clip)
 STUDENT_CASES = [

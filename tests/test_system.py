@@ -75,11 +75,13 @@ def test_fitnet_linear_has_no_student_projection(tmp_path):
     )
 
 
-def test_east_kd_combines_weighted_kd_and_dc(tmp_path):
-    from tests.test_config import fake_teacher_run
+def test_east_kd_combines_weighted_kd_and_dc(tmp_path, fake_teacher_run):
+    from eastmir.training.checkpoints import read_teacher_head
 
-    fake_teacher_run(tmp_path / "runs" / "teacher_lr", 17, 512)
     system = system_for("east_kd", tmp_path)
+    head = read_teacher_head(fake_teacher_run(tmp_path / "runs" / "teacher_lr", 17, 512))
+    system.set_teacher_head(head)
+    assert torch.equal(system.teacher_head.head.weight, head["weight"])
     terms = system.losses(batch())
     assert terms["reg"].item() == pytest.approx((0.7 * terms["feature"] + 0.3 * terms["kd"]).item(), abs=1e-6)
     assert not any(p.requires_grad for p in system.teacher_head.parameters())
@@ -108,15 +110,19 @@ def test_spec_augment_masks_bands_within_limits():
 
 def test_single_label_task_trains_and_reports_accuracy(tmp_path):
     """Single-label: one instrument per clip, fully labelled → softmax CE and accuracy."""
-    from eastmir.training.fit import fit
+    from eastmir import pipeline
 
-    options = "{n_clips: 48, clip_seconds: 2.0, min_instruments: 1, max_instruments: 1, label_rate: 1.0, classes: [piano, drums, flute, violin]}"
-    cfg = load_config(
-        "synth/baseline",
-        ["task=single_label", f"data.options={options}", "trainer.max_epochs=1", "name=single"],
-        workdir=tmp_path,
-    )
-    metrics = json.loads((fit(cfg, progress=False) / "metrics.json").read_text())
+    options = {
+        "n_clips": 48,
+        "clip_seconds": 2.0,
+        "min_instruments": 1,
+        "max_instruments": 1,
+        "label_rate": 1.0,
+        "classes": ["piano", "drums", "flute", "violin"],
+    }
+    pipeline.prepare("synth", tmp_path / "data" / "synth", options, progress=False)
+    cfg = load_config("synth/baseline", ["task=single_label", "trainer.max_epochs=1", "name=single"], workdir=tmp_path)
+    metrics = json.loads((pipeline.fit(cfg, progress=False) / "metrics.json").read_text())
     assert set(metrics["test"]) == {"accuracy"} and 0.0 <= metrics["test"]["accuracy"] <= 1.0
     assert any(
         p.name.startswith("best-") and "accuracy" in p.name

@@ -20,7 +20,7 @@ from scipy.signal import resample_poly
 from torch import nn
 
 
-class AudioDecodeError(RuntimeError):
+class AudioDecodeError(RuntimeError):  # not an EastmirError: audio imports nothing of ours
     """An audio file could not be read, or holds no samples. The message names the file."""
 
 
@@ -138,6 +138,25 @@ class FrontendConfig:
     log_eps: float = 1e-5
     norm_shift: float = 3.7
     norm_scale: float = 3.1
+
+    def __post_init__(self) -> None:
+        if min(self.sample_rate, self.n_fft, self.win_length, self.hop_length, self.n_mels) < 1:
+            raise ValueError("sample_rate, n_fft, win_length, hop_length and n_mels must be positive")
+        if self.win_length > self.n_fft:
+            raise ValueError(f"win_length {self.win_length} must not exceed n_fft {self.n_fft}")
+        if not 0 <= self.fmin < self.fmax <= self.sample_rate / 2:
+            raise ValueError(
+                f"need 0 <= fmin < fmax <= sample_rate / 2, got {self.fmin}-{self.fmax} Hz at {self.sample_rate} Hz"
+            )
+        if self.mel_scale not in ("htk", "slaney"):
+            raise ValueError(f"mel_scale must be htk or slaney, got {self.mel_scale!r}")
+        if self.log_eps <= 0 or self.norm_scale == 0:
+            raise ValueError("log_eps must be positive and norm_scale non-zero")
+
+    @property
+    def silence(self) -> float:
+        """The normalised log-mel value of silence: what padding a short clip adds."""
+        return (math.log(self.log_eps) + self.norm_shift) / self.norm_scale
 
     @property
     def frame_seconds(self) -> float:

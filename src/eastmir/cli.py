@@ -1,4 +1,9 @@
-"""The ``eastmir`` command. Thin: parses arguments and calls library functions."""
+"""The ``eastmir`` command. Thin: parses arguments and calls library functions.
+
+A user error (bad config, missing file, unknown name, unusable clip, …) is
+printed as one line, ``eastmir: error: …``, with exit status 2; ``--debug``
+shows its traceback instead. Anything else is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
@@ -7,117 +12,239 @@ import os
 import sys
 from pathlib import Path
 
+from eastmir.audio import AudioDecodeError
+from eastmir.errors import EastmirError
+
+USER_ERRORS = (EastmirError, AudioDecodeError)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors in the same one-line form as ours."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"eastmir: error: {message} (see `{self.prog} --help`)\n")
+
 
 def _workdir(value: str | None) -> Path:
     chosen = value or os.environ.get("EASTMIR_WORKDIR") or "eastmir-work"
-    return Path(chosen).resolve()
-
-
-def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workdir", help="where data, caches and runs go (default $EASTMIR_WORKDIR or ./eastmir-work)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        nargs="*",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override config values, e.g. trainer.max_epochs=5",
-    )
-    p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
+    return Path(chosen).absolute()
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="eastmir", description="Embeddings As Teachers for music classification")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = Parser(prog="eastmir", description="Embeddings As Teachers for music classification")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    common = Parser(add_help=False)
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of an error"
+    )
+    common.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
+    workdir = Parser(add_help=False)
+    workdir.add_argument(
+        "--workdir", help="where data, the store and runs go (default $EASTMIR_WORKDIR or ./eastmir-work)"
+    )
+    config = Parser(add_help=False)
+    config.add_argument(
+        "--config",
+        required=True,
+        nargs="+",
+        metavar="CONFIG",
+        help="YAML files or shipped configs (synth/east_final, openmic/east_final-passt), merged in order",
+    )
+    sets = Parser(add_help=False)
+    sets.add_argument(
+        "--set",
+        dest="overrides",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override config values, e.g. trainer.max_epochs=5 data.root=DIR",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     data = sub.add_parser("data", help="dataset preparation").add_subparsers(dest="data_command", required=True)
-    prep = data.add_parser("prepare", help="write a dataset's manifest (synth: render it)")
-    prep.add_argument("name")
-    prep.add_argument("--root", required=True, help="dataset folder")
+    prep = data.add_parser("prepare", parents=[common], help="write a dataset's manifest (synth: render it)")
+    prep.add_argument("name", help="the dataset: synth, openmic, magnatagatune, esc50, fma_small")
+    prep.add_argument("--root", required=True, help="dataset folder (manifest.json is written there)")
     prep.add_argument(
-        "--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE", help="dataset options, e.g. n_clips=200"
+        "--set",
+        dest="overrides",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dataset options, e.g. n_clips=200 clip_seconds=3",
     )
 
-    ext = sub.add_parser("extract", help="cache a teacher's embeddings for a dataset")
-    ext.add_argument("--teacher", required=True)
-    ext.add_argument("--dataset", required=True, help="dataset folder holding manifest.json")
-    ext.add_argument("--cache-dir", help="cache root (default: <workdir>/cache)")
+    ext = sub.add_parser("extract", parents=[common, workdir], help="store a teacher's embeddings for a dataset")
+    ext.add_argument("--teacher", required=True, help="aisfx, precomputed, …")
+    ext.add_argument("--dataset", required=True, help="a prepared dataset folder (holding manifest.json)")
+    ext.add_argument(
+        "--set",
+        dest="overrides",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="teacher options, e.g. path=DIR dim=128 for precomputed",
+    )
+    ext.add_argument("--cache-dir", help="the store (default: <workdir>/cache)")
     ext.add_argument("--weights-dir", help="folder with the teacher's weight file or wheel (offline use)")
     ext.add_argument("--batch-size", type=int, default=8)
     ext.add_argument("--on-error", choices=("raise", "skip"), default="raise")
-    ext.add_argument("--workdir")
 
-    feat = sub.add_parser("features", help="cache the inputs a config's student reads (fit does this implicitly)")
-    feat.add_argument("--config", required=True)
-    _add_common(feat)
+    feat = sub.add_parser(
+        "features", parents=[common, workdir, config, sets], help="store the inputs a run's student reads"
+    )
+    del feat
 
-    fit = sub.add_parser("fit", help="train and test one run from a YAML config")
-    fit.add_argument("--config", required=True, help="a YAML file, or a shipped config such as synth/east_final")
-    fit.add_argument("--overwrite", action="store_true", help="retrain a finished run")
-    _add_common(fit)
+    fit = sub.add_parser("fit", parents=[common, workdir, config, sets], help="train and test one run")
+    fit.add_argument("--overwrite", action="store_true", help="train again from the start")
 
-    rep = sub.add_parser("report", help="Markdown/CSV table of finished runs")
+    rep = sub.add_parser("report", parents=[common], help="Markdown/CSV table of runs (unfinished ones marked)")
     rep.add_argument("runs", nargs="+", help="run directories")
     rep.add_argument("--csv", help="also write a CSV here")
 
     demo = sub.add_parser(
-        "demo", help="render synth, extract aiSFX, train Baseline/TeacherLR/EAsT_Final, print the table"
+        "demo", parents=[common, workdir, sets], help="render synth, extract aiSFX, train, print the table"
     )
-    demo.add_argument("--systems", nargs="+", help="systems to run (default: baseline teacher_lr east_final)")
-    _add_common(demo)
+    demo.add_argument("--systems", nargs="+", help="synth systems to run (default: baseline teacher_lr east_final)")
+    demo.add_argument(
+        "--data",
+        dest="data_options",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="synth dataset options, e.g. n_clips=200 clip_seconds=2",
+    )
+
+    sub.add_parser("configs", parents=[common], help="list the shipped configs")
     return parser
+
+
+def _data_prepare(args: argparse.Namespace) -> None:
+    from eastmir import pipeline
+    from eastmir.config import parse_overrides
+
+    manifest = pipeline.prepare(args.name, args.root, parse_overrides(args.overrides), progress=not args.no_progress)
+    counts = {s: len(manifest.split(s)) for s in ("train", "valid", "test")}
+    print(f"{manifest.root / 'manifest.json'}: {len(manifest.clips)} clips {counts}, {len(manifest.classes)} classes")
+
+
+def _extract(args: argparse.Namespace) -> None:
+    from eastmir import pipeline
+    from eastmir.config import parse_overrides
+    from eastmir.data.manifest import load_manifest
+    from eastmir.data.store import Store
+    from eastmir.errors import ConfigError
+    from eastmir.registry import TEACHERS
+    from eastmir.schema import check_options
+
+    section, problems = check_options(TEACHERS, {"name": args.teacher, **parse_overrides(args.overrides)}, "teacher")
+    if problems:
+        raise ConfigError("; ".join(problems))
+    manifest = load_manifest(args.dataset)
+    store = Store(Path(args.cache_dir).absolute() if args.cache_dir else _workdir(args.workdir) / "cache")
+    teacher = pipeline.build_teacher(section, weights_dir=args.weights_dir)
+    collection, report = pipeline.extract(
+        teacher, manifest, store, args.batch_size, args.on_error, progress=not args.no_progress
+    )
+    left = f", {len(report.failed)} left out (see {collection.failures_file})" if report.failed else ""
+    print(
+        f"{teacher.label}: {report.built} clip(s) embedded now, {report.cached} already stored{left}; "
+        f"dim {teacher.dim}, frame period {teacher.frame_seconds} s; store: {collection.folder}"
+    )
+
+
+def _features(args: argparse.Namespace) -> None:
+    from eastmir import pipeline
+    from eastmir.config import load_config
+
+    config = load_config(args.config, args.overrides, workdir=_workdir(args.workdir))
+    manifest = pipeline.open_dataset(config)
+    collection, report = pipeline.features(config, manifest, pipeline.open_store(config), not args.no_progress)
+    if collection is None:
+        print("nothing to store: this student reads the teacher embeddings (run `eastmir extract`)")
+        return
+    left = f", {len(report.failed)} left out (see {collection.failures_file})" if report.failed else ""
+    print(
+        f"{collection.producer.kind}: {report.built} stored now, {report.cached} already stored{left}; "
+        f"store: {collection.folder}"
+    )
+
+
+def _fit(args: argparse.Namespace) -> None:
+    from eastmir import pipeline
+    from eastmir.config import load_config
+
+    config = load_config(args.config, args.overrides, workdir=_workdir(args.workdir))
+    run_dir = pipeline.fit(config, progress=not args.no_progress, overwrite=args.overwrite)
+    print(f"run directory: {run_dir}")
+
+
+def _report(args: argparse.Namespace) -> None:
+    from eastmir.reporting.tables import markdown_table, read_runs, write_csv
+
+    rows = read_runs(args.runs)
+    print(markdown_table(rows))
+    if args.csv:
+        write_csv(rows, args.csv)
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from eastmir.config import parse_overrides
+    from eastmir.demo import DEFAULT_SYSTEMS, run_demo
+
+    run_demo(
+        _workdir(args.workdir),
+        args.systems or DEFAULT_SYSTEMS,
+        args.overrides,
+        parse_overrides(args.data_options),
+        progress=not args.no_progress,
+    )
+
+
+def _configs(args: argparse.Namespace) -> None:
+    from eastmir.config import shipped_names
+
+    for name in shipped_names():
+        print(name)
+
+
+COMMANDS = {
+    "extract": _extract,
+    "features": _features,
+    "fit": _fit,
+    "report": _report,
+    "demo": _demo,
+    "configs": _configs,
+    "data": _data_prepare,
+}
+
+
+def one_line(err: BaseException) -> str:
+    """The message of a user error on one line (the original message of an error raised in a DataLoader worker)."""
+    text = str(err)
+    if "Original Traceback" in text:  # torch re-raises worker errors with the traceback in the message
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        text = last.split(": ", 1)[1] if ": " in last else last
+    return " ".join(text.split())
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "data":
-        from eastmir.config import parse_overrides
-        from eastmir.registry import DATASETS
-
-        manifest = DATASETS.get(args.name)(Path(args.root), **parse_overrides(args.overrides))
-        counts = {s: len(manifest.split(s)) for s in ("train", "valid", "test")}
-        print(
-            f"{manifest.root / 'manifest.json'}: {len(manifest.clips)} clips {counts}, {len(manifest.classes)} classes"
-        )
-    elif args.command == "extract":
-        from eastmir.data.manifest import load_manifest
-        from eastmir.registry import TEACHERS
-        from eastmir.teachers.extract import extract_embeddings
-
-        cache = Path(args.cache_dir) if args.cache_dir else _workdir(args.workdir) / "cache"
-        teacher = TEACHERS.build(args.teacher, weights_dir=args.weights_dir, cache_dir=str(cache))
-        store = extract_embeddings(
-            teacher, load_manifest(args.dataset), cache, batch_size=args.batch_size, on_error=args.on_error
-        )
-        print(f"embeddings in {store.folder} (dim {store.dim}, frame period {store.frame_seconds} s)")
-    elif args.command == "features":
-        from eastmir.config import load_config
-        from eastmir.training.fit import prepare_dataset, student_inputs
-        from eastmir.training.system import input_key_for
-
-        config = load_config(args.config, args.overrides, workdir=_workdir(args.workdir))
-        manifest = prepare_dataset(config, progress=not args.no_progress)
-        key = input_key_for(config)
-        folder, _ = student_inputs(config, manifest, key, progress=not args.no_progress)
-        print(f"{key} cache: {folder}" if folder else "nothing to cache: this student reads the teacher embeddings")
-    elif args.command == "fit":
-        from eastmir.config import load_config
-        from eastmir.training.fit import fit
-
-        config = load_config(args.config, args.overrides, workdir=_workdir(args.workdir))
-        run_dir = fit(config, progress=not args.no_progress, overwrite=args.overwrite)
-        print(f"run directory: {run_dir}")
-    elif args.command == "report":
-        from eastmir.reporting.tables import markdown_table, read_runs, write_csv
-
-        rows = read_runs(args.runs)
-        print(markdown_table(rows))
-        if args.csv:
-            write_csv(rows, args.csv)
-    elif args.command == "demo":
-        from eastmir.demo import DEFAULT_SYSTEMS, run_demo
-
-        run_demo(_workdir(args.workdir), args.systems or DEFAULT_SYSTEMS, args.overrides, progress=not args.no_progress)
+    try:
+        COMMANDS[args.command](args)
+    except USER_ERRORS as err:
+        if args.debug:
+            raise
+        print(f"eastmir: error: {one_line(err)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("eastmir: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    except SystemExit as stop:
+        if type(stop).__name__ != "SIGTERMException":  # Lightning's, after a SIGTERM: stopped at a clean point
+            raise
+        print("eastmir: stopped by SIGTERM; rerun the same command to resume", file=sys.stderr)
+        return 143
     return 0
 
 

@@ -1,25 +1,40 @@
-"""YAML run configs: one file = one run.
+"""Run configs: read YAML safely, compose parts, apply overrides, resolve, validate.
 
-A file may ``extends:`` another file or a list of files (paths relative to
-itself, merged in order); mappings are merged deeply, the extending file
-winning. ``--set a.b=value`` overrides
-(values parsed as YAML) come last. ``{workdir}`` in any string is replaced
-by the work directory, so no path depends on the current directory.
-The resolved config is saved in the run directory.
+A run's config is merged, in order, from one or more **sources**:
+
+- a YAML file: a path, or the name of a shipped file (``synth/east_final``);
+  ``extends:`` names the files (relative to it) it builds on;
+- a shipped **run entry** (``openmic/east_final-passt``) from a recipe's
+  ``runs.yaml``, which composes ``base.yaml`` + ``../systems/<system>.yaml``
+  + ``teachers/<teacher>.yaml`` + the published λ and exceptions (see
+  :class:`RunTable`).
+
+Mappings merge deeply, later sources winning; a mapping naming another
+component (a different ``name:``, e.g. another student) replaces the earlier
+one instead of merging into it. ``--set key.sub=value`` overrides (values
+parsed as YAML) come last. Then ``{workdir}`` is replaced by the work
+directory and ``{data_root}`` by ``data.root``, and the result is checked by
+:func:`eastmir.schema.validate_config`. The resolved config is saved in the
+run directory.
 """
 
 from __future__ import annotations
 
 import copy
+import re
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from eastmir.errors import ConfigError, UnknownNameError, did_you_mean
+from eastmir.schema import input_key_for, validate_config
 
-class ConfigError(ValueError):
-    """A config is malformed or asks for an impossible combination."""
+__all__ = ["ConfigError", "RunTable", "input_key_for", "load_config", "parse_overrides", "shipped_names"]
+
+PLACEHOLDER = re.compile(r"\{(workdir|data_root|recipe|teacher)\}")
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -47,34 +62,189 @@ def shipped_config_dir() -> Path:
     return Path(str(resources.files("eastmir") / "configs"))
 
 
-def find_config(name_or_path: str | Path) -> Path:
-    """A path, or a name under the shipped configs (``synth/east_final``)."""
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    shipped = shipped_config_dir() / (
-        str(name_or_path) if str(name_or_path).endswith(".yaml") else f"{name_or_path}.yaml"
-    )
-    if shipped.is_file():
-        return shipped
-    raise ConfigError(f"{name_or_path}: no such config file (nor a shipped config under {shipped_config_dir()})")
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file with the safe loader only (no ``!!python/…`` objects)."""
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        detail = " ".join(str(err).split())
+        raise ConfigError(f"{path}: invalid YAML ({detail}); only plain YAML is accepted") from err
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read ({err.strerror})") from err
 
 
-def _read_yaml(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+def read_config_file(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """A YAML config with its ``extends:`` parents merged in."""
     path = path.resolve()
     if path in chain:
         raise ConfigError(f"{path}: `extends` cycle through {[str(p) for p in chain]}")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid YAML ({err})") from err
+    data = read_yaml(path)
+    data = {} if data is None else data
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config must be a mapping at the top level")
     parents = data.pop("extends", None) or []
     base: dict = {}
     for parent in [parents] if isinstance(parents, str) else parents:
-        base = deep_merge(base, _read_yaml(path.parent / parent, chain + (path,)))
+        parent_path = path.parent / parent
+        if not parent_path.is_file():
+            raise ConfigError(f"{path}: extends {parent!r}, which does not exist ({parent_path})")
+        base = deep_merge(base, read_config_file(parent_path, (*chain, path)))
     return deep_merge(base, data)
+
+
+def _substitute(node: Any, values: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        return {k: _substitute(v, values) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_substitute(v, values) for v in node]
+    if isinstance(node, str):
+        return PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), node)
+    return node
+
+
+def _placeholders_left(node: Any, where: str = "") -> list[str]:
+    if isinstance(node, dict):
+        return [p for k, v in node.items() for p in _placeholders_left(v, f"{where}{k}.")]
+    if isinstance(node, list):
+        return [p for i, v in enumerate(node) for p in _placeholders_left(v, f"{where}{i}.")]
+    if isinstance(node, str) and PLACEHOLDER.search(node):
+        return [f"{where.rstrip('.')} = {node!r}"]
+    return []
+
+
+@dataclass
+class RunTable:
+    """A recipe's ``runs.yaml``: the runs of a results table as parts, not copies.
+
+    ::
+
+        base: base.yaml                          # the recipe every run starts from
+        teachers_dir: teachers                   # teachers/<teacher>.yaml (default)
+        teachers: [vggish, openl3, passt, panns]
+        systems: [teacher_lr, kd, east_final]    # ../systems/<system>.yaml, run with every teacher
+        without_teacher: [baseline]              # ../systems/<system>.yaml, run alone
+        lambda: {vggish: 0.8, passt: 0.9}        # λ of every system that distils, per teacher
+        settings:                                # exceptions, by run name
+          teacher_lr-vggish: {optimizer: {lr: 0.2}}
+
+    Run names are ``<system>-<teacher>`` and ``<system>``; a run's ``name``
+    (its directory) is ``<recipe>-<run name>``. ``{recipe}`` and
+    ``{teacher}`` in the parts are replaced, e.g. for KD's
+    ``teacher_run: "{workdir}/runs/{recipe}-teacher_lr-{teacher}"``.
+    """
+
+    path: Path
+    base: str
+    teachers: list[str]
+    systems: list[str] = field(default_factory=list)
+    without_teacher: list[str] = field(default_factory=list)
+    lambdas: dict[str, float] = field(default_factory=dict)
+    settings: dict[str, dict] = field(default_factory=dict)
+    teachers_dir: str = "teachers"
+
+    @property
+    def recipe(self) -> str:
+        return self.path.parent.name
+
+    @classmethod
+    def read(cls, path: Path) -> RunTable:
+        data = read_yaml(path) or {}
+        known = {"base", "teachers", "systems", "without_teacher", "lambda", "settings", "teachers_dir"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"{path}: unknown key(s) {unknown}; valid: {', '.join(sorted(known))}")
+        return cls(
+            path,
+            data.get("base", "base.yaml"),
+            list(data.get("teachers", [])),
+            list(data.get("systems", [])),
+            list(data.get("without_teacher", [])),
+            dict(data.get("lambda", {})),
+            dict(data.get("settings", {})),
+            data.get("teachers_dir", "teachers"),
+        )
+
+    def runs(self) -> list[str]:
+        return [*self.without_teacher, *(f"{s}-{t}" for s in self.systems for t in self.teachers)]
+
+    def compose(self, run: str) -> dict:
+        """The raw config of one run of the table."""
+        if run not in self.runs():
+            raise UnknownNameError(
+                f"{self.recipe}/{run}: not a run of {self.path}{did_you_mean(run, self.runs())}; "
+                f"valid: {', '.join(self.runs())}"
+            )
+        system, _, teacher = run.partition("-")
+        here = self.path.parent
+        config = read_config_file(here / self.base)
+        config = deep_merge(config, read_config_file(here.parent / "systems" / f"{system}.yaml"))
+        if teacher:
+            config = deep_merge(config, read_config_file(here / self.teachers_dir / f"{teacher}.yaml"))
+            dist = config.get("distillation") or {}
+            if (dist.get("feature") or dist.get("kd")) and teacher in self.lambdas:
+                config = deep_merge(config, {"distillation": {"lambda": self.lambdas[teacher]}})
+        config = deep_merge(config, self.settings.get(run, {}))
+        config["name"] = f"{self.recipe}-{run}"
+        return _substitute(config, {"recipe": self.recipe, "teacher": teacher})
+
+
+def run_tables() -> dict[str, RunTable]:
+    """Every shipped ``runs.yaml``, by recipe."""
+    return {p.parent.name: RunTable.read(p) for p in sorted(shipped_config_dir().glob("*/runs.yaml"))}
+
+
+def shipped_names() -> list[str]:
+    """Every runnable shipped config: ``synth/<system>`` files and the runs of every ``runs.yaml``."""
+    root = shipped_config_dir()
+    files = [
+        p.relative_to(root).with_suffix("").as_posix()
+        for p in sorted(root.glob("*/*.yaml"))
+        if p.stem not in ("base", "runs") and p.parent.name != "systems"
+    ]
+    entries = [f"{recipe}/{run}" for recipe, table in run_tables().items() for run in table.runs()]
+    return files + entries
+
+
+def _unknown_config(name: str) -> UnknownNameError:
+    root = shipped_config_dir()
+    files = sorted({p.parent.name: None for p in root.glob("*/*.yaml") if p.parent.name != "systems"})
+    listing = []
+    for recipe in files:
+        table = root / recipe / "runs.yaml"
+        if table.is_file():
+            t = RunTable.read(table)
+            listing.append(
+                f"{recipe}/{{{', '.join(t.without_teacher)}}} and {recipe}/<system>-<teacher> "
+                f"(systems {', '.join(t.systems)}; teachers {', '.join(t.teachers)})"
+            )
+        else:
+            stems = sorted(p.stem for p in (root / recipe).glob("*.yaml") if p.stem not in ("base", "runs"))
+            listing.append(f"{recipe}/{{{', '.join(stems)}}}")
+    return UnknownNameError(
+        f"{name}: no such config file or shipped config{did_you_mean(str(name), shipped_names())}; "
+        f"shipped: {'; '.join(listing)} (`eastmir configs` lists them all)"
+    )
+
+
+def config_source(name: str | Path) -> tuple[dict, str]:
+    """The raw config of one source (a file, a shipped file or a shipped run entry) and how to name it."""
+    path = Path(name)
+    if path.is_file():
+        return read_config_file(path), str(path)
+    root = shipped_config_dir()
+    text = str(name).removesuffix(".yaml")
+    shipped = root / f"{text}.yaml"
+    if shipped.is_file() and shipped.stem != "runs":
+        return read_config_file(shipped), text
+    recipe, _, run = text.partition("/")
+    table = root / recipe / "runs.yaml"
+    if run and table.is_file():
+        table_obj = RunTable.read(table)
+        if run in table_obj.runs():
+            return table_obj.compose(run), text
+    if path.suffix in (".yaml", ".yml") and (path.is_absolute() or not shipped.parent.is_dir()):
+        raise ConfigError(f"{path}: no such config file")
+    raise _unknown_config(str(name))
 
 
 def parse_overrides(items: list[str] | None) -> dict:
@@ -84,30 +254,46 @@ def parse_overrides(items: list[str] | None) -> dict:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key.sub=value")
         key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML ({' '.join(str(err).split())})") from err
         node = out
         *parents, leaf = key.strip().split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(raw)
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r} conflicts with another override of {part}")
+        node[leaf] = value
     return out
 
 
-def _substitute(node: Any, workdir: str) -> Any:
-    if isinstance(node, dict):
-        return {k: _substitute(v, workdir) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_substitute(v, workdir) for v in node]
-    if isinstance(node, str):
-        return node.replace("{workdir}", workdir)
-    return node
-
-
-def load_config(path: str | Path, overrides: list[str] | None = None, workdir: str | Path | None = None) -> dict:
-    """Read, merge, override and resolve ``{workdir}``; returns a plain dict."""
-    cfg = _read_yaml(find_config(path))
-    cfg = deep_merge(cfg, parse_overrides(overrides))
+def load_config(
+    sources: str | Path | list[str | Path],
+    overrides: list[str] | None = None,
+    workdir: str | Path | None = None,
+) -> dict:
+    """Read, compose, override, resolve and validate; returns the complete plain dict."""
+    sources = [sources] if isinstance(sources, (str, Path)) else list(sources)
+    if not sources:
+        raise ConfigError("no config given: pass --config NAME_OR_FILE (see `eastmir configs`)")
+    config: dict = {}
+    names = []
+    for source in sources:
+        raw, label = config_source(source)
+        config = deep_merge(config, raw)
+        names.append(label)
+    config = deep_merge(config, parse_overrides(overrides))
+    label = " + ".join(names)
     if workdir is not None:
-        cfg["workdir"] = str(Path(workdir).resolve())
-    if "workdir" not in cfg:
-        raise ConfigError("no work directory: pass --workdir DIR (or set `workdir:` in the config)")
-    return _substitute(cfg, cfg["workdir"])
+        config["workdir"] = str(Path(workdir).absolute())
+    if not config.get("workdir"):
+        raise ConfigError(f"{label}: no work directory: pass --workdir DIR (or set `workdir:` in the config)")
+    config = _substitute(config, {"workdir": str(config["workdir"])})
+    data_root = (config.get("data") or {}).get("root") if isinstance(config.get("data"), dict) else None
+    if isinstance(data_root, str):
+        config = _substitute(config, {"data_root": data_root})
+    left = _placeholders_left(config)
+    if left:
+        raise ConfigError(f"{label}: unresolved placeholder in {', '.join(left)}; set these keys explicitly")
+    return validate_config(config, label)

@@ -12,6 +12,8 @@ import importlib
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+from eastmir.errors import UnknownNameError, did_you_mean
+
 T = TypeVar("T")
 
 
@@ -43,12 +45,14 @@ class Registry(Generic[T]):
         return sorted(self._entries)
 
     def get(self, name: str) -> T:
+        """The entry called ``name``; an unknown name fails naming the closest and every valid one."""
         self._load_builtins()
         try:
             return self._entries[name]
-        except KeyError:
+        except (KeyError, TypeError):
             valid = ", ".join(self.names()) or "(none)"
-            raise KeyError(f"unknown {self.kind} {name!r}; valid {self.kind}s: {valid}") from None
+            hint = did_you_mean(str(name), self.names())
+            raise UnknownNameError(f"unknown {self.kind} {name!r}{hint}; valid {self.kind}s: {valid}") from None
 
     def build(self, name: str, **kwargs: Any) -> Any:
         return self.get(name)(**kwargs)  # type: ignore[operator]

@@ -1,1 +1,1 @@
-"""Dataset manifests, the log-mel cache and the Lightning data module."""
+"""Datasets: manifests, dataset adapters, the store and the features step (no Lightning here)."""

@@ -1,102 +1,92 @@
-"""Per-clip input caches: the log-mel ``(mels, frames)`` in a folder named by
-the front-end config hash (a changed front end never reads stale features),
-or the decoded waveform ``(samples,)`` for students that read audio.
-Resumable: finished clips are skipped, files are written atomically.
+"""The ``features`` step: the student's input for every clip, in the store.
+
+- ``logmel``: the normalised log-mel ``(mels, frames)`` of the whole clip,
+  keyed by every front-end setting (:class:`~eastmir.audio.FrontendConfig`)
+  and the source file's identity;
+- ``waveform``: the clip decoded to mono float32 ``(samples,)`` at the front
+  end's rate, for students with a learnable front end (HCNN) and for a
+  log-mel computed per batch (frequency jitter).
+
+Entries hold whole clips; the data module crops or pads them to the run's
+clip length (``eastmir.training.datamodule``).
 """
 
 from __future__ import annotations
 
-import json
-import os
-from collections.abc import Callable
-from pathlib import Path
+from dataclasses import asdict
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from eastmir.audio import AudioDecodeError, FrontendConfig, LogMelFrontend, load_audio
+from eastmir.audio import FrontendConfig, LogMelFrontend, load_audio
 from eastmir.data.manifest import Manifest
+from eastmir.data.store import Collection, FillReport, Producer, SourceItem, Store, fill
+
+# Bump when the computation of an entry changes, so old entries are not reused.
+LOGMEL_REVISION = 1
+WAVEFORM_REVISION = 1
+DECODER = "soundfile + scipy.signal.resample_poly, channel mean"
 
 
-def save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as fh:
-        np.save(fh, array)
-    os.replace(tmp, path)
+def logmel_producer(frontend: FrontendConfig) -> Producer:
+    settings = {"frontend": asdict(frontend), "decoder": DECODER, "revision": LOGMEL_REVISION}
+    return Producer("logmel", "logmel", settings, (frontend.n_mels, None))
 
 
-def record_bad_clips(folder: Path, bad: dict[str, str]) -> None:
-    """Write the skipped clips and why to ``folder/bad_clips.json`` and say so."""
-    if bad:
-        (folder / "bad_clips.json").write_text(json.dumps(bad, indent=1))
-        print(f"warning: skipped {len(bad)} unreadable clip(s); see {folder / 'bad_clips.json'}")
+def waveform_producer(sample_rate: int) -> Producer:
+    settings = {"sample_rate": sample_rate, "decoder": DECODER, "revision": WAVEFORM_REVISION}
+    return Producer("waveform", f"waveform{sample_rate}", settings, (None,))
 
 
-def feature_dir(cache_root: Path, manifest: Manifest, frontend: FrontendConfig) -> Path:
-    return Path(cache_root) / "logmel" / manifest.dataset / frontend.cache_key()
+def audio_items(manifest: Manifest) -> list[SourceItem]:
+    return [SourceItem(c.clip_id, manifest.audio_file(c)) for c in manifest.clips]
 
 
-def waveform_dir(cache_root: Path, manifest: Manifest, sample_rate: int) -> Path:
-    return Path(cache_root) / "waveform" / manifest.dataset / f"{sample_rate}Hz"
-
-
-def cache_per_clip(
+def build_logmels(
     manifest: Manifest,
-    out: Path,
-    sample_rate: int,
-    transform: Callable[[np.ndarray], np.ndarray],
-    on_error: str = "raise",
-    progress: bool = True,
-    desc: str = "cache",
-) -> Path:
-    """Decode every clip at ``sample_rate``, apply ``transform`` and store it as ``out/<clip_id>.npy``.
-
-    Finished clips are skipped (resumable). ``on_error="raise"`` stops at the
-    first unreadable clip with an error naming the file; ``"skip"`` reports
-    it, records it in ``out/bad_clips.json`` and leaves it out of training.
-    """
-    if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
-    out.mkdir(parents=True, exist_ok=True)
-    todo = [c for c in manifest.clips if not (out / f"{c.clip_id}.npy").exists()]
-    bad: dict[str, str] = {}
-    for clip in tqdm(todo, desc=desc, unit="clip", disable=not progress or not todo):
-        try:
-            audio = load_audio(manifest.audio_file(clip), sample_rate)
-        except AudioDecodeError as err:
-            if on_error == "raise":
-                raise
-            bad[clip.clip_id] = str(err)
-            continue
-        save_npy_atomic(out / f"{clip.clip_id}.npy", transform(audio))
-    record_bad_clips(out, bad)
-    return out
-
-
-def compute_logmels(
-    manifest: Manifest,
+    store: Store,
     frontend: FrontendConfig,
-    cache_root: str | Path,
     on_error: str = "raise",
     progress: bool = True,
-) -> Path:
-    """Cache the log-mel ``(mels, frames)`` of every clip; returns the cache folder."""
-    out = feature_dir(Path(cache_root), manifest, frontend)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "frontend.json").write_text(json.dumps(frontend.__dict__, indent=1))
+) -> tuple[Collection, FillReport]:
+    """Store the log-mel of every clip not stored yet.
+
+    One clip at a time, so an entry depends on its clip alone (batched BLAS
+    calls may round differently with the batch around it).
+    """
     module = LogMelFrontend(frontend)
 
-    def logmel(audio: np.ndarray) -> np.ndarray:
+    def logmels(waveforms: list[np.ndarray]) -> list[np.ndarray]:
         with torch.no_grad():
-            return module(torch.from_numpy(audio)[None])[0].numpy().astype(np.float32)
+            return list(module(torch.from_numpy(np.stack(waveforms))).numpy())
 
-    return cache_per_clip(manifest, out, frontend.sample_rate, logmel, on_error, progress, "log-mel")
+    collection = store.collection(logmel_producer(frontend))
+    report = fill(
+        collection,
+        audio_items(manifest),
+        lambda path: load_audio(path, frontend.sample_rate),
+        logmels,
+        1,
+        on_error,
+        progress,
+        "log-mel",
+    )
+    return collection, report
 
 
-def compute_waveforms(
-    manifest: Manifest, sample_rate: int, cache_root: str | Path, on_error: str = "raise", progress: bool = True
-) -> Path:
-    """Cache every clip decoded to mono float32 ``(samples,)`` at ``sample_rate`` (for waveform students)."""
-    out = waveform_dir(Path(cache_root), manifest, sample_rate)
-    return cache_per_clip(manifest, out, sample_rate, lambda a: a.astype(np.float32), on_error, progress, "decode")
+def build_waveforms(
+    manifest: Manifest, store: Store, sample_rate: int, on_error: str = "raise", progress: bool = True
+) -> tuple[Collection, FillReport]:
+    """Store every clip decoded to mono float32 ``(samples,)`` at ``sample_rate``."""
+    collection = store.collection(waveform_producer(sample_rate))
+    report = fill(
+        collection,
+        audio_items(manifest),
+        lambda path: load_audio(path, sample_rate),
+        lambda arrays: arrays,
+        1,
+        on_error,
+        progress,
+        "decode",
+    )
+    return collection, report

@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 
+from eastmir.errors import ManifestError
+
+__all__ = ["MANIFEST_NAME", "SPLITS", "Clip", "Manifest", "ManifestError", "load_manifest"]
+
 SPLITS = ("train", "valid", "test")
 MANIFEST_NAME = "manifest.json"
-
-
-class ManifestError(ValueError):
-    """A manifest is malformed; the message names the file and the clip."""
 
 
 @dataclass

@@ -1,4 +1,9 @@
-"""Table-1-style results tables from run directories' ``metrics.json``."""
+"""Table-1-style results tables from run directories' ``metrics.json``.
+
+A run that has not finished (no ``metrics.json``) still gets its row, marked
+``unfinished`` with the last epoch its logs reached, rather than stopping the
+report; a folder that is not a run is marked too.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +11,45 @@ import csv
 import json
 from pathlib import Path
 
+import yaml
+
 TITLES = {"mAP": "mAP", "roc_auc": "ROC-AUC", "f1": "F1", "accuracy": "Accuracy"}
 
 
+def _unfinished(run_dir: Path) -> dict:
+    row: dict = {"name": run_dir.name, "test": {}}
+    config_file = run_dir / "config.yaml"
+    if not config_file.is_file():
+        row["status"] = "not a run directory"
+        return row
+    config = yaml.safe_load(config_file.read_text()) or {}
+    teacher = config.get("teacher") or {}
+    row.update(
+        name=config.get("name", run_dir.name),
+        system=config.get("system") or config.get("name", run_dir.name),
+        student=(config.get("student") or {}).get("name", ""),
+        teacher=teacher.get("id") or teacher.get("name"),
+    )
+    epochs = []
+    log = run_dir / "logs" / "version_0" / "metrics.csv"
+    if log.is_file():
+        with open(log, newline="") as fh:
+            epochs = [int(float(r["epoch"])) for r in csv.DictReader(fh) if r.get("epoch") and r.get("val_loss")]
+    max_epochs = (config.get("trainer") or {}).get("max_epochs")
+    reached = f"epoch {max(epochs) + 1}" + (f" of {max_epochs}" if max_epochs else "") if epochs else "no epoch done"
+    row["status"] = f"unfinished: {reached}"
+    return row
+
+
 def read_runs(run_dirs: list[str | Path]) -> list[dict]:
+    """One row per run directory: its ``metrics.json``, or a row marked with its status."""
     rows = []
     for d in run_dirs:
         path = Path(d) / "metrics.json"
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no metrics; has `eastmir fit` finished for this run?")
-        rows.append(json.loads(path.read_text()))
+        if path.is_file():
+            rows.append(json.loads(path.read_text()))
+        else:
+            rows.append(_unfinished(Path(d)))
     return rows
 
 
@@ -32,9 +66,8 @@ def markdown_table(rows: list[dict]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * len(cols)) + "|"]
     for r in rows:
         vals = [f"{r['test'][k]:.3f}" if k in r["test"] else "—" for k in cols]
-        lines.append(
-            "| " + " | ".join([r.get("system", r["name"]), r.get("student", ""), r.get("teacher") or "—"] + vals) + " |"
-        )
+        label = r.get("system", r["name"]) + (f" ({r['status']})" if r.get("status") else "")
+        lines.append("| " + " | ".join([label, r.get("student", ""), r.get("teacher") or "—", *vals]) + " |")
     return "\n".join(lines)
 
 
@@ -42,10 +75,10 @@ def write_csv(rows: list[dict], path: str | Path) -> None:
     cols = metric_columns(rows)
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["system", "student", "teacher"] + cols + ["epochs", "steps", "wall_seconds"])
+        w.writerow(["system", "student", "teacher", *cols, "epochs", "steps", "wall_seconds", "status"])
         for r in rows:
             w.writerow(
-                [r.get("system"), r.get("student"), r.get("teacher") or ""]
+                [r.get("system", r["name"]), r.get("student"), r.get("teacher") or ""]
                 + [r["test"].get(k) for k in cols]
-                + [r.get("epochs"), r.get("steps"), r.get("wall_seconds")]
+                + [r.get("epochs"), r.get("steps"), r.get("wall_seconds"), r.get("status", "finished")]
             )

@@ -19,6 +19,9 @@ then the max over time: 512 values.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -27,13 +30,14 @@ from torch import nn
 from eastmir.audio import mel_filterbank
 from eastmir.registry import TEACHERS
 from eastmir.teachers.base import Teacher
-from eastmir.teachers.weights import WheelWeights, fetch_wheel_member
+from eastmir.teachers.weights import WheelWeights, fetch_wheel_member, sha256_of
 
 AISFX_WEIGHTS = WheelWeights(
     package="aisfx",
     version="0.1.2",
     member="aisfx/models/checkpoint.pth",
     wheel_sha256="bfe219950715af179e9a1653e7117cc1852baef267cd6596c42cad74afe1d194",
+    member_sha256="499ea75909c932a2f94c35fa722fa4fabc5bcb7e84917209cc5f7402627b7eb5",
 )
 SAMPLE_RATE = 44100
 FRAME, HOP, N_MELS = 2048, 1024, 96
@@ -134,14 +138,21 @@ class AisfxTeacher(Teacher):
     frame_seconds = BLOCK_HOP * HOP / SAMPLE_RATE
     dim = 512
 
-    def __init__(self, weights_dir: str | None = None, cache_dir: str | None = None, block_batch: int = 32) -> None:
+    def __init__(self, weights_dir: Path | None = None, block_batch: int = 32) -> None:
+        """``weights_dir``: a folder holding ``checkpoint.pth`` or the ``aisfx-0.1.2`` wheel (offline
+        use); by default the wheel is fetched once into ``$EASTMIR_CACHE``. ``block_batch``: blocks
+        per network call (memory only; the output does not depend on it)."""
         super().__init__()
         self.frontend = AisfxFrontend()
         self.net = AisfxEmbeddingNet()
-        path = fetch_wheel_member(AISFX_WEIGHTS, weights_dir=weights_dir, cache_dir=cache_dir)
+        path = fetch_wheel_member(AISFX_WEIGHTS, weights_dir=weights_dir)
+        self.weights_sha256 = sha256_of(path)
         self.net.load_state_dict(load_aisfx_state(path), strict=True)
         self.block_batch = block_batch
         self.eval()
+
+    def identity(self) -> dict[str, Any]:
+        return {**super().identity(), "weights_sha256": self.weights_sha256}
 
     @torch.no_grad()
     def embed(self, waveforms: torch.Tensor) -> torch.Tensor:

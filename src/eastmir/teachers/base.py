@@ -1,64 +1,86 @@
-"""The Teacher contract and the per-clip embedding cache.
+"""The teacher contract.
 
-A teacher has a ``name``, a ``version`` (bumped when its output changes, so
-caches never mix), the ``sample_rate`` it wants, ``frame_seconds`` (the hop
-between its embedding frames; ``None`` for one clip-level vector), ``dim``,
-and ``embed(waveforms (batch, samples)) -> (batch, frames, dim)``.
+A **teacher source** fills the store with one embedding ``(frames, dim)``
+per clip. It says which file each clip's embedding is made from
+(:meth:`TeacherSource.source_file`), how to read that file
+(:meth:`~TeacherSource.read_source`) and how to turn what it read into
+embeddings (:meth:`~TeacherSource.embed_arrays`); :meth:`~TeacherSource.identity`
+lists everything that changes its output (name, version, weights sha256,
+options), which keys its entries in the store.
+
+Two kinds:
+
+- :class:`Teacher`: a frozen pretrained network. It reads the clip's audio at
+  its ``sample_rate`` and runs ``embed(waveforms (batch, samples)) ->
+  (batch, frames, dim)``; ``frame_seconds`` is the hop between its frames
+  (``None`` for one clip-level vector).
+- ``precomputed`` (:mod:`eastmir.teachers.precomputed`): a user's embedding
+  files, validated and imported instead of running a network.
+
+Teachers know nothing of the store or the data module; the pipeline drives them.
 """
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from eastmir.audio import load_audio
 
-class Teacher(nn.Module, ABC):
+
+class TeacherSource(ABC):
     name: str
     version: str
-    sample_rate: int
-    frame_seconds: float | None
+    revision: int = 1  # bumped when our code's output changes for the same weights
     dim: int
+    frame_seconds: float | None
+
+    def identity(self) -> dict[str, Any]:
+        """Everything that changes the embeddings: keys the store entries."""
+        return {"name": self.name, "version": self.version, "revision": self.revision, "dim": self.dim}
+
+    @property
+    def label(self) -> str:
+        """How tables and store folders name this teacher."""
+        return self.name
+
+    def source_file(self, audio_file: Path, clip_id: str) -> Path:
+        """The file a clip's embedding is made from (the clip's audio by default)."""
+        return audio_file
+
+    @abstractmethod
+    def read_source(self, path: Path) -> np.ndarray:
+        """Read one source file; raise :class:`~eastmir.errors.SourceError` or
+        :class:`~eastmir.audio.AudioDecodeError` naming it when it cannot be used."""
+
+    @abstractmethod
+    def embed_arrays(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        """Arrays of equal shape from :meth:`read_source` → one ``(frames, dim)`` embedding each."""
+
+
+class Teacher(TeacherSource, nn.Module):
+    """A frozen pretrained network run once, offline, over every clip."""
+
+    sample_rate: int
+
+    def __init__(self) -> None:
+        nn.Module.__init__(self)
 
     @abstractmethod
     def embed(self, waveforms: torch.Tensor) -> torch.Tensor:
         """``(batch, samples)`` at ``sample_rate`` → ``(batch, frames, dim)``."""
 
-    @property
-    def cache_name(self) -> str:
-        return f"{self.name}-{self.version}"
+    def identity(self) -> dict[str, Any]:
+        return {**super().identity(), "sample_rate": self.sample_rate, "frame_seconds": self.frame_seconds}
 
+    def read_source(self, path: Path) -> np.ndarray:
+        return load_audio(path, self.sample_rate)
 
-def embedding_dir(cache_root: str | Path, dataset: str, teacher_cache_name: str) -> Path:
-    return Path(cache_root) / "embeddings" / dataset / teacher_cache_name
-
-
-class EmbeddingStore:
-    """Reads cached embeddings: ``load(clip_id) -> (frames, dim)`` float32."""
-
-    def __init__(self, folder: str | Path) -> None:
-        self.folder = Path(folder)
-        meta = self.folder / "teacher.json"
-        if not meta.is_file():
-            raise FileNotFoundError(
-                f"{self.folder}: no cached teacher embeddings; run `eastmir extract --teacher T --dataset D` first"
-            )
-        self.meta = json.loads(meta.read_text())
-        self.dim: int = int(self.meta["dim"])
-        self.frame_seconds: float | None = self.meta["frame_seconds"]
-
-    def has(self, clip_id: str) -> bool:
-        return (self.folder / f"{clip_id}.npy").exists()
-
-    def load(self, clip_id: str) -> np.ndarray:
-        path = self.folder / f"{clip_id}.npy"
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: embedding missing; rerun `eastmir extract` (it resumes)")
-        emb = np.load(path)
-        if emb.ndim != 2 or emb.shape[1] != self.dim:
-            raise ValueError(f"{path}: embedding has shape {emb.shape}, expected (frames, {self.dim})")
-        return emb.astype(np.float32)
+    @torch.no_grad()
+    def embed_arrays(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        return list(self.embed(torch.from_numpy(np.stack(arrays))).float().numpy())

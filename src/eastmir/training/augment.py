@@ -28,7 +28,8 @@ import torch
 def mixup(
     batch: dict[str, torch.Tensor], alpha: float, generator: torch.Generator | None = None
 ) -> dict[str, torch.Tensor]:
-    """Mix every float entry of ``batch`` with a permutation of itself; ``mask`` → union."""
+    """Mix every float tensor of ``batch`` with a permutation of itself; ``mask`` → union; other entries
+    (integer tensors, the list of clip ids) pass through unchanged."""
     n = batch["targets"].shape[0]
     device = batch["targets"].device
     beta = torch.distributions.Beta(torch.tensor(float(alpha)), torch.tensor(float(alpha)))
@@ -38,7 +39,7 @@ def mixup(
     for key, value in batch.items():
         if key == "mask":
             out[key] = value | value[perm]
-        elif value.is_floating_point():
+        elif isinstance(value, torch.Tensor) and value.is_floating_point():
             shape = (n,) + (1,) * (value.ndim - 1)
             w = lam.view(shape).to(value.dtype)
             out[key] = w * value + (1 - w) * value[perm]

@@ -3,11 +3,14 @@
     L = (1 − λ)·L_pred + λ·L_reg  (+ L_teacher with embedding compression)
     L_reg = w_feature · mean over stages of d(stage, teacher) + w_kd · KD
 
-built entirely from the run config (so a checkpoint rebuilds itself):
+built entirely from the validated run config (:mod:`eastmir.schema`), the
+number of classes, the teacher's embedding width and the class names, which
+are its hyper-parameters: a checkpoint rebuilds the system without reading
+any other file (``eastmir.load_run``).
 
 - ``task``: ``multilabel`` (masked BCE; mAP, ROC-AUC, F1) or ``single_label``
   (softmax cross-entropy; accuracy).
-- ``student``: ``{name, ...kwargs}`` from :data:`~eastmir.registry.STUDENTS`.
+- ``student``: ``{name, ...options}`` from :data:`~eastmir.registry.STUDENTS`.
 - ``distillation`` (optional)::
 
       lambda: 0.6                        # λ
@@ -22,20 +25,22 @@ built entirely from the run config (so a checkpoint rebuilds itself):
         teacher_run: "{workdir}/runs/teacher_lr"
       compression: {name: linear}        # embedding compression (second paper)
 
+  The KD head is a frozen :class:`LinearProbe` whose weights the pipeline
+  copies in from ``teacher_run`` before training (:meth:`EastSystem.set_teacher_head`);
+  from then on they live in this module's checkpoints.
 - ``augment``: ``{mixup_alpha, spec_augment: {freq, time}, fmin_jitter,
   fmax_jitter}``; with a frequency jitter the log-mel is computed per batch
   from cached waveforms (the front end then lives in the system).
-- ``optimizer``: ``{name: adam|sgd, lr, weight_decay}``; ``scheduler``:
-  ReduceLROnPlateau on the validation loss ``{factor, patience}``.
+- ``optimizer``: ``{name: adam|sgd, lr, weight_decay, momentum}``;
+  ``scheduler``: ReduceLROnPlateau on the validation loss ``{factor, patience}``.
 
 The validation loss is the prediction loss alone, so it is comparable across
-systems (it drives the scheduler and early stopping).
+systems (it drives the scheduler and early stopping). A non-finite training
+loss stops training with the step and the clip ids of the batch.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -43,119 +48,69 @@ import torch
 from torch import nn
 
 from eastmir.audio import FrontendConfig, LogMelFrontend
-from eastmir.config import ConfigError
+from eastmir.errors import TrainingError
 from eastmir.losses.knowledge_distillation import knowledge_distillation
 from eastmir.losses.prediction import cross_entropy, masked_binary_cross_entropy
 from eastmir.metrics import MaskedMultilabelMetrics, SingleLabelMetrics
 from eastmir.registry import REGULARISERS, STUDENTS
+from eastmir.schema import input_key_for, validate_config
 from eastmir.students.base import StudentOutput
 from eastmir.students.linear_probe import LinearProbe
 from eastmir.training.augment import jittered_range, mixup, spec_augment
 from eastmir.training.compression import TRANSFORMS
 
-TASKS = ("multilabel", "single_label")
 
-
-def resolve_stages(spec: Any, n_stages: int, student: str) -> list[int]:
-    """``"all"`` or a list of (possibly negative) stage indices → sorted non-negative indices."""
+def resolve_stages(spec: Any, n_stages: int) -> list[int]:
+    """``"all"``, an index or a list of (possibly negative) indices → sorted non-negative indices."""
     if spec == "all":
         return list(range(n_stages))
-    if isinstance(spec, int):
-        spec = [spec]
-    if not isinstance(spec, list) or not spec:
-        raise ConfigError(f"distillation.feature.stages must be 'all' or a list of stage indices, got {spec!r}")
-    out = []
-    for s in spec:
-        if not isinstance(s, int) or not -n_stages <= s < n_stages:
-            raise ConfigError(
-                f"distillation.feature.stages: {student} has {n_stages} stages (0..{n_stages - 1} or -1..-{n_stages}), got {s!r}"
-            )
-        out.append(s % n_stages)
-    return sorted(set(out))
-
-
-def logmel_per_batch(config: dict) -> bool:
-    """A frequency jitter needs the log-mel computed per batch (from waveforms) by the system."""
-    aug = config.get("augment") or {}
-    return STUDENTS.get(config["student"]["name"]).input_key == "logmel" and bool(
-        aug.get("fmin_jitter") or aug.get("fmax_jitter")
-    )
-
-
-def input_key_for(config: dict) -> str:
-    """What a run's data module serves: the student's input, or waveforms when the log-mel is made per batch."""
-    return "waveform" if logmel_per_batch(config) else STUDENTS.get(config["student"]["name"]).input_key
-
-
-def load_teacher_head(run_dir: str | Path, num_classes: int, embedding_dim: int) -> LinearProbe:
-    """The frozen TeacherLR head of a finished TeacherLR run (its best checkpoint)."""
-    run_dir = Path(run_dir)
-    metrics = run_dir / "metrics.json"
-    if not metrics.is_file():
-        raise ConfigError(
-            f"KD needs a finished TeacherLR run at {run_dir} (no metrics.json there): "
-            "train it first, e.g. `eastmir fit --config synth/teacher_lr`"
-        )
-    blob = json.loads(metrics.read_text())
-    if blob.get("student") != "linear_probe":
-        raise ConfigError(f"{run_dir} is a {blob.get('student')} run, not a TeacherLR (linear_probe) run")
-    state = torch.load(run_dir / blob["best_checkpoint"], map_location="cpu", weights_only=False)["state_dict"]
-    head = LinearProbe(num_classes, embedding_dim)
-    try:
-        head.head.load_state_dict({"weight": state["student.head.weight"], "bias": state["student.head.bias"]})
-    except RuntimeError as err:
-        raise ConfigError(f"{run_dir}: its TeacherLR head does not fit this run ({err})") from err
-    head.requires_grad_(False)  # a frozen linear layer: no dropout or BN, so train/eval mode is moot
-    return head
+    spec = [spec] if isinstance(spec, int) else spec
+    return sorted({s % n_stages for s in spec})
 
 
 class EastSystem(L.LightningModule):
-    def __init__(self, config: dict, num_classes: int, embedding_dim: int | None = None) -> None:
+    def __init__(
+        self, config: dict, num_classes: int, embedding_dim: int | None = None, classes: list[str] | None = None
+    ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        config = validate_config(config, "the run config")
+        self.save_hyperparameters(
+            {
+                "config": config,
+                "num_classes": num_classes,
+                "embedding_dim": embedding_dim,
+                "classes": list(classes) if classes else [f"class{i}" for i in range(num_classes)],
+            }
+        )
         self.config = config
-        self.task = config.get("task", "multilabel")
-        if self.task not in TASKS:
-            raise ConfigError(f"task must be one of {TASKS}, got {self.task!r}")
+        self.classes = self.hparams["classes"]
+        self.task = config["task"]
         student_cfg = dict(config["student"])
         name = student_cfg.pop("name")
         if name == "linear_probe":
             if embedding_dim is None:
-                raise ConfigError("student linear_probe (TeacherLR) needs a teacher: set `teacher:`")
+                raise TrainingError("student linear_probe (TeacherLR) needs the teacher's embedding width")
             student_cfg["embedding_dim"] = embedding_dim
         self.student = STUDENTS.build(name, num_classes=num_classes, **student_cfg)
 
-        dist = dict(config.get("distillation") or {})
-        unknown = set(dist) - {"lambda", "feature", "kd", "compression"}
-        if unknown:
-            raise ConfigError(f"distillation: unknown keys {sorted(unknown)}; valid: lambda, feature, kd, compression")
+        dist = config["distillation"] or {}
         self.lam = float(dist.get("lambda", 0.0))
-        if not 0.0 <= self.lam <= 1.0:
-            raise ConfigError(f"distillation.lambda (λ) must lie in [0, 1], got {self.lam}")
         if (dist.get("feature") or dist.get("kd")) and embedding_dim is None:
-            raise ConfigError("distillation needs teacher embeddings: set `teacher:`")
-        if dist.get("compression") and not dist.get("feature"):
-            raise ConfigError(
-                "distillation.compression needs distillation.feature (the distance to the compact embedding)"
-            )
-
+            raise TrainingError("distillation needs the teacher's embedding width (embedding_dim)")
         self.stages: list[int] = []
         self.regularisers = nn.ModuleList()
         self.transforms = nn.ModuleList()
         self.feature_weight = 0.0
         if dist.get("feature"):
             feature = dict(dist["feature"])
-            self.feature_weight = float(feature.pop("weight", 1.0))
-            self.stages = resolve_stages(feature.pop("stages", [-1]), len(self.student.stage_dims), name)
+            self.feature_weight = float(feature.pop("weight"))
+            self.stages = resolve_stages(feature.pop("stages"), len(self.student.stage_dims))
             reg_name = feature.pop("name")
-            compression = dict(dist.get("compression") or {})
-            kind = compression.get("name", "linear")
-            if compression and kind not in TRANSFORMS:
-                raise ConfigError(f"unknown compression {kind!r}; valid: {', '.join(TRANSFORMS)}")
+            compression = dist.get("compression")
             for s in self.stages:
                 width = self.student.stage_dims[s]
                 if compression:
-                    self.transforms.append(TRANSFORMS[kind](embedding_dim, width, num_classes))
+                    self.transforms.append(TRANSFORMS[compression["name"]](embedding_dim, width, num_classes))
                 target_dim = width if compression else embedding_dim
                 self.regularisers.append(
                     REGULARISERS.build(reg_name, student_dim=width, teacher_dim=target_dim, **feature)
@@ -164,35 +119,39 @@ class EastSystem(L.LightningModule):
         self.kd: dict[str, Any] | None = None
         self.teacher_head: LinearProbe | None = None
         if dist.get("kd"):
-            kd = dict(dist["kd"])
-            if "teacher_run" not in kd:
-                raise ConfigError("distillation.kd needs teacher_run: a finished TeacherLR run directory")
-            self.kd = {
-                "weight": float(kd.get("weight", 1.0)),
-                "temperature": float(kd.get("temperature", 2.0)),
-                "hard": bool(kd.get("hard", False)),
-            }
-            self.teacher_head = load_teacher_head(kd["teacher_run"], num_classes, embedding_dim)
+            kd = dist["kd"]
+            self.kd = {"weight": kd["weight"], "temperature": kd["temperature"], "hard": kd["hard"]}
+            self.teacher_head = LinearProbe(num_classes, embedding_dim)
+            self.teacher_head.requires_grad_(False)  # frozen; a linear layer, so train/eval mode is moot
 
-        aug = config.get("augment") or {}
+        aug = config["augment"] or {}
         self.mixup_alpha = float(aug.get("mixup_alpha", 0.0))
         self.spec_augment = aug.get("spec_augment")
         self.jitter = (float(aug.get("fmin_jitter", 0.0)), float(aug.get("fmax_jitter", 0.0)))
         self.frontend = None
-        if logmel_per_batch(config):
-            self.frontend = LogMelFrontend(FrontendConfig(**config.get("frontend", {})))
+        if self.input_key == "waveform" and self.student.input_key == "logmel":
+            self.frontend = LogMelFrontend(FrontendConfig(**config["frontend"]))
 
         def metrics():
             return MaskedMultilabelMetrics() if self.task == "multilabel" else SingleLabelMetrics(num_classes)
 
         self.val_metrics, self.test_metrics = metrics(), metrics()
 
+    def set_teacher_head(self, state: dict[str, torch.Tensor], source: str = "the TeacherLR run") -> None:
+        """Copy the frozen KD head's ``weight`` / ``bias`` in (from a finished TeacherLR run)."""
+        if self.teacher_head is None:
+            raise TrainingError("this system has no KD head (no distillation.kd)")
+        try:
+            self.teacher_head.head.load_state_dict(state)
+        except RuntimeError as err:
+            raise TrainingError(f"{source}: its TeacherLR head does not fit this run ({err})") from err
+
     @property
     def input_key(self) -> str:
-        """What the data module must serve (:func:`input_key_for`)."""
+        """What the data module must serve (:func:`~eastmir.schema.input_key_for`)."""
         return input_key_for(self.config)
 
-    def with_logmel(self, batch: dict[str, torch.Tensor], train: bool) -> dict[str, torch.Tensor]:
+    def with_logmel(self, batch: dict[str, Any], train: bool) -> dict[str, Any]:
         """Compute the log-mel from ``batch["waveform"]`` when the front end runs per batch (jittered in training)."""
         if self.frontend is None or "logmel" in batch:
             return batch
@@ -208,16 +167,16 @@ class EastSystem(L.LightningModule):
         """The validation metric that picks the best checkpoint."""
         return "val_mAP" if self.task == "multilabel" else "val_accuracy"
 
-    def forward(self, x: torch.Tensor):
+    def forward(self, x: torch.Tensor) -> StudentOutput:
         """The student on its own input (a log-mel for log-mel students)."""
         return self.student(x)
 
-    def prediction_loss(self, logits: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def prediction_loss(self, logits: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
         if self.task == "multilabel":
             return masked_binary_cross_entropy(logits, batch["targets"], batch["mask"])
         return cross_entropy(logits, batch["targets"])
 
-    def distillation_terms(self, out: StudentOutput, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def distillation_terms(self, out: StudentOutput, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """The teacher-side terms for a student output: ``feature`` (mean over the
         regularised stages), ``teacher`` (``L_teacher`` of the compression) and ``kd``;
         only those the config asks for."""
@@ -247,7 +206,7 @@ class EastSystem(L.LightningModule):
             )
         return terms
 
-    def losses(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Every loss term of one batch: ``pred``, ``reg``, ``feature``, ``kd``, ``teacher``, ``loss``."""
         batch = self.with_logmel(batch, train=self.training)
         out = self.student(batch[self.student.input_key])
@@ -267,33 +226,35 @@ class EastSystem(L.LightningModule):
         terms["loss"] = loss
         return terms
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         batch = self.with_logmel(batch, train=True)
         if self.mixup_alpha > 0:
             batch = mixup(batch, self.mixup_alpha)
         if self.spec_augment and "logmel" in batch:
-            batch = dict(
-                batch,
-                logmel=spec_augment(
-                    batch["logmel"], self.spec_augment.get("freq", 0), self.spec_augment.get("time", 0)
-                ),
-            )
+            sa = self.spec_augment
+            batch = dict(batch, logmel=spec_augment(batch["logmel"], sa.get("freq", 0), sa.get("time", 0)))
         terms = self.losses(batch)
+        if not torch.isfinite(terms["loss"]):
+            self._stop_on_non_finite(terms, batch)
         n = batch["targets"].shape[0]
         for key in ("loss", "reg", "kd", "teacher"):
             if key in terms:
                 self.log(f"train_{key}", terms[key], prog_bar=key in ("loss", "reg"), on_epoch=True, batch_size=n)
         return terms["loss"]
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        out = self.student(self.with_logmel(batch, train=False)[self.student.input_key])
-        self.log(
-            "val_loss",
-            self.prediction_loss(out.logits, batch),
-            prog_bar=True,
-            batch_size=batch["targets"].shape[0],
-            sync_dist=True,
+    def _stop_on_non_finite(self, terms: dict[str, torch.Tensor], batch: dict[str, Any]) -> None:
+        values = ", ".join(f"{k} {v.item():.4g}" for k, v in terms.items())
+        clips = batch.get("clip_id") or ["(ids not in the batch)"]
+        raise TrainingError(
+            f"step {self.global_step} (epoch {self.current_epoch}): the training loss is not finite ({values}) "
+            f"on the batch of clips {', '.join(map(str, clips))}; check these clips' inputs and teacher "
+            "embeddings, or lower optimizer.lr"
         )
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        out = self.student(self.with_logmel(batch, train=False)[self.student.input_key])
+        n = batch["targets"].shape[0]
+        self.log("val_loss", self.prediction_loss(out.logits, batch), prog_bar=True, batch_size=n, sync_dist=True)
         self.val_metrics.update(out.logits, batch["targets"], batch["mask"])
 
     def on_validation_epoch_end(self) -> None:
@@ -301,7 +262,7 @@ class EastSystem(L.LightningModule):
             self.log(f"val_{k}", v, prog_bar=k in ("mAP", "accuracy"))
         self.val_metrics.reset()
 
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         out = self.student(self.with_logmel(batch, train=False)[self.student.input_key])
         self.test_metrics.update(out.logits, batch["targets"], batch["mask"])
 
@@ -311,22 +272,16 @@ class EastSystem(L.LightningModule):
         self.test_metrics.reset()
 
     def configure_optimizers(self):
-        opt_cfg = dict(self.config.get("optimizer", {}))
-        name = opt_cfg.pop("name", "adam")
+        opt_cfg = self.config["optimizer"]
         params = [p for p in self.parameters() if p.requires_grad]  # student, projections, transforms
-        if name == "adam":
-            opt = torch.optim.Adam(params, lr=opt_cfg.get("lr", 1e-4), weight_decay=opt_cfg.get("weight_decay", 0.0))
-        elif name == "sgd":
-            opt = torch.optim.SGD(
-                params,
-                lr=opt_cfg.get("lr", 0.1),
-                momentum=opt_cfg.get("momentum", 0.0),
-                weight_decay=opt_cfg.get("weight_decay", 0.0),
-            )
+        if opt_cfg["name"] == "adam":
+            opt = torch.optim.Adam(params, lr=opt_cfg["lr"], weight_decay=opt_cfg["weight_decay"])
         else:
-            raise ConfigError(f"unknown optimizer {name!r}; valid: adam, sgd")
-        sched_cfg = self.config.get("scheduler", {})
+            opt = torch.optim.SGD(
+                params, lr=opt_cfg["lr"], momentum=opt_cfg["momentum"], weight_decay=opt_cfg["weight_decay"]
+            )
+        sched_cfg = self.config["scheduler"]
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            opt, mode="min", factor=sched_cfg.get("factor", 0.2), patience=sched_cfg.get("patience", 5)
+            opt, mode="min", factor=sched_cfg["factor"], patience=sched_cfg["patience"]
         )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val_loss"}}

@@ -21,13 +21,20 @@ to ``root/embeddings/vggish/<key>.npy`` (uint8, ``(10, 128)``) for the
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 
-from eastmir.data.features import save_npy_atomic
 from eastmir.data.manifest import Clip, Manifest, ManifestError
 from eastmir.registry import DATASETS
+
+
+def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.part")
+    with open(tmp, "wb") as fh:
+        np.save(fh, array, allow_pickle=False)
+    os.replace(tmp, path)
 
 
 def _read_keys(path: Path) -> list[str]:
@@ -62,7 +69,7 @@ def prepare(
         raise ManifestError(f"{root}: {len(unknown)} split keys are not in openmic-2018.npz (first: {unknown[0]})")
     rng = np.random.default_rng(valid_seed)
     order = rng.permutation(len(train))
-    n_valid = int(round(valid_fraction * len(train)))
+    n_valid = round(valid_fraction * len(train))
     valid = {train[i] for i in order[:n_valid]}
     y_true, y_mask = data["Y_true"].astype(np.float32), data["Y_mask"].astype(bool)
     clips = []
@@ -78,7 +85,7 @@ def prepare(
         frames = data["X"]  # an npz entry is decompressed on every access: read it once
         for i, key in enumerate(keys):
             if not (out / f"{key}.npy").exists():
-                save_npy_atomic(out / f"{key}.npy", frames[i])
+                _save_npy_atomic(out / f"{key}.npy", frames[i])
     manifest = Manifest("openmic", classes, clips, root)
     manifest.save()
     return manifest

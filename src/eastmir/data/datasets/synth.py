@@ -27,6 +27,7 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from eastmir.data.manifest import MANIFEST_NAME, Clip, Manifest, load_manifest
+from eastmir.errors import ConfigError
 from eastmir.registry import DATASETS
 
 DRUM_CHANNEL = 9
@@ -88,6 +89,16 @@ class SynthConfig:
     classes: list[str] = field(default_factory=lambda: list(CLASSES))
 
     def __post_init__(self) -> None:
+        # one spelling per value, so `clip_seconds=3` and `3.0` are the same dataset
+        self.n_clips, self.sample_rate, self.seed = int(self.n_clips), int(self.sample_rate), int(self.seed)
+        self.min_instruments, self.max_instruments = int(self.min_instruments), int(self.max_instruments)
+        self.clip_seconds, self.label_rate = float(self.clip_seconds), float(self.label_rate)
+        self.split_fractions = tuple(float(x) for x in self.split_fractions)  # type: ignore[assignment]
+        self.gain_db = tuple(float(x) for x in self.gain_db)  # type: ignore[assignment]
+        self.snr_db = tuple(float(x) for x in self.snr_db)  # type: ignore[assignment]
+        self.classes = [str(c) for c in self.classes]
+        if self.n_clips < 1 or self.clip_seconds <= 0 or self.sample_rate < 8000:
+            raise ValueError("synth: need n_clips >= 1, clip_seconds > 0 and sample_rate >= 8000")
         unknown = sorted(set(self.classes) - set(INSTRUMENTS))
         if unknown:
             raise ValueError(f"synth: unknown classes {unknown}; valid: {CLASSES}")
@@ -274,11 +285,11 @@ def render_part(part: Part, seconds: float, sample_rate: int) -> np.ndarray:
         synth.program_select(channel, sfid, 128, part.program, is_drums=True)
     else:
         synth.program_select(channel, sfid, 0, part.program)
-    n_total = int(round(seconds * sample_rate))
+    n_total = round(seconds * sample_rate)
     events = []
     for note in part.notes:
-        on = int(round(note.start * sample_rate))
-        off = min(int(round(note.end * sample_rate)), n_total - 1)
+        on = round(note.start * sample_rate)
+        off = min(round(note.end * sample_rate), n_total - 1)
         if on >= n_total - 1:
             continue
         events.append((on, 1, note.key, note.velocity))
@@ -307,7 +318,7 @@ def render_clip(config: SynthConfig, index: int) -> tuple[np.ndarray, list[Part]
     """Mix of all parts of clip ``index``: ``(samples,)`` float32 in [-1, 1], and its plan."""
     parts = plan_clip(config, index)
     rng = np.random.default_rng([config.seed, index, 1])
-    mix = np.zeros(int(round(config.clip_seconds * config.sample_rate)), dtype=np.float64)
+    mix = np.zeros(round(config.clip_seconds * config.sample_rate), dtype=np.float64)
     for part in parts:
         stem = render_part(part, config.clip_seconds, config.sample_rate)
         mix += stem / _rms(stem) * 0.1 * 10 ** (part.gain_db / 20)
@@ -342,24 +353,29 @@ def label_vector(config: SynthConfig, index: int, present: list[str]) -> tuple[n
 def prepare(root: str | Path, progress: bool = True, **options) -> Manifest:
     """Render the dataset into ``root/audio`` and write ``root/manifest.json``.
 
-    Already-rendered clips are kept, so an interrupted run resumes. A root
-    rendered with other settings is refused rather than mixed.
+    ``options`` are :class:`SynthConfig` fields. Already-rendered clips are
+    kept, so an interrupted run resumes; preparing again with the same
+    settings returns the existing manifest. A root rendered with other
+    settings is refused rather than mixed.
     """
     valid = [f.name for f in fields(SynthConfig)]
     unknown = sorted(set(options) - set(valid))
     if unknown:
-        raise ValueError(f"synth: unknown option(s) {unknown}; valid: {', '.join(valid)}")
-    config = SynthConfig(**{k: tuple(v) if isinstance(v, list) and k != "classes" else v for k, v in options.items()})
+        raise ConfigError(f"synth: unknown option(s) {unknown}; valid: {', '.join(valid)}")
+    try:
+        config = SynthConfig(**options)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(str(err)) from err
     root = Path(root)
-    (root / "audio").mkdir(parents=True, exist_ok=True)
     settings_file = root / "synth_config.json"
     settings = json.dumps(asdict(config), sort_keys=True)
-    if settings_file.exists() and settings_file.read_text() != settings:
-        if (root / MANIFEST_NAME).exists() or any((root / "audio").iterdir()):
-            raise ValueError(
-                f"{root}: already holds a synth dataset rendered with other settings "
-                f"({settings_file}); choose another --root or delete it"
-            )
+    rendered = (root / MANIFEST_NAME).exists() or any((root / "audio").glob("*.wav"))
+    if settings_file.exists() and json.loads(settings_file.read_text()) != json.loads(settings) and rendered:
+        raise ConfigError(
+            f"{root}: already holds a synth dataset rendered with other settings ({settings_file}); "
+            "choose another --root, or delete it"
+        )
+    (root / "audio").mkdir(parents=True, exist_ok=True)
     settings_file.write_text(settings)
     if (root / MANIFEST_NAME).exists():
         return load_manifest(root)
@@ -385,3 +401,6 @@ def prepare(root: str | Path, progress: bool = True, **options) -> Manifest:
     manifest = Manifest("synth", list(config.classes), clips, root)
     manifest.save()
     return manifest
+
+
+prepare.options_schema = SynthConfig  # type: ignore[attr-defined]  # what `eastmir data prepare synth --set` checks

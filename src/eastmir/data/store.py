@@ -1,0 +1,300 @@
+"""The one store: every cached array (log-mels, decoded waveforms, teacher
+embeddings) lives here, keyed by what it was made from.
+
+Layout under the cache root (``{workdir}/cache`` by default)::
+
+    <kind>/<name>-<producer key>/producer.json     who made the entries, with which settings
+    <kind>/<name>-<producer key>/<source key>.npy  one entry per source file
+    <kind>/<name>-<producer key>/failures.json     sources the last build could not use, and why
+
+- The **producer key** hashes everything that changes an entry: the front-end
+  settings, or the teacher's name, version, weights sha256 and options, and
+  the entry shape it promises. Another setting is another folder.
+- The **source key** hashes the source file's identity: its absolute path,
+  size and modification time (nanoseconds). A re-rendered, replaced or moved
+  file gets a new key, so a stale entry is never read for it.
+- An **entry** is a standard ``.npy`` file followed by a 20-byte footer
+  (``EASTMIR1``, CRC-32 and length of the ``.npy`` bytes): ``numpy.load``
+  still opens it, and :func:`read_entry` detects a truncated or altered file.
+  It is written to a temporary name and renamed (atomic), after checking that
+  it is finite and has the promised shape.
+
+:func:`fill` is the one build loop (decode or read each source, compute,
+validate, write, report what failed) used by ``features``, ``extract`` and
+the ``precomputed`` import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import struct
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from eastmir.audio import AudioDecodeError
+from eastmir.errors import SourceError, StoreError
+
+FOOTER = struct.Struct("<8sIQ")  # magic, CRC-32 of the .npy bytes, their length
+MAGIC = b"EASTMIR1"
+ON_ERROR = ("raise", "skip")
+
+
+def _digest(text: str, length: int) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def source_key(path: str | Path) -> str:
+    """Identity of a source file: a hash of its absolute path, size and mtime (ns).
+
+    Raises :class:`FileNotFoundError` when the file does not exist.
+    """
+    path = Path(path).absolute()
+    info = path.stat()
+    return _digest(f"{path}\0{info.st_size}\0{info.st_mtime_ns}", 24)
+
+
+@dataclass(frozen=True)
+class Producer:
+    """What makes a collection's entries.
+
+    ``kind`` is ``logmel``, ``waveform`` or ``embedding``; ``name`` a readable
+    label (``logmel``, ``aisfx``); ``settings`` every value that changes the
+    output (JSON-serialisable); ``shape`` the promised entry shape, ``None``
+    for an axis of any positive length (time).
+    """
+
+    kind: str
+    name: str
+    settings: dict[str, Any]
+    shape: tuple[int | None, ...]
+
+    @property
+    def key(self) -> str:
+        blob = json.dumps([self.kind, self.name, self.settings, list(self.shape)], sort_keys=True, default=str)
+        return _digest(blob, 16)
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "settings": self.settings, "shape": list(self.shape)}
+
+
+def check_array(array: np.ndarray, shape: tuple[int | None, ...], what: str) -> np.ndarray:
+    """``array`` as float32 if it is finite and matches ``shape``; else :class:`SourceError` naming ``what``."""
+    array = np.asarray(array)
+    if array.ndim != len(shape) or any(
+        (want is not None and have != want) or have < 1 for have, want in zip(array.shape, shape)
+    ):
+        expected = "(" + ", ".join("any" if s is None else str(s) for s in shape) + ")"
+        raise SourceError(f"{what}: shape {tuple(array.shape)}, expected {expected}")
+    if not np.issubdtype(array.dtype, np.number):
+        raise SourceError(f"{what}: holds {array.dtype} values, expected numbers")
+    array = array.astype(np.float32, copy=False)
+    if not np.isfinite(array).all():
+        bad = int(array.size - np.isfinite(array).sum())
+        raise SourceError(f"{what}: {bad} of {array.size} values are NaN or infinite")
+    return array
+
+
+def write_entry(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` as a checksummed ``.npy`` entry, atomically (temporary file, then rename)."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    payload = buffer.getvalue()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    with open(tmp, "wb") as fh:
+        fh.write(payload)
+        fh.write(FOOTER.pack(MAGIC, zlib.crc32(payload), len(payload)))
+    os.replace(tmp, path)
+
+
+def _corrupted(path: Path, why: str) -> StoreError:
+    return StoreError(
+        f"{path}: corrupted store entry ({why}); delete it and rerun the command that built it "
+        "(`eastmir features` or `eastmir extract`: they rebuild only what is missing)"
+    )
+
+
+def read_entry(path: str | Path) -> np.ndarray:
+    """Read an entry written by :func:`write_entry`, checking its footer and checksum."""
+    path = Path(path)
+    try:
+        blob = path.read_bytes()
+    except FileNotFoundError:
+        raise StoreError(f"{path}: store entry missing; rerun `eastmir features` or `eastmir extract`") from None
+    if len(blob) < FOOTER.size:
+        raise _corrupted(path, "truncated")
+    magic, crc, length = FOOTER.unpack(blob[-FOOTER.size :])
+    payload = blob[: -FOOTER.size]
+    if magic != MAGIC or length != len(payload):
+        raise _corrupted(path, "truncated or not written by eastmir")
+    if zlib.crc32(payload) != crc:
+        raise _corrupted(path, "checksum mismatch")
+    try:
+        return np.load(io.BytesIO(payload), allow_pickle=False)
+    except ValueError as err:
+        raise _corrupted(path, str(err)) from err
+
+
+def entry_shape(path: str | Path) -> tuple[int, ...]:
+    """The shape of an entry, from its ``.npy`` header alone (no checksum)."""
+    with open(path, "rb") as fh:
+        version = np.lib.format.read_magic(fh)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, _ = read_header(fh)
+    return tuple(shape)
+
+
+class Collection:
+    """The entries of one producer: ``entry(source key) -> Path``, ``write``, ``read``."""
+
+    def __init__(self, folder: Path, producer: Producer) -> None:
+        self.folder = folder
+        self.producer = producer
+
+    def entry(self, key: str) -> Path:
+        return self.folder / f"{key}.npy"
+
+    def has(self, key: str) -> bool:
+        return self.entry(key).is_file()
+
+    def write(self, key: str, array: np.ndarray, what: str) -> None:
+        """Validate ``array`` against the producer's shape (``what`` names it in errors) and store it."""
+        write_entry(self.entry(key), check_array(array, self.producer.shape, what))
+
+    def read(self, key: str) -> np.ndarray:
+        return read_entry(self.entry(key))
+
+    @property
+    def failures_file(self) -> Path:
+        return self.folder / "failures.json"
+
+
+class Store:
+    """The cache root; :meth:`collection` opens (or creates) the folder of one producer."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def collection(self, producer: Producer) -> Collection:
+        folder = self.root / producer.kind / f"{producer.name}-{producer.key}"
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = folder / "producer.json"
+        text = json.dumps(producer.describe(), indent=1, sort_keys=True, default=str)
+        if not meta.is_file() or meta.read_text() != text:
+            tmp = meta.with_name(f".producer.{os.getpid()}.part")
+            tmp.write_text(text)
+            os.replace(tmp, meta)
+        return Collection(folder, producer)
+
+
+@dataclass
+class SourceItem:
+    """One clip to store: its id (for messages) and the file its entry is made from."""
+
+    clip_id: str
+    path: Path
+
+
+@dataclass
+class FillReport:
+    """What :func:`fill` did: entries ``built`` now, ``cached`` before, ``failed`` (clip id → reason)."""
+
+    built: int = 0
+    cached: int = 0
+    failed: dict[str, str] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict)  # clip id → source key, for every usable clip
+
+
+def fill(
+    collection: Collection,
+    items: Sequence[SourceItem],
+    read: Callable[[Path], np.ndarray],
+    compute: Callable[[list[np.ndarray]], list[np.ndarray]],
+    batch_size: int = 1,
+    on_error: str = "raise",
+    progress: bool = True,
+    desc: str = "store",
+) -> FillReport:
+    """Make the entry of every item that has none; resumable and safe to interrupt.
+
+    Each source is ``read`` (decoded audio, a user's embedding file); sources
+    whose arrays have equal shapes are ``compute``d together, up to
+    ``batch_size`` at a time; each result is validated and written atomically.
+    A source that cannot be used (missing, undecodable, wrong shape,
+    non-finite) is recorded with its reason in ``failures.json``; then with
+    ``on_error="raise"`` a :class:`StoreError` names every one of them (the
+    good entries are kept, so a rerun does only what is left), with
+    ``"skip"`` they are reported and left out.
+    """
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be one of {ON_ERROR}, not {on_error!r}")
+    report = FillReport()
+    todo: list[tuple[SourceItem, str]] = []
+    for item in items:
+        try:
+            key = source_key(item.path)
+        except FileNotFoundError:
+            report.failed[item.clip_id] = f"{item.path}: file not found"
+            continue
+        if collection.has(key):
+            report.cached += 1
+            report.keys[item.clip_id] = key
+        else:
+            todo.append((item, key))
+
+    pending: list[tuple[SourceItem, str, np.ndarray]] = []
+    bar = tqdm(total=len(todo), desc=desc, unit="clip", disable=not progress or not todo)
+
+    def flush() -> None:
+        if not pending:
+            return
+        outputs = compute([array for _, _, array in pending])
+        for (item, key, _), out in zip(pending, outputs, strict=True):
+            try:
+                collection.write(key, out, f"{item.path} ({collection.producer.name} output for clip {item.clip_id})")
+            except SourceError as err:
+                report.failed[item.clip_id] = str(err)
+                continue
+            report.built += 1
+            report.keys[item.clip_id] = key
+        bar.update(len(pending))
+        pending.clear()
+
+    for item, key in todo:
+        try:
+            array = read(item.path)
+        except (AudioDecodeError, SourceError) as err:
+            report.failed[item.clip_id] = str(err)
+            bar.update(1)
+            continue
+        if pending and (len(pending) >= batch_size or pending[0][2].shape != array.shape):
+            flush()
+        pending.append((item, key, array))
+    flush()
+    bar.close()
+    _record_failures(collection, report, on_error)
+    return report
+
+
+def _record_failures(collection: Collection, report: FillReport, on_error: str) -> None:
+    path = collection.failures_file
+    if not report.failed:
+        path.unlink(missing_ok=True)
+        return
+    path.write_text(json.dumps(report.failed, indent=1))
+    first = "; ".join(f"{clip}: {why}" for clip, why in list(report.failed.items())[:3])
+    more = f" (and {len(report.failed) - 3} more)" if len(report.failed) > 3 else ""
+    if on_error == "raise":
+        raise StoreError(
+            f"{len(report.failed)} clip(s) could not be used, listed in {path}: {first}{more}; "
+            "fix or remove them, or rerun with --on-error skip (data.on_error: skip) to leave them out"
+        )
+    print(f"warning: left out {len(report.failed)} clip(s) that could not be used; see {path}")

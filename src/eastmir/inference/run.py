@@ -1,0 +1,97 @@
+"""``eastmir.load_run(RUN_DIR)``: a trained run, rebuilt from its checkpoint alone.
+
+The checkpoint holds the validated run config, the class names, the number
+of classes and the teacher's embedding width as hyper-parameters, and every
+weight (student, front end settings, any KD head or teacher transformation),
+so a run directory copied to another machine loads without the work
+directory's store, its dataset or the TeacherLR run its KD head came from.
+Loading is ``weights_only=True``: a checkpoint cannot run code.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from eastmir.audio import FrontendConfig, LogMelFrontend
+from eastmir.errors import RunError, TrainingError
+from eastmir.training.checkpoints import CHECKPOINT_EPOCH, read_checkpoint
+from eastmir.training.system import EastSystem
+
+
+@dataclass
+class LoadedRun:
+    """A trained run: its ``system`` (in eval mode), ``classes``, ``config`` and test ``metrics``."""
+
+    directory: Path
+    checkpoint: Path
+    system: EastSystem
+    classes: list[str]
+    config: dict[str, Any]
+    metrics: dict[str, Any] | None
+
+    @property
+    def student(self) -> torch.nn.Module:
+        return self.system.student
+
+    @property
+    def input_key(self) -> str:
+        """``logmel``, ``waveform`` or ``embedding``: what :attr:`student` reads."""
+        return self.system.student.input_key
+
+    def frontend(self) -> LogMelFrontend:
+        """The log-mel front end the student was trained on: waveform ``(batch, samples)`` →
+        log-mel ``(batch, mels, frames)``."""
+        return LogMelFrontend(FrontendConfig(**self.config["frontend"]))
+
+    @torch.no_grad()
+    def logits(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The student's logits ``(batch, classes)`` for a batch of its own inputs (pre-sigmoid)."""
+        return self.system.student(inputs).logits
+
+
+def _choose_checkpoint(run_dir: Path, which: str) -> Path:
+    folder = run_dir / "checkpoints"
+    if which == "last":
+        return folder / "last.ckpt"
+    metrics = run_dir / "metrics.json"
+    if metrics.is_file():
+        return run_dir / json.loads(metrics.read_text())["best_checkpoint"]
+
+    def epoch(path: Path) -> int:
+        match = CHECKPOINT_EPOCH.search(path.name)
+        return int(match.group(1)) if match else -1
+
+    best = sorted(folder.glob("best-*.ckpt"), key=epoch)
+    if not best:
+        raise RunError(f"{run_dir}: no checkpoint to load (is it a run directory of `eastmir fit`?)")
+    return best[-1]
+
+
+def load_run(path: str | Path, which: str = "best") -> LoadedRun:
+    """Load a run directory (its best checkpoint, or ``which="last"``) or a checkpoint file."""
+    path = Path(path)
+    if path.is_file():
+        checkpoint, run_dir = path, path.parent.parent
+    elif path.is_dir():
+        run_dir = path
+        checkpoint = _choose_checkpoint(run_dir, which)
+    else:
+        raise RunError(f"{path}: no such run directory or checkpoint")
+    try:
+        state = read_checkpoint(checkpoint)
+    except TrainingError as err:
+        raise RunError(str(err)) from None
+    hp = state.get("hyper_parameters") or {}
+    if "config" not in hp or "num_classes" not in hp:
+        raise RunError(f"{checkpoint}: not an eastmir checkpoint (no run config in its hyper-parameters)")
+    system = EastSystem(hp["config"], hp["num_classes"], hp.get("embedding_dim"), hp.get("classes"))
+    system.load_state_dict(state["state_dict"], strict=True)
+    system.eval()
+    metrics_file = run_dir / "metrics.json"
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else None
+    return LoadedRun(run_dir, checkpoint, system, list(system.classes), system.config, metrics)

@@ -1,0 +1,145 @@
+"""Checkpoints that can be trusted: written atomically, read safely, resumed exactly.
+
+- :class:`AtomicCheckpointIO` writes each checkpoint to a temporary file,
+  flushes it to disk and renames it over the old one, so an interrupted
+  save (``kill -9``, a full disk) never leaves a half-written ``last.ckpt``.
+- :func:`read_checkpoint` loads with ``weights_only=True`` (no pickled code
+  runs) and names the file in a one-line error when it is unreadable.
+- :class:`RngState` stores the torch (CPU and CUDA), numpy and Python RNG
+  states in every checkpoint and restores them on resume, so a resumed run
+  draws the same shuffles, dropout masks and augmentations as an
+  uninterrupted one (Lightning saves the model, optimiser, scheduler and
+  callbacks, not the RNGs). Resuming therefore skips Lightning's sanity
+  validation, whose data loader would draw from the restored RNG.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import Callback
+
+from eastmir.errors import RunError, TrainingError
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Local checkpoints go to ``.<name>.part`` first and are renamed when complete;
+    loading is always ``weights_only=True``."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any = None) -> None:
+        if "://" in str(path):  # remote storage: Lightning's own transaction
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+        with open(tmp, "wb") as fh:
+            torch.save(checkpoint, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+    def load_checkpoint(self, path, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        return read_checkpoint(path, map_location)
+
+
+def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """A checkpoint's contents, loaded safely; a truncated, corrupted or unsafe file is named."""
+    path = Path(path)
+    if not path.is_file():
+        raise TrainingError(f"{path}: checkpoint not found")
+    try:
+        return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+    except Exception as err:  # torch raises RuntimeError, UnpicklingError, EOFError, … on a damaged file
+        detail = " ".join(str(err).split())[:200]
+        raise TrainingError(f"{path}: unreadable checkpoint ({type(err).__name__}: {detail})") from err
+
+
+def _rng_states() -> dict[str, Any]:
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    states = {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    kind, keys, pos, has_gauss, gauss = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = states["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+class RngState(Callback):
+    """Every checkpoint carries the RNG states at the moment it was saved; resuming restores them."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return _rng_states()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        _set_rng_states(state_dict)
+
+
+CHECKPOINT_EPOCH = re.compile(r"epoch(\d+)")
+
+
+def resume_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint an interrupted run resumes from: ``last.ckpt``, else the newest best-…ckpt."""
+    folder = run_dir / "checkpoints"
+    if (folder / "last.ckpt").is_file():
+        return folder / "last.ckpt"
+    others = [p for p in folder.glob("best-*.ckpt")] if folder.is_dir() else []
+
+    def epoch(p: Path) -> int:
+        m = CHECKPOINT_EPOCH.search(p.name)
+        return int(m.group(1)) if m else -1
+
+    return max(others, key=epoch) if others else None
+
+
+def check_resumable(path: Path) -> None:
+    """Stop with a one-line error saying how to go on when the checkpoint to resume from is unreadable."""
+    try:
+        read_checkpoint(path)
+    except TrainingError as err:
+        run_dir = path.parent.parent
+        others = [p.name for p in path.parent.glob("*.ckpt") if p != path]
+        fallback = (
+            f"delete it to resume from the previous checkpoint ({', '.join(sorted(others))})" if others else "delete it"
+        )
+        raise TrainingError(
+            f"{err}; {fallback}, or rerun with --overwrite to train {run_dir.name} from the start"
+        ) from None
+
+
+def read_teacher_head(run_dir: str | Path) -> dict[str, torch.Tensor]:
+    """The ``weight`` and ``bias`` of a finished TeacherLR run's best checkpoint (for KD)."""
+    run_dir = Path(run_dir)
+    metrics = run_dir / "metrics.json"
+    if not metrics.is_file():
+        raise RunError(
+            f"KD needs a finished TeacherLR run at {run_dir} (no metrics.json there): train it first, "
+            "e.g. `eastmir fit --config synth/teacher_lr`"
+        )
+    blob = json.loads(metrics.read_text())
+    if blob.get("student") != "linear_probe":
+        raise RunError(f"{run_dir} is a {blob.get('student')} run, not a TeacherLR (linear_probe) run")
+    state = read_checkpoint(run_dir / blob["best_checkpoint"])["state_dict"]
+    try:
+        return {"weight": state["student.head.weight"], "bias": state["student.head.bias"]}
+    except KeyError as err:
+        raise RunError(f"{run_dir / blob['best_checkpoint']}: no TeacherLR head in this checkpoint") from err

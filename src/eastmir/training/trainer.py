@@ -1,0 +1,116 @@
+"""The Lightning ``Trainer`` of a run, set up from the config's ``trainer`` section.
+
+Callbacks: the best checkpoint by the validation metric (its score in the file
+name) plus ``last.ckpt`` written after every epoch (the one a run resumes
+from); early stopping on the validation loss; the RNG
+states in every checkpoint (:class:`~eastmir.training.checkpoints.RngState`).
+Checkpoints are written atomically and read with ``weights_only=True``. Logs
+are CSV in ``<run>/logs/version_0`` (one file across resumes: the rows of an
+epoch interrupted after its checkpoint are dropped before it is replayed).
+DDP, several GPUs or nodes are plain Lightning settings (``trainer.strategy``,
+``trainer.devices``, ``trainer.num_nodes``).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from eastmir.training.checkpoints import AtomicCheckpointIO, RngState, read_checkpoint
+
+QUIET = (  # Lightning's notes that say nothing about this run
+    r".*does not have many workers.*",
+    r".*smaller than the logging interval.*",
+    r".*isinstance.treespec, LeafSpec.*",
+    r"Experiment logs directory .* exists and is not empty.*",  # we append to one log across resumes
+    r"Checkpoint directory .* exists and is not empty.*",
+)
+
+
+def quiet_lightning() -> None:
+    """Keep Lightning's info lines (accelerator found, tips) and known-harmless warnings off the screen."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    logging.getLogger("lightning.fabric.utilities.rank_zero").setLevel(logging.WARNING)
+    for pattern in QUIET:
+        warnings.filterwarnings("ignore", message=pattern)
+
+
+def build_trainer(
+    config: dict,
+    run_dir: Path,
+    monitor: str,
+    progress: bool = True,
+    resuming: bool = False,
+    callbacks: Sequence[Callback] = (),
+) -> tuple[L.Trainer, ModelCheckpoint]:
+    """The trainer and its best-checkpoint callback."""
+    quiet_lightning()
+    t = config["trainer"]
+    name = f"best-epoch{{epoch:03d}}-{monitor.removeprefix('val_')}{{{monitor}:.4f}}"
+    best = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints",
+        filename=name,
+        auto_insert_metric_name=False,
+        monitor=monitor,
+        mode="max",
+        save_top_k=1,
+        enable_version_counter=False,
+    )
+    # Every epoch, whatever its score (Lightning's save_last only follows a new best): what a run resumes from.
+    last = ModelCheckpoint(
+        dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1, enable_version_counter=False
+    )
+    stop = EarlyStopping(monitor="val_loss", mode="min", patience=t["early_stop_patience"])
+    trainer = L.Trainer(
+        default_root_dir=run_dir,
+        logger=CSVLogger(run_dir, name="logs", version=0),
+        callbacks=[best, last, stop, RngState(), *callbacks],
+        plugins=[AtomicCheckpointIO()],
+        max_epochs=t["max_epochs"],
+        max_steps=t["max_steps"],
+        gradient_clip_val=t["gradient_clip_val"],
+        accelerator=t["accelerator"],
+        devices=t["devices"],
+        strategy=t["strategy"],
+        num_nodes=t["num_nodes"],
+        precision=t["precision"],
+        log_every_n_steps=t["log_every_n_steps"],
+        deterministic=t["deterministic"],
+        num_sanity_val_steps=0 if resuming else 2,  # its loader would draw from the restored RNG
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+    )
+    return trainer, best
+
+
+def training_done(checkpoint: Path, max_epochs: int) -> bool:
+    """Whether the run that saved ``checkpoint`` had already stopped (early stopping or its last epoch)."""
+    state = read_checkpoint(checkpoint)
+    stopped = any(
+        key.startswith("EarlyStopping") and value.get("stopped_epoch", 0) > 0
+        for key, value in state.get("callbacks", {}).items()
+    )
+    return stopped or state.get("epoch", -1) + 1 >= max_epochs
+
+
+def trim_log(run_dir: Path, last_epoch: int) -> None:
+    """Drop the CSV log rows of epochs after ``last_epoch`` (replayed after a resume)."""
+    path = run_dir / "logs" / "version_0" / "metrics.csv"
+    if not path.is_file():
+        return
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+        fields = list(rows[0].keys()) if rows else []
+    kept = [r for r in rows if not r.get("epoch") or int(float(r["epoch"])) <= last_epoch]
+    if len(kept) != len(rows):
+        with open(path, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(kept)
