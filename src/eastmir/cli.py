@@ -146,11 +146,7 @@ def _extract(args: argparse.Namespace) -> None:
     collection, report = pipeline.extract(
         teacher, manifest, store, args.batch_size, args.on_error, progress=not args.no_progress
     )
-    left = f", {len(report.failed)} left out (see {collection.failures_file})" if report.failed else ""
-    print(
-        f"{teacher.label}: {report.built} clip(s) embedded now, {report.cached} already stored{left}; "
-        f"dim {teacher.dim}, frame period {teacher.frame_seconds} s; store: {collection.folder}"
-    )
+    print(f"{teacher.label} (dim {teacher.dim}, frame period {teacher.frame_seconds} s): {report.summary(collection)}")
 
 
 def _features(args: argparse.Namespace) -> None:
@@ -163,11 +159,7 @@ def _features(args: argparse.Namespace) -> None:
     if collection is None:
         print("nothing to store: this student reads the teacher embeddings (run `eastmir extract`)")
         return
-    left = f", {len(report.failed)} left out (see {collection.failures_file})" if report.failed else ""
-    print(
-        f"{collection.producer.kind}: {report.built} stored now, {report.cached} already stored{left}; "
-        f"store: {collection.folder}"
-    )
+    print(f"{collection.producer.kind}: {report.summary(collection)}")
 
 
 def _fit(args: argparse.Namespace) -> None:

@@ -212,6 +212,11 @@ class FillReport:
     failed: dict[str, str] = field(default_factory=dict)
     keys: dict[str, str] = field(default_factory=dict)  # clip id → source key, for every usable clip
 
+    def summary(self, collection: Collection) -> str:
+        """``"12 stored now, 84 already stored, 1 left out (see …/failures.json); store: …"``."""
+        left = f", {len(self.failed)} left out (see {collection.failures_file})" if self.failed else ""
+        return f"{self.built} stored now, {self.cached} already stored{left}; store: {collection.folder}"
+
 
 def fill(
     collection: Collection,
