@@ -197,3 +197,15 @@ def test_a_config_naming_another_dataset_than_the_root_holds_is_refused(small_sy
     cfg = load_config("openmic/baseline", [f"data.root={small_synth.root}"], workdir=tmp_path)
     with pytest.raises(ConfigError, match=r"holds a 'synth' dataset but data\.dataset is 'openmic'"):
         pipeline.open_dataset(cfg)
+
+
+def test_a_run_does_not_depend_on_what_the_store_already_held(
+    small_synth, small_synth_embeddings, tmp_path, small_config
+):
+    """The model is seeded right before it is built: building the teacher to fill an empty store
+    used to consume random numbers first, so TeacherLR trained differently on a rerun."""
+    warm = small_config("teacher_lr", "name=warm", "trainer.max_epochs=3")  # store already filled
+    cold = small_config("teacher_lr", "name=cold", "trainer.max_epochs=3", f"cache_dir={tmp_path / 'empty'}")
+    results = [json.loads((pipeline.fit(c, progress=False) / "metrics.json").read_text())["test"] for c in (warm, cold)]
+    assert results[0] == results[1]
+    assert any((tmp_path / "empty").rglob("*.npy"))  # the cold run did extract
