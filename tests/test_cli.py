@@ -22,7 +22,7 @@ def test_unknown_dataset_is_one_line_listing_valid(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err == (
         "eastmir: error: unknown dataset 'synthh' (did you mean synth?); "
-        "valid datasets: esc50, fma_small, magnatagatune, openmic, synth\n"
+        "valid datasets: esc50, fma_small, folder, magnatagatune, openmic, synth\n"
     )
 
 

@@ -8,7 +8,7 @@ from eastmir.registry import STUDENTS
 from eastmir.training.system import EastSystem
 
 SHIPPED = shipped_names()
-N_CLASSES = {"synth": 17, "openmic": 20, "magnatagatune": 50}
+N_CLASSES = {"synth": 17, "openmic": 20, "magnatagatune": 50, "folder": 5}
 
 
 def generated_batch(config, num_classes, dim, n=3, max_seconds=2.0):
@@ -32,7 +32,7 @@ def generated_batch(config, num_classes, dim, n=3, max_seconds=2.0):
 
 
 def test_the_shipped_configs_are_all_there():
-    assert len(SHIPPED) == 83  # 11 synth systems + 2 × 25 Table-1 runs + 2 × 11 second-paper runs
+    assert len(SHIPPED) == 94  # 11 synth systems + 2 × 25 Table-1 runs + 2 × 11 second-paper runs + 11 folder runs
     assert "openmic/east_kd-passt" in SHIPPED and "magnatagatune_harmonic_cnn/east_dc_linear-mule" in SHIPPED
 
 

@@ -33,9 +33,12 @@ def test_openmic_layout_split_and_vggish_export(tmp_path, data_dir):
     clip = next(c for c in manifest.clips if c.clip_id == keys[3])
     assert np.allclose(clip.labels, y[3]) and np.array_equal(clip.mask, m[3])
     assert np.array_equal(np.load(tmp_path / "embeddings" / "vggish" / f"{keys[3]}.npy"), x[3])
-    (tmp_path / "audio" / keys[0][:3] / f"{keys[0]}.ogg").unlink()
-    with pytest.raises(ManifestError, match=f"{keys[0]}.ogg"):
-        DATASETS.get("openmic")(tmp_path)
+    (tmp_path / "audio" / keys[0][:3] / f"{keys[0]}.ogg").unlink()  # 1 of 20: reported and left out
+    assert len(DATASETS.get("openmic")(tmp_path, progress=False).clips) == 19
+    assert f"audio/{keys[0][:3]}/{keys[0]}.ogg,,{keys[0]},missing file," in (tmp_path / "excluded.csv").read_text()
+    (tmp_path / "audio" / keys[1][:3] / f"{keys[1]}.ogg").unlink()  # 2 of 20 = 10 % > max_bad_fraction
+    with pytest.raises(ManifestError, match=r"2 of 20 rows \(10%\) cannot be used"):
+        DATASETS.get("openmic")(tmp_path, progress=False)
 
 
 def test_magnatagatune_top_tags_drop_and_folder_split(tmp_path):

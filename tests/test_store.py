@@ -135,3 +135,99 @@ def test_a_root_rendered_again_in_place_is_recomputed(tmp_path):
     second = pipeline.prepare("synth", root, {"n_clips": 3, "clip_seconds": 1.0, "seed": 2}, False)
     _, report_two = build_logmels(second, store, frontend, progress=False)
     assert report_two.built == 3 and set(report_one.keys.values()).isdisjoint(report_two.keys.values())
+
+
+def test_worker_processes_build_the_same_entries(small_synth, tmp_path):
+    frontend = FrontendConfig()
+    here_c, here = build_logmels(small_synth, Store(tmp_path / "here"), frontend, progress=False)
+    there_c, there = build_logmels(small_synth, Store(tmp_path / "there"), frontend, progress=False, workers=2)
+    assert here.keys == there.keys and there.built == len(small_synth.clips)
+    for key in here.keys.values():
+        assert here_c.entry(key).read_bytes() == there_c.entry(key).read_bytes()
+
+
+def quiet_folder(root, n, seconds=10.0, sr=16000):
+    """``n`` near-silent FLAC clips and their CSV: cheap to write, a real decode and log-mel each."""
+    import csv as csvlib
+
+    (root / "audio").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    with open(root / "labels.csv", "w", newline="") as fh:
+        writer = csvlib.writer(fh)
+        writer.writerow(["path", "labels"])
+        for i in range(n):
+            sf.write(
+                root / "audio" / f"q{i:03d}.flac",
+                (rng.standard_normal(int(seconds * sr)) * 1e-3).astype(np.float32),
+                sr,
+            )
+            writer.writerow([f"audio/q{i:03d}.flac", ["a", "b", "c"][i % 3]])
+    return pipeline.prepare("folder", root, {"check_audio": False}, progress=False)
+
+
+def test_feature_building_killed_half_way_resumes_to_the_same_store(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    manifest = quiet_folder(tmp_path / "data", 300)
+    command = [
+        sys.executable,
+        "-m",
+        "eastmir.cli",
+        "features",
+        "--config",
+        "folder/baseline",
+        "--workdir",
+        str(tmp_path / "killed"),
+        "--no-progress",
+        "--set",
+        f"data.root={manifest.root}",
+    ]
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    entries = tmp_path / "killed" / "cache" / "logmel"
+    while child.poll() is None and len(list(entries.glob("*/*.npy"))) < 30:
+        time.sleep(0.005)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert child.returncode == -signal.SIGKILL, "the build finished before it could be killed"
+    built = len(list(entries.glob("*/*.npy")))
+    assert 30 <= built < 300
+    done = subprocess.run(command, capture_output=True, text=True)  # the same command again
+    assert done.returncode == 0, done.stderr
+    assert f"{300 - built} stored now, {built} already stored" in done.stdout
+    reference, report = build_logmels(
+        manifest, Store(tmp_path / "straight" / "cache"), FrontendConfig(), progress=False
+    )
+    folder = next(entries.iterdir())
+    assert sorted(p.name for p in folder.glob("*.npy")) == sorted(f"{k}.npy" for k in report.keys.values())
+    for key in report.keys.values():
+        assert (folder / f"{key}.npy").read_bytes() == reference.entry(key).read_bytes()
+    assert not list(folder.glob(".*.part"))  # the killed writer's temporary file was cleaned
+
+
+def test_a_corrupted_entry_and_a_corrupted_source_clip_are_both_detected(small_synth, tmp_path, capsys):
+    import shutil
+
+    from eastmir.config import load_config
+
+    root = tmp_path / "copy"
+    shutil.copytree(small_synth.root, root)
+    cfg = load_config("synth/baseline", [f"data.root={root}", "trainer.max_epochs=1"], workdir=tmp_path)
+    manifest = pipeline.open_dataset(cfg)
+    store = pipeline.open_store(cfg)
+    collection, report = pipeline.features(cfg, manifest, store, progress=False)
+    victim = collection.entry(report.keys[manifest.split("train")[0].clip_id])
+    blob = bytearray(victim.read_bytes())
+    blob[300] ^= 0x10
+    victim.write_bytes(bytes(blob))
+    with pytest.raises(StoreError, match=rf"{victim}: corrupted store entry \(checksum mismatch\)"):
+        pipeline.fit(cfg, progress=False)
+    _, again = pipeline.features(cfg, manifest, store, progress=False, verify=True)
+    assert again.built == 1 and "rebuilding it" in capsys.readouterr().out
+    read_entry(victim)  # whole again
+
+    clip = manifest.split("valid")[0]
+    manifest.audio_file(clip).write_bytes(b"RIFF....WAVEnot audio any more")  # the source changed: a new key
+    with pytest.raises(StoreError, match=rf"1 clip\(s\) could not be used.*{clip.clip_id}.wav: cannot decode"):
+        pipeline.features(cfg, manifest, store, progress=False)

@@ -63,8 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="dataset preparation").add_subparsers(dest="data_command", required=True)
     prep = data.add_parser("prepare", parents=[common], help="write a dataset's manifest (synth: render it)")
-    prep.add_argument("name", help="the dataset: synth, openmic, magnatagatune, esc50, fma_small")
+    prep.add_argument("name", help="the dataset: synth, folder, openmic, magnatagatune, esc50, fma_small")
     prep.add_argument("--root", required=True, help="dataset folder (manifest.json is written there)")
+    prep.add_argument(
+        "--download", action="store_true", help="fetch, verify and extract the official archives into --root first"
+    )
     prep.add_argument(
         "--set",
         dest="overrides",
@@ -93,10 +96,16 @@ def build_parser() -> argparse.ArgumentParser:
     feat = sub.add_parser(
         "features", parents=[common, workdir, config, sets], help="store the inputs a run's student reads"
     )
-    del feat
+    feat.add_argument("--verify", action="store_true", help="re-read every stored entry; rebuild corrupted ones")
 
     fit = sub.add_parser("fit", parents=[common, workdir, config, sets], help="train and test one run")
     fit.add_argument("--overwrite", action="store_true", help="train again from the start")
+
+    pack = sub.add_parser(
+        "pack", parents=[common, workdir, config, sets], help="write a run's clips as shards to stream (data.stream)"
+    )
+    pack.add_argument("--out", required=True, help="folder to write the shards and index.json into")
+    pack.add_argument("--shard-size", type=int, default=1000, help="clips per shard")
 
     rep = sub.add_parser("report", parents=[common], help="Markdown/CSV table of runs (unfinished ones marked)")
     rep.add_argument("runs", nargs="+", help="run directories")
@@ -123,7 +132,9 @@ def _data_prepare(args: argparse.Namespace) -> None:
     from eastmir import pipeline
     from eastmir.config import parse_overrides
 
-    manifest = pipeline.prepare(args.name, args.root, parse_overrides(args.overrides), progress=not args.no_progress)
+    manifest = pipeline.prepare(
+        args.name, args.root, parse_overrides(args.overrides), progress=not args.no_progress, download=args.download
+    )
     counts = {s: len(manifest.split(s)) for s in ("train", "valid", "test")}
     print(f"{manifest.root / 'manifest.json'}: {len(manifest.clips)} clips {counts}, {len(manifest.classes)} classes")
 
@@ -155,7 +166,8 @@ def _features(args: argparse.Namespace) -> None:
 
     config = load_config(args.config, args.overrides, workdir=_workdir(args.workdir))
     manifest = pipeline.open_dataset(config)
-    collection, report = pipeline.features(config, manifest, pipeline.open_store(config), not args.no_progress)
+    store = pipeline.open_store(config)
+    collection, report = pipeline.features(config, manifest, store, not args.no_progress, verify=args.verify)
     if collection is None:
         print("nothing to store: this student reads the teacher embeddings (run `eastmir extract`)")
         return
@@ -169,6 +181,15 @@ def _fit(args: argparse.Namespace) -> None:
     config = load_config(args.config, args.overrides, workdir=_workdir(args.workdir))
     run_dir = pipeline.fit(config, progress=not args.no_progress, overwrite=args.overwrite)
     print(f"run directory: {run_dir}")
+
+
+def _pack(args: argparse.Namespace) -> None:
+    from eastmir import pipeline
+    from eastmir.config import load_config
+
+    config = load_config(args.config, args.overrides, workdir=_workdir(args.workdir))
+    index = pipeline.pack(config, Path(args.out).absolute(), args.shard_size, progress=not args.no_progress)
+    print(f"shards and {index.name} in {index.parent}; copy the folder to a bucket and set data.stream to its URL")
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -202,6 +223,7 @@ def _configs(args: argparse.Namespace) -> None:
 
 COMMANDS = {
     "extract": _extract,
+    "pack": _pack,
     "features": _features,
     "fit": _fit,
     "report": _report,

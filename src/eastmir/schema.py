@@ -73,6 +73,13 @@ class DataSection(Section):
     batch_size: PositiveInt = 16
     num_workers: NonNegativeInt = 0
     on_error: Literal["raise", "skip"] = "raise"
+    stream: str | None = None  # a folder or bucket URL written by `eastmir pack`: read shards, not the store
+
+    @model_validator(mode="after")
+    def _local_stream_absolute(self) -> DataSection:
+        if self.stream and "://" not in self.stream:
+            self.stream = absolute_path(self.stream)
+        return self
 
 
 class ComponentSection(BaseModel):
@@ -159,7 +166,7 @@ class RunConfig(Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")  # the run directory's name
     system: str | None = None  # how tables name the system (EAsT_Final, …)
     seed: int = 0
-    task: Literal["multilabel", "single_label"] = "multilabel"
+    task: Literal["multilabel", "single_label"] | None = None  # None: the dataset's own, else multilabel
     workdir: PathStr
     cache_dir: PathStr | None = None  # the store; default {workdir}/cache
     threads: PositiveInt | None = None

@@ -18,14 +18,13 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from eastmir.audio import FrontendConfig, LogMelFrontend, load_audio
+from eastmir.audio import DECODER, FrontendConfig, LogMelFrontend, load_audio
 from eastmir.data.manifest import Manifest
 from eastmir.data.store import Collection, FillReport, Producer, SourceItem, Store, fill
 
 # Bump when the computation of an entry changes, so old entries are not reused.
 LOGMEL_REVISION = 1
 WAVEFORM_REVISION = 1
-DECODER = "soundfile + scipy.signal.resample_poly, channel mean"
 
 
 def logmel_producer(frontend: FrontendConfig) -> Producer:
@@ -42,51 +41,88 @@ def audio_items(manifest: Manifest) -> list[SourceItem]:
     return [SourceItem(c.clip_id, manifest.audio_file(c)) for c in manifest.clips]
 
 
+class DecodeAt:
+    """Reader: a file → mono float32 ``(samples,)`` at ``sample_rate`` (picklable, for worker processes)."""
+
+    def __init__(self, sample_rate: int) -> None:
+        self.sample_rate = sample_rate
+
+    def __call__(self, path) -> np.ndarray:
+        return load_audio(path, self.sample_rate)
+
+
+class LogMels:
+    """Computation: waveforms of equal length → their log-mels ``(mels, frames)`` (picklable)."""
+
+    def __init__(self, frontend: FrontendConfig) -> None:
+        self.frontend = frontend
+        self._module: LogMelFrontend | None = None
+
+    def __getstate__(self) -> dict:
+        return {"frontend": self.frontend, "_module": None}
+
+    def __call__(self, waveforms: list[np.ndarray]) -> list[np.ndarray]:
+        if self._module is None:
+            self._module = LogMelFrontend(self.frontend)
+        with torch.no_grad():
+            return list(self._module(torch.from_numpy(np.stack(waveforms))).numpy())
+
+
+def unchanged(arrays: list[np.ndarray]) -> list[np.ndarray]:
+    return arrays
+
+
 def build_logmels(
     manifest: Manifest,
     store: Store,
     frontend: FrontendConfig,
     on_error: str = "raise",
     progress: bool = True,
+    workers: int = 0,
+    verify: bool = False,
 ) -> tuple[Collection, FillReport]:
-    """Store the log-mel of every clip not stored yet.
+    """Store the log-mel of every clip not stored yet (in ``workers`` processes if > 0).
 
     One clip at a time, so an entry depends on its clip alone (batched BLAS
     calls may round differently with the batch around it).
     """
-    module = LogMelFrontend(frontend)
-
-    def logmels(waveforms: list[np.ndarray]) -> list[np.ndarray]:
-        with torch.no_grad():
-            return list(module(torch.from_numpy(np.stack(waveforms))).numpy())
-
     collection = store.collection(logmel_producer(frontend))
     report = fill(
         collection,
         audio_items(manifest),
-        lambda path: load_audio(path, frontend.sample_rate),
-        logmels,
+        DecodeAt(frontend.sample_rate),
+        LogMels(frontend),
         1,
         on_error,
         progress,
         "log-mel",
+        workers,
+        verify,
     )
     return collection, report
 
 
 def build_waveforms(
-    manifest: Manifest, store: Store, sample_rate: int, on_error: str = "raise", progress: bool = True
+    manifest: Manifest,
+    store: Store,
+    sample_rate: int,
+    on_error: str = "raise",
+    progress: bool = True,
+    workers: int = 0,
+    verify: bool = False,
 ) -> tuple[Collection, FillReport]:
     """Store every clip decoded to mono float32 ``(samples,)`` at ``sample_rate``."""
     collection = store.collection(waveform_producer(sample_rate))
     report = fill(
         collection,
         audio_items(manifest),
-        lambda path: load_audio(path, sample_rate),
-        lambda arrays: arrays,
+        DecodeAt(sample_rate),
+        unchanged,
         1,
         on_error,
         progress,
         "decode",
+        workers,
+        verify,
     )
     return collection, report

@@ -2,14 +2,16 @@
 
 A manifest is a JSON file::
 
-    {"dataset": "synth", "classes": [...], "clips": [
+    {"dataset": "synth", "classes": [...], "task": "multilabel", "clips": [
         {"clip_id": "...", "audio_path": "audio/x.wav", "split": "train",
          "labels": [0.0, 1.0, ...], "mask": [true, false, ...],
          "duration": 4.0, "source": {...}}]}
 
 ``labels`` are floats (mixup and soft labels fit), ``mask`` says which labels
-are known. ``audio_path`` is relative to the manifest's folder (or absolute).
-Nothing downstream knows which dataset it reads.
+are known. ``task`` (optional) is ``multilabel`` or ``single_label``: a run
+whose config leaves ``task`` unset takes it from here. ``audio_path`` is
+relative to the manifest's folder (or absolute). Nothing downstream knows
+which dataset it reads.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from eastmir.errors import ManifestError
 __all__ = ["MANIFEST_NAME", "SPLITS", "Clip", "Manifest", "ManifestError", "load_manifest"]
 
 SPLITS = ("train", "valid", "test")
+TASKS = ("multilabel", "single_label")
 MANIFEST_NAME = "manifest.json"
 
 
@@ -58,6 +61,7 @@ class Manifest:
     classes: list[str]
     clips: list[Clip]
     root: Path  # folder the audio paths are relative to
+    task: str | None = None  # multilabel | single_label; None: not said
 
     def audio_file(self, clip: Clip) -> Path:
         p = Path(clip.audio_path)
@@ -76,7 +80,8 @@ class Manifest:
 
     def save(self, path: str | Path | None = None) -> Path:
         path = Path(path) if path else self.root / MANIFEST_NAME
-        blob = {"dataset": self.dataset, "classes": self.classes, "clips": [c.to_json() for c in self.clips]}
+        blob = {"dataset": self.dataset, "classes": self.classes, "task": self.task}
+        blob["clips"] = [c.to_json() for c in self.clips]
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(blob, indent=1))
         os.replace(tmp, path)
@@ -98,6 +103,9 @@ def load_manifest(path: str | Path) -> Manifest:
         if key not in blob:
             raise ManifestError(f"{path}: missing top-level key {key!r}")
     classes = list(blob["classes"])
+    task = blob.get("task")
+    if task is not None and task not in TASKS:
+        raise ManifestError(f"{path}: task {task!r} is not one of {TASKS}")
     clips, seen = [], set()
     for i, row in enumerate(blob["clips"]):
         where = f"{path}: clip #{i} ({row.get('clip_id', '?')})"
@@ -126,4 +134,4 @@ def load_manifest(path: str | Path) -> Manifest:
                 row.get("source", {}),
             )
         )
-    return Manifest(blob["dataset"], classes, clips, path.parent)
+    return Manifest(blob["dataset"], classes, clips, path.parent, task)

@@ -123,24 +123,45 @@ def _corrupted(path: Path, why: str) -> StoreError:
 
 
 def read_entry(path: str | Path) -> np.ndarray:
-    """Read an entry written by :func:`write_entry`, checking its footer and checksum."""
+    """Read an entry written by :func:`write_entry`, checking its footer and checksum.
+
+    One buffer per read: the array is a view of the bytes read from disk (no
+    copies: at 512 KB per log-mel, allocating and faulting in extra buffers cost
+    more than the checksum).
+    """
     path = Path(path)
     try:
-        blob = path.read_bytes()
+        with open(path, "rb") as fh:
+            blob = bytearray(os.fstat(fh.fileno()).st_size)
+            size = fh.readinto(blob)
     except FileNotFoundError:
         raise StoreError(f"{path}: store entry missing; rerun `eastmir features` or `eastmir extract`") from None
-    if len(blob) < FOOTER.size:
+    if size < FOOTER.size:
         raise _corrupted(path, "truncated")
-    magic, crc, length = FOOTER.unpack(blob[-FOOTER.size :])
-    payload = blob[: -FOOTER.size]
-    if magic != MAGIC or length != len(payload):
+    magic, crc, length = FOOTER.unpack_from(blob, size - FOOTER.size)
+    if magic != MAGIC or length != size - FOOTER.size:
         raise _corrupted(path, "truncated or not written by eastmir")
-    if zlib.crc32(payload) != crc:
+    if zlib.crc32(memoryview(blob)[:length]) != crc:
         raise _corrupted(path, "checksum mismatch")
-    try:
-        return np.load(io.BytesIO(payload), allow_pickle=False)
-    except ValueError as err:
-        raise _corrupted(path, str(err)) from err
+    return _array_view(path, blob, length)
+
+
+def _array_view(path: Path, blob: bytearray, length: int) -> np.ndarray:
+    """The array of the ``.npy`` bytes in ``blob[:length]``, as a view."""
+    if blob[:6] != b"\x93NUMPY":
+        raise _corrupted(path, "not a .npy payload")
+    major = blob[6]
+    start, size_format = (10, "<H") if major == 1 else (12, "<I")
+    (header_length,) = struct.unpack_from(size_format, blob, 8)
+    header = io.BytesIO(bytes(blob[: start + header_length]))
+    version = np.lib.format.read_magic(header)
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran, dtype = read_header(header)
+    count = int(np.prod(shape))
+    if dtype.hasobject or start + header_length + count * dtype.itemsize != length:
+        raise _corrupted(path, "its header does not match its size")
+    array = np.frombuffer(blob, dtype=dtype, count=count, offset=start + header_length)
+    return array.reshape(shape, order="F" if fortran else "C")
 
 
 def entry_shape(path: str | Path) -> tuple[int, ...]:
@@ -227,12 +248,17 @@ def fill(
     on_error: str = "raise",
     progress: bool = True,
     desc: str = "store",
+    workers: int = 0,
+    verify: bool = False,
 ) -> FillReport:
     """Make the entry of every item that has none; resumable and safe to interrupt.
 
     Each source is ``read`` (decoded audio, a user's embedding file); sources
     whose arrays have equal shapes are ``compute``d together, up to
     ``batch_size`` at a time; each result is validated and written atomically.
+    With ``workers`` > 0 (and ``batch_size`` 1) the items are built in that
+    many worker processes (``read`` and ``compute`` must then be picklable).
+    ``verify`` re-reads every existing entry and rebuilds a corrupted one.
     A source that cannot be used (missing, undecodable, wrong shape,
     non-finite) is recorded with its reason in ``failures.json``; then with
     ``on_error="raise"`` a :class:`StoreError` names every one of them (the
@@ -241,6 +267,7 @@ def fill(
     """
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, not {on_error!r}")
+    remove_stale_parts(collection.folder)
     report = FillReport()
     todo: list[tuple[SourceItem, str]] = []
     for item in items:
@@ -249,14 +276,33 @@ def fill(
         except FileNotFoundError:
             report.failed[item.clip_id] = f"{item.path}: file not found"
             continue
-        if collection.has(key):
+        if collection.has(key) and not (verify and _corrupted_entry(collection, key)):
             report.cached += 1
             report.keys[item.clip_id] = key
         else:
             todo.append((item, key))
-
-    pending: list[tuple[SourceItem, str, np.ndarray]] = []
     bar = tqdm(total=len(todo), desc=desc, unit="clip", disable=not progress or not todo)
+    if workers > 0 and batch_size == 1 and len(todo) > 1:
+        _fill_in_workers(collection, todo, read, compute, workers, report, bar)
+    else:
+        _fill_here(collection, todo, read, compute, batch_size, report, bar)
+    bar.close()
+    _record_failures(collection, report, on_error)
+    return report
+
+
+def _corrupted_entry(collection: Collection, key: str) -> bool:
+    try:
+        collection.read(key)
+    except StoreError as err:
+        print(f"warning: {err}: rebuilding it")
+        collection.entry(key).unlink(missing_ok=True)
+        return True
+    return False
+
+
+def _fill_here(collection, todo, read, compute, batch_size, report, bar) -> None:
+    pending: list[tuple[SourceItem, str, np.ndarray]] = []
 
     def flush() -> None:
         if not pending:
@@ -264,7 +310,7 @@ def fill(
         outputs = compute([array for _, _, array in pending])
         for (item, key, _), out in zip(pending, outputs, strict=True):
             try:
-                collection.write(key, out, f"{item.path} ({collection.producer.name} output for clip {item.clip_id})")
+                collection.write(key, out, _what(collection, item))
             except SourceError as err:
                 report.failed[item.clip_id] = str(err)
                 continue
@@ -284,9 +330,61 @@ def fill(
             flush()
         pending.append((item, key, array))
     flush()
-    bar.close()
-    _record_failures(collection, report, on_error)
-    return report
+
+
+def _what(collection: Collection, item: SourceItem) -> str:
+    return f"{item.path} ({collection.producer.name} output for clip {item.clip_id})"
+
+
+def _build_one(collection: Collection, item: SourceItem, key: str, read, compute) -> str | None:
+    """Build one entry (in a worker process); returns why it failed, or ``None``."""
+    try:
+        collection.write(key, compute([read(item.path)])[0], _what(collection, item))
+    except (AudioDecodeError, SourceError) as err:
+        return str(err)
+    return None
+
+
+def _worker_start() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one process per core already
+
+
+def _fill_in_workers(collection, todo, read, compute, workers, report, bar) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    context = multiprocessing.get_context("spawn")  # no fork after torch has started its threads
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_start) as pool:
+        futures = {pool.submit(_build_one, collection, item, key, read, compute): (item, key) for item, key in todo}
+        for future in as_completed(futures):
+            item, key = futures[future]
+            failure = future.result()
+            if failure is None:
+                report.built += 1
+                report.keys[item.clip_id] = key
+            else:
+                report.failed[item.clip_id] = failure
+            bar.update(1)
+
+
+def remove_stale_parts(folder: Path) -> None:
+    """Delete the temporary files of writers that died (``kill -9``) before renaming them."""
+    for part in folder.glob(".*.part"):
+        pid = part.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and not _alive(int(pid)):
+            part.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid != 0
 
 
 def _record_failures(collection: Collection, report: FillReport, on_error: str) -> None:

@@ -24,6 +24,7 @@ class Student(nn.Module):
     """Base class; ``input_key`` names the batch entry the student reads."""
 
     input_key: str = "logmel"
+    min_frames: int = 1  # the shortest input (frames, or samples for waveform students) the network accepts
     stage_dims: tuple[int, ...] = ()
     stage_hops: tuple[int, ...] = ()
 

@@ -62,6 +62,7 @@ class MobileFCN(Student):
 
     stage_dims = (128, 256, 256)
     stage_hops = (48, 96, 96)
+    min_frames = 96  # total time pooling
     STAGE_AFTER = (3, 5, 7)  # block indices (0-based) whose outputs are stages
 
     separable = True
@@ -72,7 +73,6 @@ class MobileFCN(Student):
             raise ValueError(
                 f"{type(self).__name__} needs 96 or 128 mel bands (its pooling consumes exactly that), got {n_mels}"
             )
-        self.min_frames = 96  # total time pooling
         self.blocks = nn.ModuleList(
             [
                 nn.Sequential(*conv_bn_relu(1, 64, 3), nn.MaxPool2d((2, 4))),

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from eastmir.audio import load_audio
+from eastmir.audio import DECODER, load_audio
 
 
 class TeacherSource(ABC):
@@ -76,7 +76,12 @@ class Teacher(TeacherSource, nn.Module):
         """``(batch, samples)`` at ``sample_rate`` → ``(batch, frames, dim)``."""
 
     def identity(self) -> dict[str, Any]:
-        return {**super().identity(), "sample_rate": self.sample_rate, "frame_seconds": self.frame_seconds}
+        return {
+            **super().identity(),
+            "sample_rate": self.sample_rate,
+            "frame_seconds": self.frame_seconds,
+            "decoder": DECODER,
+        }
 
     def read_source(self, path: Path) -> np.ndarray:
         return load_audio(path, self.sample_rate)

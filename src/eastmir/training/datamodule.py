@@ -18,43 +18,17 @@ Fixed lengths, so clips of slightly different lengths batch together:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from eastmir.data.clips import ClipRecord, fit_frames, fit_time_axis
 from eastmir.data.store import read_entry
 
-
-@dataclass(frozen=True)
-class ClipRecord:
-    """One usable clip: labels and the store entries of its input and embedding."""
-
-    clip_id: str
-    targets: np.ndarray  # (classes,) float32
-    mask: np.ndarray  # (classes,) bool
-    input_entry: Path | None = None
-    embedding_entry: Path | None = None
-
-
-def fit_time_axis(x: np.ndarray, length: int, pad_value: float) -> np.ndarray:
-    """Crop or pad the last axis of ``x`` to ``length`` (pad at the end with ``pad_value``)."""
-    have = x.shape[-1]
-    if have >= length:
-        return x[..., :length]
-    return np.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, length - have)], constant_values=pad_value)
-
-
-def fit_frames(embedding: np.ndarray, frames: int) -> np.ndarray:
-    """Crop ``(T, dim)`` to ``frames`` frames, or pad it by repeating its last frame."""
-    have = embedding.shape[0]
-    if have >= frames:
-        return embedding[:frames]
-    return np.concatenate([embedding, np.repeat(embedding[-1:], frames - have, axis=0)])
+__all__ = ["ClipDataModule", "ClipDataset", "ClipRecord", "StreamedClips"]
 
 
 class ClipDataset(Dataset):
@@ -91,6 +65,46 @@ class ClipDataset(Dataset):
         return item
 
 
+class StreamedClips(IterableDataset):
+    """The samples of one split streamed from packed shards (``data.stream``), cropped and padded as above."""
+
+    def __init__(
+        self,
+        url: str,
+        index: dict,
+        split: str,
+        input_key: str,
+        input_length: int | None,
+        input_pad: float,
+        embedding_frames: int | None,
+        shuffle: int = 0,
+        seed: int = 0,
+    ) -> None:
+        self.url, self.index, self.split, self.input_key = url, index, split, input_key
+        self.input_length, self.input_pad, self.embedding_frames = input_length, input_pad, embedding_frames
+        self.shuffle, self.seed = shuffle, seed
+
+    def __len__(self) -> int:
+        return self.index["splits"][self.split]["clips"]
+
+    def __iter__(self):
+        from eastmir.data.streaming import stream_split
+
+        for sample in stream_split(self.url, self.index, self.split, self.shuffle, self.seed):
+            item: dict[str, Any] = {
+                "clip_id": sample["clip_id"],
+                "targets": torch.from_numpy(sample["targets"]),
+                "mask": torch.from_numpy(sample["mask"]),
+            }
+            if "input" in sample:
+                x = fit_time_axis(sample["input"], self.input_length, self.input_pad)
+                item[self.input_key] = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+            if "embedding" in sample:
+                e = fit_frames(sample["embedding"], self.embedding_frames)
+                item["embedding"] = torch.from_numpy(np.ascontiguousarray(e, dtype=np.float32))
+            yield item
+
+
 class ClipDataModule(L.LightningDataModule):
     """``train`` / ``valid`` / ``test`` datasets of :class:`ClipRecord`."""
 
@@ -105,19 +119,52 @@ class ClipDataModule(L.LightningDataModule):
         num_workers: int = 0,
     ) -> None:
         super().__init__()
-        self.datasets = {
+        self.datasets: dict[str, Dataset] = {
             name: ClipDataset(records, input_key, input_length, input_pad, embedding_frames)
             for name, records in splits.items()
         }
         self.batch_size = batch_size
         self.num_workers = num_workers
 
+    @classmethod
+    def streamed(
+        cls,
+        url: str,
+        index: dict,
+        input_key: str,
+        input_length: int | None,
+        input_pad: float,
+        embedding_frames: int | None,
+        batch_size: int = 16,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> ClipDataModule:
+        """Splits streamed from packed shards (``data.stream``); training shuffles shards and a 1000-sample buffer."""
+        module = cls({}, input_key, batch_size=batch_size, num_workers=num_workers)
+        module.datasets = {
+            split: StreamedClips(
+                url,
+                index,
+                split,
+                input_key,
+                input_length,
+                input_pad,
+                embedding_frames,
+                1000 if split == "train" else 0,
+                seed,
+            )
+            for split in ("train", "valid", "test")
+        }
+        return module
+
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
+        dataset = self.datasets[name]
+        iterable = isinstance(dataset, IterableDataset)
         return DataLoader(
-            self.datasets[name],
+            dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
-            drop_last=shuffle and len(self.datasets[name]) > self.batch_size,
+            shuffle=shuffle and not iterable,
+            drop_last=shuffle and len(dataset) > self.batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )

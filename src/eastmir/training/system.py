@@ -84,7 +84,7 @@ class EastSystem(L.LightningModule):
         )
         self.config = config
         self.classes = self.hparams["classes"]
-        self.task = config["task"]
+        self.task = config["task"] or "multilabel"
         student_cfg = dict(config["student"])
         name = student_cfg.pop("name")
         if name == "linear_probe":
@@ -232,7 +232,8 @@ class EastSystem(L.LightningModule):
             batch = mixup(batch, self.mixup_alpha)
         if self.spec_augment and "logmel" in batch:
             sa = self.spec_augment
-            batch = dict(batch, logmel=spec_augment(batch["logmel"], sa.get("freq", 0), sa.get("time", 0)))
+            # the batch is this step's own (fresh from the loader, or mixed): mask it in place
+            batch = dict(batch, logmel=spec_augment(batch["logmel"], sa["freq"], sa["time"], inplace=True))
         terms = self.losses(batch)
         if not torch.isfinite(terms["loss"]):
             self._stop_on_non_finite(terms, batch)

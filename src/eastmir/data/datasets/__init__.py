@@ -2,4 +2,4 @@
 in :data:`eastmir.registry.DATASETS`; formats stay here, nothing downstream
 knows which dataset it reads."""
 
-from eastmir.data.datasets import esc50, fma_small, magnatagatune, openmic, synth  # noqa: F401  (register them)
+from eastmir.data.datasets import esc50, fma_small, folder, magnatagatune, openmic, synth  # noqa: F401  (register them)

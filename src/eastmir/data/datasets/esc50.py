@@ -14,13 +14,19 @@ from pathlib import Path
 
 import numpy as np
 
+from eastmir.data.exclusions import Exclusions
 from eastmir.data.manifest import Clip, Manifest, ManifestError
 from eastmir.registry import DATASETS
 
 
 @DATASETS.register("esc50")
 def prepare(
-    root: str | Path, progress: bool = True, test_fold: int = 1, valid_fold: int | None = None, check_audio: bool = True
+    root: str | Path,
+    progress: bool = True,
+    test_fold: int = 1,
+    valid_fold: int | None = None,
+    check_audio: bool = True,
+    max_bad_fraction: float = 0.05,
 ) -> Manifest:
     root = Path(root)
     meta = root / "meta" / "esc50.csv"
@@ -34,17 +40,20 @@ def prepare(
     names = {int(r["target"]): r["category"] for r in rows}
     classes = [names[i] for i in sorted(names)]
     clips = []
-    for r in rows:
+    excluded = Exclusions(root)
+    for line, r in enumerate(rows, start=2):
         fold, target = int(r["fold"]), int(r["target"])
         rel = f"audio/{r['filename']}"
         if check_audio and not (root / rel).is_file():
-            raise ManifestError(f"{root / rel}: audio missing")
+            excluded.add(rel, line, Path(r["filename"]).stem, "missing file", f"{root / rel} does not exist")
+            continue
         split = "test" if fold == test_fold else "valid" if fold == valid_fold else "train"
         labels = np.zeros(len(classes), dtype=np.float32)
         labels[target] = 1.0
         clips.append(
             Clip(Path(r["filename"]).stem, rel, split, labels, np.ones(len(classes), bool), 5.0, {"fold": fold})
         )
-    manifest = Manifest("esc50", classes, clips, root)
+    excluded.finish(len(rows), max_bad_fraction, progress)
+    manifest = Manifest("esc50", classes, clips, root, "single_label")
     manifest.save()
     return manifest

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from eastmir.data.exclusions import Exclusions
 from eastmir.data.manifest import Clip, Manifest, ManifestError
 from eastmir.registry import DATASETS
 
@@ -20,7 +21,9 @@ SPLITS = {"training": "train", "validation": "valid", "test": "test"}
 
 
 @DATASETS.register("fma_small")
-def prepare(root: str | Path, progress: bool = True, check_audio: bool = True) -> Manifest:
+def prepare(
+    root: str | Path, progress: bool = True, check_audio: bool = True, max_bad_fraction: float = 0.05
+) -> Manifest:
     root = Path(root)
     table = root / "fma_metadata" / "tracks.csv"
     if not table.is_file():
@@ -39,14 +42,17 @@ def prepare(root: str | Path, progress: bool = True, check_audio: bool = True) -
     body = [r for r in rows[3:] if len(r) > c_genre and r[c_subset] == "small"]
     classes = sorted({r[c_genre] for r in body})
     clips = []
+    excluded = Exclusions(root)
     for r in body:
         tid = f"{int(r[0]):06d}"
         rel = f"fma_small/{tid[:3]}/{tid}.mp3"
         if check_audio and not (root / rel).is_file():
-            raise ManifestError(f"{root / rel}: audio missing")
+            excluded.add(rel, None, tid, "missing file", f"{root / rel} does not exist")
+            continue
         labels = np.zeros(len(classes), dtype=np.float32)
         labels[classes.index(r[c_genre])] = 1.0
         clips.append(Clip(tid, rel, SPLITS[r[c_split]], labels, np.ones(len(classes), bool), 30.0))
-    manifest = Manifest("fma_small", classes, clips, root)
+    excluded.finish(len(body), max_bad_fraction, progress)
+    manifest = Manifest("fma_small", classes, clips, root, "single_label")
     manifest.save()
     return manifest

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from eastmir.data.exclusions import Exclusions
 from eastmir.data.manifest import Clip, Manifest, ManifestError
 from eastmir.registry import DATASETS
 
@@ -22,7 +23,9 @@ SPLIT_OF_FOLDER = {**{f: "train" for f in "0123456789ab"}, "c": "valid", "e": "t
 
 
 @DATASETS.register("magnatagatune")
-def prepare(root: str | Path, progress: bool = True, n_tags: int = 50, check_audio: bool = True) -> Manifest:
+def prepare(
+    root: str | Path, progress: bool = True, n_tags: int = 50, check_audio: bool = True, max_bad_fraction: float = 0.05
+) -> Manifest:
     root = Path(root)
     table = root / "annotations_final.csv"
     if not table.is_file():
@@ -37,13 +40,22 @@ def prepare(root: str | Path, progress: bool = True, n_tags: int = 50, check_aud
     top = np.argsort(-matrix.sum(axis=0), kind="stable")[:n_tags]
     classes = [tags[i] for i in top]
     clips = []
-    for r, labels in zip(body, matrix[:, top]):
+    excluded = Exclusions(root)
+    for line, (r, labels) in enumerate(zip(body, matrix[:, top]), start=2):
         split = SPLIT_OF_FOLDER.get(r[-1][:1])
-        if split is None or not labels.any():
+        if split is None:
+            excluded.add(
+                r[-1], line, r[0], "unused folder", f"folder {r[-1][:1]} is not in the papers' split", bad=False
+            )
+            continue
+        if not labels.any():
+            excluded.add(r[-1], line, r[0], f"no top-{n_tags} tag", "clips without a top tag are dropped", bad=False)
             continue
         if check_audio and not (root / r[-1]).is_file():
-            raise ManifestError(f"{root / r[-1]}: audio of clip {r[0]} is missing")
+            excluded.add(r[-1], line, r[0], "missing file", f"{root / r[-1]} does not exist")
+            continue
         clips.append(Clip(r[0], r[-1], split, labels.astype(np.float32), np.ones(n_tags, dtype=bool), None))
-    manifest = Manifest("magnatagatune", classes, clips, root)
+    excluded.finish(len(body), max_bad_fraction, progress)
+    manifest = Manifest("magnatagatune", classes, clips, root, "multilabel")
     manifest.save()
     return manifest

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from eastmir.data.exclusions import Exclusions
 from eastmir.data.manifest import Clip, Manifest, ManifestError
 from eastmir.registry import DATASETS
 
@@ -51,6 +52,7 @@ def prepare(
     valid_seed: int = 0,
     export_vggish: bool = True,
     check_audio: bool = True,
+    max_bad_fraction: float = 0.05,
 ) -> Manifest:
     """Write ``root/manifest.json`` from the official files; errors name what is missing."""
     root = Path(root)
@@ -73,10 +75,12 @@ def prepare(
     valid = {train[i] for i in order[:n_valid]}
     y_true, y_mask = data["Y_true"].astype(np.float32), data["Y_mask"].astype(bool)
     clips = []
+    excluded = Exclusions(root)
     for key, split in [(k, "valid" if k in valid else "train") for k in train] + [(k, "test") for k in test]:
         rel = f"audio/{key[:3]}/{key}.ogg"
         if check_audio and not (root / rel).is_file():
-            raise ManifestError(f"{root / rel}: audio of clip {key} is missing")
+            excluded.add(rel, None, key, "missing file", f"{root / rel} does not exist")
+            continue
         i = index[key]
         clips.append(Clip(key, rel, split, y_true[i], y_mask[i], 10.0))
     if export_vggish:
@@ -86,6 +90,7 @@ def prepare(
         for i, key in enumerate(keys):
             if not (out / f"{key}.npy").exists():
                 _save_npy_atomic(out / f"{key}.npy", frames[i])
-    manifest = Manifest("openmic", classes, clips, root)
+    excluded.finish(len(train) + len(test), max_bad_fraction, progress)
+    manifest = Manifest("openmic", classes, clips, root, "multilabel")
     manifest.save()
     return manifest

@@ -398,7 +398,8 @@ def prepare(root: str | Path, progress: bool = True, **options) -> Manifest:
             ]
         }
         clips.append(Clip(clip_id, rel, _split_of(config, index), labels, mask, config.clip_seconds, source))
-    manifest = Manifest("synth", list(config.classes), clips, root)
+    single = config.max_instruments == 1 and config.label_rate == 1.0
+    manifest = Manifest("synth", list(config.classes), clips, root, "single_label" if single else "multilabel")
     manifest.save()
     return manifest
 

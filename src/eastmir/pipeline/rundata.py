@@ -1,0 +1,197 @@
+"""What a run trains on: the usable clips of each split, from the store or streamed from packed shards.
+
+:func:`run_data` fills the store with whatever is missing (teacher
+embeddings, student inputs), keeps the clips whose entries exist, and fixes
+the lengths every clip is cropped or padded to. With ``data.stream`` it
+reads a packed folder or bucket instead (:func:`pack` writes one) and needs
+neither the audio nor the store. Lightning is not imported here.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from eastmir.audio import FrontendConfig
+from eastmir.data.clips import ClipRecord
+from eastmir.data.manifest import SPLITS, Manifest
+from eastmir.data.store import Collection, FillReport, entry_shape, read_entry
+from eastmir.errors import ConfigError, ManifestError
+from eastmir.pipeline.steps import build_teacher, clip_seconds, extract, features, open_dataset, open_store
+from eastmir.registry import STUDENTS
+from eastmir.schema import input_key_for
+
+
+@dataclass
+class RunData:
+    """The clips of a run and the fixed lengths they are served at."""
+
+    dataset: str
+    classes: list[str]
+    task: str
+    input_key: str
+    input_length: int | None  # frames (log-mel) or samples (waveform); None for TeacherLR
+    input_pad: float
+    embedding_dim: int | None
+    embedding_frames: int | None
+    clip_seconds: float
+    records: dict[str, list[ClipRecord]] = field(default_factory=dict)  # from the store
+    left_out: dict[str, int] = field(default_factory=dict)
+    stream: tuple[str, dict] | None = None  # (url, index) of packed shards
+    producers: dict[str, str] = field(default_factory=dict)  # input / embedding → producer key
+
+    def counts(self) -> dict[str, int]:
+        if self.stream:
+            return {s: self.stream[1]["splits"][s]["clips"] for s in SPLITS}
+        return {s: len(r) for s, r in self.records.items()}
+
+
+def _lengths(config: dict, seconds: float) -> tuple[str, int | None, float]:
+    """The input key, its fixed length and pad value; refuses a length the student cannot take."""
+    frontend = FrontendConfig(**config["frontend"])
+    key = input_key_for(config)
+    samples = round(seconds * frontend.sample_rate)
+    length = {"logmel": frontend.n_frames(samples), "waveform": samples}.get(key)
+    student = STUDENTS.get(config["student"]["name"])
+    needed = student.min_frames if student.input_key == key else 1
+    if length is not None and length < needed:
+        raise ConfigError(
+            f"data.clip_seconds: {seconds:g} s gives {length} input frames, but {config['student']['name']} "
+            f"needs at least {needed}; set data.clip_seconds higher"
+        )
+    return key, length, frontend.silence if key == "logmel" else 0.0
+
+
+def _records(
+    manifest: Manifest, inputs: tuple[Collection | None, FillReport | None], embeddings: tuple | None
+) -> tuple[dict[str, list[ClipRecord]], dict[str, int]]:
+    """The usable clips of every split (entries present) and how many were left out per split."""
+    splits: dict[str, list[ClipRecord]] = {}
+    dropped: dict[str, int] = {}
+    for split in SPLITS:
+        kept = []
+        clips = manifest.split(split)
+        for clip in clips:
+            paths: dict[str, Path | None] = {"input_entry": None, "embedding_entry": None}
+            usable = True
+            for slot, (collection, report) in (
+                ("input_entry", inputs),
+                ("embedding_entry", embeddings or (None, None)),
+            ):
+                if collection is None:
+                    continue
+                key = report.keys.get(clip.clip_id)
+                usable = usable and key is not None
+                paths[slot] = collection.entry(key) if key else None
+            if usable:
+                kept.append(ClipRecord(clip.clip_id, clip.labels, clip.mask, **paths))
+        if not kept:
+            raise ManifestError(f"split {split!r} has no usable clip ({len(clips)} listed)")
+        splits[split], dropped[split] = kept, len(clips) - len(kept)
+    return splits, dropped
+
+
+def _embedding_frames(records: dict[str, list[ClipRecord]]) -> int | None:
+    """The most common number of embedding frames: every clip's embedding is cropped or padded to it."""
+    shapes = Counter(entry_shape(r.embedding_entry)[0] for rs in records.values() for r in rs if r.embedding_entry)
+    return shapes.most_common(1)[0][0] if shapes else None
+
+
+def run_data(config: dict, progress: bool = True) -> RunData:
+    """The clips ``config`` trains on; fills the store with what is missing, or reads ``data.stream``."""
+    if config["data"]["stream"]:
+        return _streamed(config)
+    manifest = open_dataset(config)
+    store = open_store(config)
+    embeddings, producers = None, {}
+    if config["teacher"]:
+        teacher = build_teacher(config["teacher"])
+        embeddings = extract(teacher, manifest, store, on_error=config["data"]["on_error"], progress=progress)
+        producers["embedding"] = embeddings[0].producer.key
+        del teacher
+    inputs = features(config, manifest, store, progress)
+    if inputs[0] is not None:
+        producers["input"] = inputs[0].producer.key
+    records, dropped = _records(manifest, inputs, embeddings)
+    for split, n in dropped.items():
+        if n:
+            print(f"warning: {n} {split} clip(s) left out (unusable; see failures.json in the store)")
+    seconds = clip_seconds(config, manifest)
+    key, length, pad = _lengths(config, seconds)
+    return RunData(
+        manifest.dataset,
+        manifest.classes,
+        config["task"] or manifest.task or "multilabel",
+        key,
+        length,
+        pad,
+        embeddings[0].producer.shape[1] if embeddings else None,
+        _embedding_frames(records),
+        seconds,
+        records,
+        dropped,
+        producers=producers,
+    )
+
+
+def _streamed(config: dict) -> RunData:
+    from eastmir.data.streaming import read_index
+
+    url = config["data"]["stream"]
+    index = read_index(url)
+    key = input_key_for(config)
+    if index["input_key"] != key:
+        raise ConfigError(f"{url} was packed for a student reading {index['input_key']!r}; this run reads {key!r}")
+    if index["frontend"] != config["frontend"] and key != "embedding":
+        raise ConfigError(f"{url} was packed with another front end ({index['frontend']}); pack again for this run")
+    if bool(index.get("embedding_dim")) != bool(config["teacher"]):
+        raise ConfigError(f"{url} was packed {'with' if index.get('embedding_dim') else 'without'} teacher embeddings")
+    seconds = float(config["data"]["clip_seconds"] or index["clip_seconds"])
+    key, length, pad = _lengths(config, seconds)
+    return RunData(
+        index["dataset"],
+        index["classes"],
+        config["task"] or index["task"],
+        key,
+        length,
+        pad,
+        index.get("embedding_dim"),
+        index.get("embedding_frames"),
+        seconds,
+        stream=(url, index),
+        producers=index.get("producers", {}),
+    )
+
+
+def pack(config: dict, out: str | Path, shard_size: int = 1000, progress: bool = True) -> Path:
+    """Write the run's clips (inputs, embeddings, labels) as WebDataset shards plus ``index.json`` in ``out``."""
+    from eastmir.data.streaming import write_shards
+
+    if config["data"]["stream"]:
+        raise ConfigError("pack reads the store: unset data.stream")
+    data = run_data(config, progress)
+
+    def samples(split: str):
+        for r in data.records[split]:
+            yield {
+                "clip_id": r.clip_id,
+                "targets": r.targets,
+                "mask": r.mask,
+                "input": read_entry(r.input_entry) if r.input_entry else None,
+                "embedding": read_entry(r.embedding_entry) if r.embedding_entry else None,
+            }
+
+    meta = {
+        "dataset": data.dataset,
+        "classes": data.classes,
+        "task": data.task,
+        "input_key": data.input_key,
+        "frontend": config["frontend"],
+        "clip_seconds": data.clip_seconds,
+        "embedding_dim": data.embedding_dim,
+        "embedding_frames": data.embedding_frames,
+        "producers": data.producers,
+        "teacher": config["teacher"],
+    }
+    return write_shards(out, {split: samples(split) for split in SPLITS}, meta, shard_size)
