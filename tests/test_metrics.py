@@ -83,3 +83,22 @@ def test_torchmetrics_wrapper_accumulates_batches():
     got = metric.compute()
     for k in whole:
         assert got[k] == pytest.approx(whole[k], abs=1e-6)
+
+
+def test_chosen_thresholds_maximise_each_class_f1_on_labelled_samples():
+    import numpy as np
+    from sklearn.metrics import f1_score
+
+    from eastmir.metrics import choose_thresholds
+
+    rng = np.random.default_rng(0)
+    probs = np.round(rng.random((300, 5)), 2)  # ties, as real scores have
+    targets = (rng.random((300, 5)) < probs).astype(float)
+    mask = rng.random((300, 5)) < 0.8
+    targets[:, 4], mask[:, 3] = 0.0, False  # a class with no positive, a class with no label
+    chosen = choose_thresholds(probs, targets, mask)
+    for c in range(3):
+        p, t = probs[mask[:, c], c], targets[mask[:, c], c] > 0.5
+        best = max(f1_score(t, p >= x) for x in np.unique(p))
+        assert f1_score(t, p >= chosen[c]) == best
+    assert chosen[3] == 0.5 and chosen[4] == 0.5

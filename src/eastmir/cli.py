@@ -107,6 +107,28 @@ def build_parser() -> argparse.ArgumentParser:
     pack.add_argument("--out", required=True, help="folder to write the shards and index.json into")
     pack.add_argument("--shard-size", type=int, default=1000, help="clips per shard")
 
+    pred = sub.add_parser("predict", parents=[common], help="class probabilities of audio files with a trained run")
+    pred.add_argument("run", help="a run directory or checkpoint")
+    pred.add_argument("audio", nargs="+", help="files, folders (searched recursively) or globs")
+    pred.add_argument("--format", choices=("table", "jsonl", "csv"), default="table")
+    pred.add_argument("--out", help="write here instead of the screen")
+    pred.add_argument("--hop", type=float, help="seconds between windows (default: half the training clip)")
+    pred.add_argument("--aggregate", choices=("mean", "max"), default="mean", help="over a file's windows")
+    pred.add_argument("--curve", action="store_true", help="also the per-window probabilities (jsonl)")
+    pred.add_argument("--batch-size", type=int, default=32)
+    pred.add_argument("--top", type=int, default=3, help="classes shown per file in the table")
+
+    exp = sub.add_parser("export", parents=[common], help="one ONNX or TorchScript file, front end inside")
+    exp.add_argument("run", help="a run directory or checkpoint")
+    exp.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    exp.add_argument("--quantize", choices=("int8",), help="dynamic int8 quantisation (its test mAP change is shown)")
+    exp.add_argument("--out", help="file to write (default RUN/export/model.onnx or .pt)")
+
+    cx = sub.add_parser("complexity", parents=[common], help="parameters and speed of every student and teacher")
+    cx.add_argument("--threads", type=int, default=1, help="torch / ONNX Runtime threads (pinned)")
+    cx.add_argument("--students", nargs="+", help="only these students")
+    cx.add_argument("--csv", help="also write a CSV here")
+
     rep = sub.add_parser("report", parents=[common], help="Markdown/CSV table of runs (unfinished ones marked)")
     rep.add_argument("runs", nargs="+", help="run directories")
     rep.add_argument("--csv", help="also write a CSV here")
@@ -192,6 +214,42 @@ def _pack(args: argparse.Namespace) -> None:
     print(f"shards and {index.name} in {index.parent}; copy the folder to a bucket and set data.stream to its URL")
 
 
+def _predict(args: argparse.Namespace) -> None:
+    from eastmir.inference.predict import Failure, expand_inputs, load_student
+    from eastmir.reporting.predictions import write_predictions
+
+    student = load_student(args.run)
+    files, missing = expand_inputs(args.audio)
+    results = [*missing, *student.predict_files(files, args.hop, args.aggregate, args.batch_size, not args.no_progress)]
+    failures = [r for r in results if isinstance(r, Failure)]
+    for failure in failures:
+        print(f"eastmir: skipped {failure.source}: {failure.reason}", file=sys.stderr)
+    write_predictions([r for r in results if not isinstance(r, Failure)], args.format, args.out, args.top, args.curve)
+    if failures and len(failures) == len(results):
+        from eastmir.errors import RunError
+
+        raise RunError(f"none of the {len(results)} input(s) could be read")
+
+
+def _export(args: argparse.Namespace) -> None:
+    from eastmir.inference import load_run
+    from eastmir.inference.export import export
+
+    path, card, notes = export(load_run(args.run), args.format, Path(args.out) if args.out else None, args.quantize)
+    print(f"{path} ({path.stat().st_size / 1e6:.1f} MB), model card {card}")
+    for note in notes:
+        print(f"  {note}")
+
+
+def _complexity(args: argparse.Namespace) -> None:
+    from eastmir.inference.complexity import markdown, measure, write_csv
+
+    rows = measure(args.threads, args.students)
+    print(markdown(rows, args.threads))
+    if args.csv:
+        write_csv(rows, args.csv)
+
+
 def _report(args: argparse.Namespace) -> None:
     from eastmir.reporting.tables import markdown_table, read_runs, write_csv
 
@@ -227,6 +285,9 @@ COMMANDS = {
     "features": _features,
     "fit": _fit,
     "report": _report,
+    "predict": _predict,
+    "export": _export,
+    "complexity": _complexity,
     "demo": _demo,
     "configs": _configs,
     "data": _data_prepare,

@@ -24,6 +24,7 @@ per epoch (no host sync per step).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torchmetrics import Metric
 from torchmetrics.functional.classification import binary_auroc, binary_average_precision
@@ -112,3 +113,27 @@ class SingleLabelMetrics(Metric):
     def reset(self) -> None:
         super().reset()
         self.accuracy.reset()
+
+
+def choose_thresholds(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray, default: float = 0.5) -> np.ndarray:
+    """Per-class decision thresholds ``(classes,)`` that maximise each class's F1 on labelled samples.
+
+    ``probs``, ``targets`` (positive when > 0.5) and ``mask`` are ``(samples, classes)``.
+    A class is predicted when its probability is ``>=`` its threshold; the
+    threshold is the lowest probability of the best cut. A class without a
+    labelled positive and a labelled negative keeps ``default``.
+    """
+    probs, positive, mask = np.asarray(probs, np.float64), np.asarray(targets) > 0.5, np.asarray(mask, bool)
+    out = np.full(probs.shape[1], default)
+    for c in range(probs.shape[1]):
+        p, t = probs[mask[:, c], c], positive[mask[:, c], c]
+        if t.all() or not t.any():
+            continue
+        order = np.argsort(-p, kind="stable")
+        p, t = p[order], t[order]
+        last = np.r_[np.flatnonzero(p[1:] != p[:-1]), len(p) - 1]  # the end of each run of equal scores
+        tp = np.cumsum(t)[last]
+        fp = (last + 1) - tp
+        f1 = 2 * tp / (2 * tp + fp + (t.sum() - tp))
+        out[c] = p[last[int(np.argmax(f1))]]
+    return out

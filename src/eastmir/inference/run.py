@@ -89,7 +89,9 @@ def load_run(path: str | Path, which: str = "best") -> LoadedRun:
     hp = state.get("hyper_parameters") or {}
     if "config" not in hp or "num_classes" not in hp:
         raise RunError(f"{checkpoint}: not an eastmir checkpoint (no run config in its hyper-parameters)")
-    system = EastSystem(hp["config"], hp["num_classes"], hp.get("embedding_dim"), hp.get("classes"))
+    system = EastSystem(
+        hp["config"], hp["num_classes"], hp.get("embedding_dim"), hp.get("classes"), hp.get("clip_seconds")
+    )
     system.load_state_dict(state["state_dict"], strict=True)
     system.eval()
     metrics_file = run_dir / "metrics.json"

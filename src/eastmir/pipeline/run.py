@@ -69,7 +69,13 @@ def fit(
     L.seed_everything(config["seed"], workers=True, verbose=False)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-    system = EastSystem(config, num_classes=len(data.classes), embedding_dim=data.embedding_dim, classes=data.classes)
+    system = EastSystem(
+        config,
+        len(data.classes),
+        embedding_dim=data.embedding_dim,
+        classes=data.classes,
+        clip_seconds=data.clip_seconds,
+    )
     if teacher_head is not None:
         system.set_teacher_head(teacher_head, str(config["distillation"]["kd"]["teacher_run"]))
     batch, workers = config["data"]["batch_size"], config["data"]["num_workers"]
@@ -87,7 +93,8 @@ def fit(
     if not best_path:
         raise TrainingError(f"{run_dir}: training saved no checkpoint; did a validation epoch run?")
     test = trainer.test(system, datamodule=dm, ckpt_path=best_path, verbose=False)[0]
-    last = read_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    thresholds = _validation_thresholds(system, dm) if system.task == "multilabel" else None
+    last = read_checkpoint(resume_checkpoint(run_dir))  # last.ckpt, or what the run resumed from if it had none
     metric = system.monitor
     metrics = {
         "name": config["name"],
@@ -103,6 +110,7 @@ def fit(
         "steps": int(last["global_step"]),
         "n_clips": data.counts(),
         "left_out": data.left_out,
+        "thresholds": thresholds,
         "backbone_parameters": system.student.backbone_parameters(),
         "wall_seconds": round(time.time() - started, 1),
     }
@@ -111,6 +119,26 @@ def fit(
         tmp.write_text(json.dumps(metrics, indent=1))
         tmp.replace(run_dir / "metrics.json")
     return run_dir
+
+
+def _validation_thresholds(system, dm) -> dict[str, float]:
+    """Per-class thresholds of the best checkpoint (loaded by ``test``) that maximise F1 on the validation split."""
+    import numpy as np
+
+    from eastmir.metrics import choose_thresholds
+
+    probs, targets, mask = [], [], []
+    system.eval()
+    with torch.no_grad():
+        for batch in dm.val_dataloader():
+            batch = {k: v.to(system.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            out = system.student(system.with_logmel(batch, train=False)[system.student.input_key])
+            probs.append(torch.sigmoid(out.logits).cpu().numpy())
+            batch = {k: v.cpu() if torch.is_tensor(v) else v for k, v in batch.items()}
+            targets.append(batch["targets"].numpy())
+            mask.append(batch["mask"].numpy())
+    chosen = choose_thresholds(np.concatenate(probs), np.concatenate(targets), np.concatenate(mask))
+    return {c: round(float(t), 6) for c, t in zip(system.classes, chosen)}
 
 
 def _best_from_disk(run_dir: Path) -> str | None:

@@ -1,0 +1,302 @@
+"""``eastmir export RUN --format onnx|torchscript [--quantize int8]``: one file to ship.
+
+The exported model takes a mono waveform ``(batch, samples)`` at the run's
+sample rate, of any length (the time axis is dynamic; at least the student's
+minimum), and returns probabilities ``(batch, classes)`` (sigmoid, or softmax
+for a single-label run) for the whole input it is given: the log-mel front
+end is inside the graph (``torch.stft`` exports to the ONNX STFT operator),
+BatchNorm is folded into the convolutions. For long recordings, window them as
+``eastmir predict`` does (the training clip length, half of it as hop) and
+average. Class names, thresholds, sample rate and the rest ride along: ONNX
+``metadata_props`` (key ``eastmir``, JSON) or TorchScript ``_extra_files``
+(``eastmir.json``). A model card (``<file>.md``) is written beside it.
+
+``--quantize int8``: dynamic int8 quantisation (ONNX Runtime's
+``quantize_dynamic`` of convolution and matrix weights; for TorchScript,
+PyTorch's of the linear layers), with the change in test mAP measured on the
+run's test split when its data is on this machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from eastmir import __version__
+from eastmir.audio import FrontendConfig, LogMelFrontend
+from eastmir.errors import RunError
+from eastmir.inference.fast import optimise_for_inference
+from eastmir.inference.run import LoadedRun
+
+FORMATS = ("onnx", "torchscript")
+
+
+@contextlib.contextmanager
+def quiet_export() -> Iterator[None]:
+    """Keep the exporters' progress lines, tracer notes and shape-solver logs off the screen."""
+    loggers = [logging.getLogger(name) for name in ("", "torch", "torch.onnx", "torch.fx", "onnxscript")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+class InferenceModel(nn.Module):
+    """Waveform ``(batch, samples)`` at the run's rate → probabilities ``(batch, classes)``."""
+
+    def __init__(self, student: nn.Module, frontend: FrontendConfig | None, single_label: bool) -> None:
+        super().__init__()
+        self.frontend = LogMelFrontend(frontend) if frontend is not None else None
+        self.student = student
+        self.single_label = single_label
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        x = self.frontend(waveform) if self.frontend is not None else waveform
+        logits = self.student(x).logits
+        return torch.softmax(logits, dim=1) if self.single_label else torch.sigmoid(logits)
+
+
+def inference_model(run: LoadedRun, fast: bool = True) -> tuple[InferenceModel, int]:
+    """The run's waveform → probabilities model and its training clip length in samples."""
+    if run.input_key == "embedding":
+        raise RunError(f"{run.directory} is a TeacherLR run: it needs its teacher's embeddings, not audio")
+    frontend = FrontendConfig(**run.config["frontend"])
+    seconds = run.system.hparams.get("clip_seconds") or run.config["data"]["clip_seconds"] or 10.0
+    samples = round(float(seconds) * frontend.sample_rate)
+    student = run.student.eval()
+    if fast:
+        example = (
+            LogMelFrontend(frontend)(torch.zeros(1, samples)) if run.input_key == "logmel" else torch.zeros(1, samples)
+        )
+        student = optimise_for_inference(student, example, channels_last=False)
+    single = (run.config["task"] or "multilabel") == "single_label"
+    model = InferenceModel(student, frontend if run.input_key == "logmel" else None, single).eval()
+    model.requires_grad_(False)
+    return model, samples
+
+
+def min_samples(run: LoadedRun) -> int:
+    """The shortest waveform the exported model accepts."""
+    frontend = FrontendConfig(**run.config["frontend"])
+    frames = max(run.student.min_frames, 2)
+    return (frames - 1) * frontend.hop_length if run.input_key == "logmel" else frames
+
+
+def metadata(run: LoadedRun, quantize: str | None) -> dict[str, Any]:
+    metrics = run.metrics or {}
+    config = run.config
+    return {
+        "eastmir_version": __version__,
+        "classes": run.classes,
+        "task": config["task"] or "multilabel",
+        "thresholds": metrics.get("thresholds"),
+        "sample_rate": config["frontend"]["sample_rate"],
+        "clip_seconds": run.system.hparams.get("clip_seconds"),
+        "frontend": config["frontend"],
+        "input": "waveform (batch, samples), float32, mono, at sample_rate",
+        "output": "probabilities (batch, classes): sigmoid (multilabel) or softmax (single_label)",
+        "system": config["system"] or config["name"],
+        "student": config["student"]["name"],
+        "teacher": (config["teacher"] or {}).get("id") or (config["teacher"] or {}).get("name"),
+        "dataset": metrics.get("dataset") or config["data"]["dataset"],
+        "test_metrics": metrics.get("test"),
+        "quantize": quantize,
+    }
+
+
+def _need_onnx() -> None:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError as err:
+        raise RunError(f"ONNX export needs {err.name}: pip install 'eastmir[export]'") from None
+
+
+def export_onnx(run: LoadedRun, path: Path, quantize: str | None = None) -> Path:
+    _need_onnx()
+    import onnx
+
+    model, samples = inference_model(run)
+    # a batch of 2 and several pooled frames: sizes of 1 would be specialised by the exporter
+    example = torch.zeros(2, max(2 * samples, 4 * min_samples(run)))
+    dims = ({0: torch.export.Dim("batch", min=1, max=4096), 1: torch.export.Dim("samples", min=min_samples(run))},)
+    float_path = path if not quantize else path.with_name(path.stem + ".float32.onnx")
+    torch.onnx.export(
+        model,
+        (example,),
+        str(float_path),
+        input_names=["waveform"],
+        output_names=["probabilities"],
+        dynamo=True,
+        dynamic_shapes=dims,
+        verbose=False,
+    )
+    if quantize:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        quantize_dynamic(str(float_path), str(path), weight_type=QuantType.QInt8)
+    proto = onnx.load(str(path))
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = "eastmir", json.dumps(metadata(run, quantize))
+    onnx.save(proto, str(path))
+    return path
+
+
+def export_torchscript(run: LoadedRun, path: Path, quantize: str | None = None) -> Path:
+    model, samples = inference_model(run)
+    if quantize:
+        model = torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)
+    with torch.no_grad(), quiet_export():
+        traced = torch.jit.freeze(torch.jit.trace(model, torch.zeros(2, samples), check_trace=False).eval())
+    with quiet_export():  # TorchScript is deprecated in recent PyTorch (it says so on every save and load)
+        torch.jit.save(traced, str(path), _extra_files={"eastmir.json": json.dumps(metadata(run, quantize))})
+    return path
+
+
+class Runner:
+    """Runs an exported file: ``Runner(path)(waveform (batch, samples)) -> probabilities``."""
+
+    def __init__(self, path: Path, threads: int = 1) -> None:
+        self.path = Path(path)
+        if self.path.suffix == ".onnx":
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self.module = None
+        else:
+            with quiet_export():
+                self.module = torch.jit.load(str(path))
+            self.session = None
+
+    def __call__(self, waveform: np.ndarray) -> np.ndarray:
+        if self.session is not None:
+            return self.session.run(None, {"waveform": np.asarray(waveform, np.float32)})[0]
+        with torch.no_grad():
+            return self.module(torch.from_numpy(np.asarray(waveform, np.float32))).numpy()
+
+
+def test_split_scores(run: LoadedRun, score) -> dict[str, float] | None:
+    """Test metrics of ``score(waveforms (1, samples)) -> probabilities``, or None when the data is not here."""
+    from eastmir.audio import load_audio
+    from eastmir.data.manifest import load_manifest
+    from eastmir.errors import EastmirError
+    from eastmir.metrics import masked_metrics
+
+    try:
+        manifest = load_manifest(run.config["data"]["root"])
+    except EastmirError:
+        return None
+    sample_rate = run.config["frontend"]["sample_rate"]
+    seconds = run.system.hparams.get("clip_seconds") or run.config["data"]["clip_seconds"]
+    length = round(float(seconds) * sample_rate)
+    probs, targets, masks = [], [], []
+    for clip in manifest.split("test"):
+        try:
+            audio = load_audio(manifest.audio_file(clip), sample_rate)
+        except Exception:
+            continue
+        audio = np.pad(audio[:length], (0, max(0, length - len(audio))))
+        probs.append(score(audio[None])[0])
+        targets.append(clip.labels)
+        masks.append(clip.mask)
+    if not probs:
+        return None
+    return masked_metrics(torch.tensor(np.stack(probs)), torch.tensor(np.stack(targets)), torch.tensor(np.stack(masks)))
+
+
+def model_card(run: LoadedRun, path: Path, fmt: str, quantize: str | None, notes: list[str]) -> Path:
+    meta = metadata(run, quantize)
+    test = meta["test_metrics"] or {}
+    lines = [
+        f"# {meta['system']}: {meta['student']} student" + (f", {meta['teacher']} teacher" if meta["teacher"] else ""),
+        "",
+        f"Exported by eastmir {__version__} from `{run.directory}` ({run.checkpoint.name}) as {fmt}"
+        + (f", {quantize} dynamic quantisation" if quantize else "")
+        + ".",
+        "",
+        "## Input and output",
+        f"- input `waveform`: float32 `(batch, samples)`, mono, {meta['sample_rate']} Hz, any length of at least "
+        f"{min_samples(run)} samples; trained on clips of {meta['clip_seconds']} s (window longer recordings)",
+        f"- output `probabilities`: `(batch, {len(meta['classes'])})`, "
+        + ("softmax (one class per clip)" if meta["task"] == "single_label" else "sigmoid per class (multi-label)"),
+        f"- front end inside: log-mel {json.dumps(meta['frontend'])}",
+        "",
+        "## Classes and thresholds",
+        "",
+        "| class | threshold |",
+        "|---|---:|",
+        *[
+            f"| {c} | {(meta['thresholds'] or {}).get(c, 'arg-max' if meta['task'] == 'single_label' else 0.5)} |"
+            for c in meta["classes"]
+        ],
+        "",
+        "## Training and test",
+        f"- data: {meta['dataset']} (`{run.config['data']['root']}`); system {meta['system']}, "
+        f"λ = {(run.config['distillation'] or {}).get('lambda', 0)}",
+        "- test split: " + (", ".join(f"{k} {v:.4f}" for k, v in test.items()) or "not measured"),
+        *[f"- {n}" for n in notes],
+        "",
+    ]
+    card = path.with_suffix(".md")
+    card.write_text("\n".join(lines))
+    return card
+
+
+def export(
+    run: LoadedRun, fmt: str, out: Path | None = None, quantize: str | None = None
+) -> tuple[Path, Path, list[str]]:
+    """Export ``run``; returns the file, its model card and notes (parity, quantisation effect)."""
+    if fmt not in FORMATS:
+        raise RunError(f"unknown export format {fmt!r}; valid: {', '.join(FORMATS)}")
+    if quantize not in (None, "int8"):
+        raise RunError(f"unknown quantisation {quantize!r}; valid: int8")
+    suffix = ".onnx" if fmt == "onnx" else ".pt"
+    path = Path(out) if out else run.directory / "export" / f"model{'-int8' if quantize else ''}{suffix}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (export_onnx if fmt == "onnx" else export_torchscript)(run, path, quantize)
+    reference, samples = inference_model(run, fast=False)
+    runner = Runner(path)
+    rng = np.random.default_rng(0)
+    notes = []
+    worst = 0.0
+    for length in (samples, samples // 2 + 1234, 2 * samples):
+        x = (rng.standard_normal((1, max(length, min_samples(run)))) * 0.1).astype(np.float32)
+        with torch.no_grad():
+            expected = reference(torch.from_numpy(x)).numpy()
+        worst = max(worst, float(np.abs(runner(x) - expected).max()))
+    notes.append(f"largest difference to the eager model on random audio of three lengths: {worst:.2e}")
+    if quantize:
+
+        def eager(x: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                return reference(torch.from_numpy(x)).numpy()
+
+        before, after = test_split_scores(run, eager), test_split_scores(run, runner)
+        if before and after and "mAP" in before:
+            notes.append(
+                f"int8 test mAP {after['mAP']:.4f} against {before['mAP']:.4f} in float32 "
+                f"({after['mAP'] - before['mAP']:+.4f})"
+            )
+        else:
+            notes.append("int8 test mAP not measured: the run's test split is not on this machine")
+    return path, model_card(run, path, fmt, quantize, notes), notes

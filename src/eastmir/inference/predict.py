@@ -1,0 +1,232 @@
+"""Predicting with a trained student: ``eastmir predict`` and ``eastmir.load_student``.
+
+A recording is decoded at the run's sample rate (any format, rate and
+channel count the data layer reads), turned into the student's input as in
+training (the log-mel of the whole recording), and cut into **windows of the
+training clip length** with a hop of half a window by default (``hop``); the
+last window ends with the recording, and a recording shorter than one window
+is padded with silence, exactly as training pads a short clip. The student
+scores every window; the file's probability per class is the ``mean``
+(default) or ``max`` over windows, and the per-window curve is kept.
+
+Decisions: a multi-label run predicts every class whose probability reaches
+its threshold, chosen on the validation split at fit time (F1-optimal per
+class, ``thresholds`` in ``metrics.json``); a single-label run predicts its
+arg-max. The student runs in eval mode with BatchNorm folded into the
+convolutions and channels-last weights (:mod:`eastmir.inference.fast`):
+the same outputs up to float rounding, 4× faster for Mobile FCN on this CPU.
+"""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from eastmir.audio import AudioDecodeError, FrontendConfig, LogMelFrontend, load_audio
+from eastmir.errors import RunError
+from eastmir.inference.fast import optimise_for_inference
+from eastmir.inference.run import LoadedRun, load_run
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".opus"}
+AGGREGATIONS = ("mean", "max")
+
+
+@dataclass
+class Prediction:
+    """One recording's scores: ``probabilities (classes,)``, per window ``windows (n, classes)``."""
+
+    source: str
+    classes: list[str]
+    probabilities: np.ndarray
+    windows: np.ndarray
+    window_starts: np.ndarray  # seconds
+    thresholds: np.ndarray | None  # None: single-label (arg-max)
+
+    @property
+    def predicted(self) -> list[str]:
+        if self.thresholds is None:
+            return [self.classes[int(np.argmax(self.probabilities))]]
+        return [c for c, p, t in zip(self.classes, self.probabilities, self.thresholds) if p >= t]
+
+    def top(self, k: int = 3) -> list[tuple[str, float]]:
+        order = np.argsort(-self.probabilities)[:k]
+        return [(self.classes[i], float(self.probabilities[i])) for i in order]
+
+    def as_dict(self, curve: bool = False) -> dict:
+        out = {
+            "file": self.source,
+            "predicted": self.predicted,
+            "probabilities": {c: round(float(p), 6) for c, p in zip(self.classes, self.probabilities)},
+            "windows": len(self.windows),
+        }
+        if curve:
+            out["curve"] = [
+                {"start": round(float(s), 3), "probabilities": [round(float(p), 6) for p in w]}
+                for s, w in zip(self.window_starts, self.windows)
+            ]
+        return out
+
+
+@dataclass
+class Failure:
+    source: str
+    reason: str
+
+
+@dataclass
+class TrainedStudent:
+    """A trained student ready to predict; build it with :func:`load_student`."""
+
+    run: LoadedRun
+    fast: bool = True
+    model: torch.nn.Module = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.run.input_key == "embedding":
+            raise RunError(
+                f"{self.run.directory} is a TeacherLR run: it reads teacher embeddings, so it cannot predict from "
+                "audio alone; predict with a student run"
+            )
+        config = self.run.config
+        self.frontend_config = FrontendConfig(**config["frontend"])
+        self.sample_rate = self.frontend_config.sample_rate
+        self.frontend = LogMelFrontend(self.frontend_config) if self.run.input_key == "logmel" else None
+        seconds = self.run.system.hparams.get("clip_seconds") or config["data"]["clip_seconds"]
+        if not seconds:
+            raise RunError(f"{self.run.directory}: the run does not say its clip length; set data.clip_seconds")
+        self.clip_seconds = float(seconds)
+        self.window = self._length(round(self.clip_seconds * self.sample_rate))
+        self.pad = self.frontend_config.silence if self.frontend is not None else 0.0
+        student = self.run.student.eval()
+        example = torch.zeros((1, self.frontend_config.n_mels, self.window) if self.frontend else (1, self.window))
+        self.model = optimise_for_inference(student, example) if self.fast else student
+        self.single_label = (config["task"] or "multilabel") == "single_label"
+        thresholds = (self.run.metrics or {}).get("thresholds")
+        self.thresholds = (
+            None if self.single_label else np.array([(thresholds or {}).get(c, 0.5) for c in self.classes])
+        )
+
+    @property
+    def classes(self) -> list[str]:
+        return self.run.classes
+
+    def _length(self, samples: int) -> int:
+        """Input length (frames for a log-mel, samples for a waveform) of ``samples`` samples."""
+        return self.frontend_config.n_frames(samples) if self.frontend is not None else samples
+
+    def _per_second(self) -> float:
+        return self.sample_rate / self.frontend_config.hop_length if self.frontend is not None else self.sample_rate
+
+    def windows(self, waveform: np.ndarray, hop: float | None = None) -> tuple[torch.Tensor, np.ndarray]:
+        """The inputs of every window ``(n, mels, frames)`` (or ``(n, samples)``) and their starts in seconds."""
+        x = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))[None]
+        if self.frontend is not None:
+            with torch.no_grad():
+                x = self.frontend(x)
+        x = x[0]
+        total, size = x.shape[-1], self.window
+        if total <= size:
+            padded = torch.full((*x.shape[:-1], size), self.pad, dtype=x.dtype)
+            padded[..., :total] = x
+            return padded[None], np.zeros(1)
+        step = max(1, round((hop if hop else self.clip_seconds / 2) * self._per_second()))
+        starts = list(range(0, total - size + 1, step))
+        if starts[-1] != total - size:
+            starts.append(total - size)  # the last window ends with the recording
+        stacked = torch.stack([x[..., s : s + size] for s in starts])
+        return stacked, np.array(starts) / self._per_second()
+
+    @torch.no_grad()
+    def scores(self, inputs: torch.Tensor) -> np.ndarray:
+        """Probabilities ``(n, classes)`` of a batch of inputs."""
+        logits = self.model(inputs).logits
+        return (torch.softmax(logits, 1) if self.single_label else torch.sigmoid(logits)).numpy()
+
+    def predict(
+        self,
+        waveform: np.ndarray,
+        sample_rate: int,
+        hop: float | None = None,
+        aggregate: str = "mean",
+        source: str = "",
+    ) -> Prediction:
+        """Scores of one mono ``waveform (samples,)`` at ``sample_rate`` (resampled to the run's rate)."""
+        from eastmir.audio import resample
+
+        if aggregate not in AGGREGATIONS:
+            raise ValueError(f"aggregate must be one of {AGGREGATIONS}, got {aggregate!r}")
+        audio = resample(np.asarray(waveform, np.float32), sample_rate, self.sample_rate)
+        inputs, starts = self.windows(audio, hop)
+        return self._prediction(source, self.scores(inputs), starts, aggregate)
+
+    def _prediction(self, source: str, windows: np.ndarray, starts: np.ndarray, aggregate: str) -> Prediction:
+        total = windows.mean(0) if aggregate == "mean" else windows.max(0)
+        return Prediction(source, self.classes, total, windows, starts, self.thresholds)
+
+    def predict_files(
+        self,
+        files: Iterable[str | Path],
+        hop: float | None = None,
+        aggregate: str = "mean",
+        batch_size: int = 32,
+        progress: bool = True,
+    ) -> Iterator[Prediction | Failure]:
+        """Predictions of many files, in order; an unreadable file gives a :class:`Failure` and the rest go on.
+
+        Windows of several files share a batch of up to ``batch_size``.
+        """
+        from tqdm.auto import tqdm
+
+        files = [str(f) for f in files]
+        pending: list[tuple[str, torch.Tensor, np.ndarray]] = []
+
+        def flush() -> Iterator[Prediction]:
+            if not pending:
+                return
+            scores = self.scores(torch.cat([inputs for _, inputs, _ in pending]))
+            at = 0
+            for source, inputs, starts in pending:
+                yield self._prediction(source, scores[at : at + len(inputs)], starts, aggregate)
+                at += len(inputs)
+            pending.clear()
+
+        for path in tqdm(files, desc="predict", unit="file", disable=not progress):
+            try:
+                inputs, starts = self.windows(load_audio(path, self.sample_rate), hop)
+            except AudioDecodeError as err:
+                yield from flush()
+                yield Failure(path, str(err))
+                continue
+            if pending and sum(len(i) for _, i, _ in pending) + len(inputs) > batch_size:
+                yield from flush()
+            pending.append((path, inputs, starts))
+        yield from flush()
+
+
+def load_student(path: str | Path, fast: bool = True) -> TrainedStudent:
+    """A trained run (directory or checkpoint) ready to predict: ``load_student(run).predict(waveform, rate)``."""
+    return TrainedStudent(load_run(path), fast)
+
+
+def expand_inputs(arguments: Iterable[str]) -> tuple[list[Path], list[Failure]]:
+    """Files, folders (their audio files, recursively, sorted) and globs → audio files, and what matched nothing."""
+    files: list[Path] = []
+    missing: list[Failure] = []
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_dir():
+            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+        elif path.is_file():
+            files.append(path)
+        else:
+            matched = sorted(Path(p) for p in glob.glob(argument, recursive=True) if Path(p).is_file())
+            if matched:
+                files += matched
+            else:
+                missing.append(Failure(argument, f"{argument}: no such file, folder or match"))
+    return files, missing

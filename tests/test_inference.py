@@ -1,0 +1,197 @@
+"""Shipping the student: BatchNorm folding, predict, export (ONNX, TorchScript, int8), complexity."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from eastmir import load_run, load_student, pipeline
+from eastmir.cli import main
+from eastmir.config import load_config
+from eastmir.errors import RunError
+from eastmir.inference.export import Runner, export, inference_model
+from eastmir.inference.fast import fold_batchnorm
+from eastmir.inference.run import LoadedRun
+from eastmir.registry import STUDENTS
+from eastmir.training.system import EastSystem
+
+# student → (config overrides on synth/baseline, training clip seconds)
+STUDENTS_TO_SHIP = {
+    "mobile_fcn": ([], 3.0),
+    "fcn": (["student={name: fcn, n_mels: 96}"], 3.0),
+    "cp_resnet": (["student={name: cp_resnet}"], 3.0),
+    "short_chunk_cnn": (
+        [
+            "student={name: short_chunk_cnn}",
+            "frontend={sample_rate: 16000, n_fft: 512, win_length: 512, hop_length: 256, n_mels: 128, fmax: 8000}",
+        ],
+        3.69,
+    ),
+    "harmonic_cnn": (["student={name: harmonic_cnn}"], 5.0),
+}
+
+
+def untrained_run(name, tmp_path):
+    """A run as load_run returns it, without training (export needs only its config and weights)."""
+    overrides, seconds = STUDENTS_TO_SHIP[name]
+    config = load_config("synth/baseline", [*overrides, f"data.clip_seconds={seconds}"], workdir=tmp_path)
+    torch.manual_seed(0)
+    system = EastSystem(config, 4, classes=["a", "b", "c", "d"], clip_seconds=seconds)
+    with torch.no_grad():  # non-trivial batch-norm statistics
+        system.train()
+        key = system.student.input_key
+        shape = (8, config["frontend"]["n_mels"], 200) if key == "logmel" else (8, 80000)
+        system.student(torch.randn(*shape))
+    system.eval()
+    return LoadedRun(tmp_path, tmp_path / "none.ckpt", system, system.classes, system.config, None)
+
+
+@pytest.mark.parametrize("name", list(STUDENTS_TO_SHIP))
+def test_batchnorm_folding_is_exact_for_every_student(name, tmp_path):
+    run = untrained_run(name, tmp_path)
+    x = torch.randn(2, 96, 160) if name in ("mobile_fcn", "fcn") else None
+    if x is None:
+        x = torch.randn(2, 128, 300) if name in ("cp_resnet", "short_chunk_cnn") else torch.randn(2, 80000)
+    folded, pairs = fold_batchnorm(run.student, x)
+    remaining = [m for m in folded.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    # the input BatchNorm of SC-CNN and the one after HCNN's harmonic filterbank follow no convolution: they stay
+    assert pairs >= 3 and len(remaining) == (1 if name in ("short_chunk_cnn", "harmonic_cnn") else 0)
+    with torch.no_grad():
+        assert torch.allclose(folded(x).logits, run.student(x).logits, atol=1e-5)
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+@pytest.mark.parametrize("name", list(STUDENTS_TO_SHIP))
+def test_exports_equal_eager_on_three_lengths(name, fmt, tmp_path):
+    run = untrained_run(name, tmp_path)
+    path, card, notes = export(run, fmt, tmp_path / f"m.{'onnx' if fmt == 'onnx' else 'pt'}")
+    worst = float(notes[0].rsplit(": ", 1)[1])
+    assert worst < 1e-4, notes
+    assert card.is_file() and "| a |" in card.read_text()
+    runner, (reference, samples) = Runner(path), inference_model(run, fast=False)
+    x = np.random.default_rng(1).standard_normal((3, samples + 5000)).astype(np.float32) * 0.1  # a batch of 3 too
+    with torch.no_grad():
+        assert np.allclose(runner(x), reference(torch.from_numpy(x)).numpy(), atol=1e-4)
+
+
+def test_export_metadata_names_the_classes(tmp_path):
+    import onnx
+
+    run = untrained_run("mobile_fcn", tmp_path)
+    onnx_path, _, _ = export(run, "onnx", tmp_path / "m.onnx")
+    meta = json.loads({p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}["eastmir"])
+    assert meta["classes"] == ["a", "b", "c", "d"] and meta["sample_rate"] == 16000 and meta["clip_seconds"] == 3.0
+    ts_path, _, _ = export(run, "torchscript", tmp_path / "m.pt")
+    files = {"eastmir.json": ""}
+    with pytest.deprecated_call():  # TorchScript is deprecated in recent PyTorch
+        torch.jit.load(str(ts_path), _extra_files=files)
+    assert json.loads(files["eastmir.json"])["classes"] == ["a", "b", "c", "d"]
+
+
+@pytest.fixture(scope="module")
+def trained(small_synth, small_synth_embeddings, workdir):
+    cfg = load_config("synth/baseline", ["name=shipped", "trainer.max_epochs=2"], workdir=workdir)
+    return pipeline.fit(cfg, progress=False)
+
+
+def test_fit_stores_validation_thresholds(trained, small_synth):
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert set(metrics["thresholds"]) == set(small_synth.classes)
+    assert all(0.0 <= t <= 1.0 for t in metrics["thresholds"].values())
+
+
+def test_predict_equals_the_test_time_outputs_and_survives_a_corrupt_file(
+    trained, small_synth, store, tmp_path, capsys
+):
+    from eastmir.audio import FrontendConfig
+    from eastmir.data.features import build_logmels
+    from eastmir.data.store import read_entry
+
+    test_clips = small_synth.split("test")[:6]
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    for clip in test_clips:
+        shutil.copy(small_synth.audio_file(clip), folder / f"{clip.clip_id}.wav")
+    (folder / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really")
+    out = tmp_path / "predictions.jsonl"
+    assert main(["predict", str(trained), str(folder), "--format", "jsonl", "--out", str(out), "--no-progress"]) == 0
+    assert "broken.wav" in capsys.readouterr().err
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) == len(test_clips)  # every readable file predicted
+    run = load_run(trained)
+    logmels, report = build_logmels(small_synth, store, FrontendConfig(**run.config["frontend"]), progress=False)
+    for line, clip in zip(lines, sorted(test_clips, key=lambda c: c.clip_id)):
+        assert line["file"].endswith(f"{clip.clip_id}.wav") and line["windows"] == 1
+        x = torch.from_numpy(read_entry(logmels.entry(report.keys[clip.clip_id]))[None].copy())
+        with torch.no_grad():
+            expected = torch.sigmoid(run.student(x).logits)[0].numpy()
+        got = np.array([line["probabilities"][c] for c in run.classes])
+        assert np.allclose(got, expected, atol=1e-5)
+
+
+def test_predict_reports_the_corrupt_file_on_one_line(trained, small_synth, tmp_path, capsys):
+    (tmp_path / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really")
+    shutil.copy(small_synth.audio_file(small_synth.clips[0]), tmp_path / "good.wav")
+    assert main(["predict", str(trained), str(tmp_path), "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.count("\n") == 1 and captured.err.startswith(f"eastmir: skipped {tmp_path / 'broken.wav'}: ")
+    assert "| " + str(tmp_path / "good.wav") in captured.out
+
+
+def test_long_recordings_are_windowed_and_aggregated(trained, tmp_path):
+    student = load_student(trained)
+    rng = np.random.default_rng(0)
+    audio = (rng.standard_normal(16000 * 8) * 0.1).astype(np.float32)  # 8 s; the run trained on 2.5 s clips
+    prediction = student.predict(audio, 16000)
+    assert len(prediction.windows) == 6  # starts 0, 1.25, 2.5, 3.75, 5.0 and 5.5 (the last ends with the audio)
+    assert np.allclose(prediction.window_starts, [0, 1.25, 2.5, 3.75, 5.0, 5.5], atol=0.05)  # whole frames
+    assert np.allclose(prediction.probabilities, prediction.windows.mean(0))
+    assert np.allclose(student.predict(audio, 16000, aggregate="max").probabilities, prediction.windows.max(0))
+    assert len(student.predict(audio, 16000, hop=2.5).windows) == 4  # 0, 2.5, 5.0 and 5.5 s
+    resampled = student.predict(audio[::2], 8000)  # another sample rate: resampled to the run's
+    assert resampled.probabilities.shape == (len(student.classes),)
+    short = student.predict(audio[:8000], 16000)  # shorter than a window: padded like a short training clip
+    assert len(short.windows) == 1
+    assert set(prediction.predicted) <= set(student.classes)
+
+
+@pytest.mark.parametrize("fmt", ["table", "jsonl", "csv"])
+def test_predict_output_formats(trained, small_synth, tmp_path, fmt, capsys):
+    files = [str(small_synth.audio_file(c)) for c in small_synth.clips[:3]]
+    assert main(["predict", str(trained), *files, "--format", fmt, "--no-progress", "--curve"]) == 0
+    out = capsys.readouterr().out
+    if fmt == "jsonl":
+        rows = [json.loads(line) for line in out.splitlines()]
+        assert len(rows) == 3 and "curve" in rows[0] and set(rows[0]["probabilities"]) == set(small_synth.classes)
+    elif fmt == "csv":
+        assert out.splitlines()[0] == "file,predicted," + ",".join(small_synth.classes) and len(out.splitlines()) == 4
+    else:
+        assert out.splitlines()[0] == "| file | predicted | top classes | windows |" and len(out.splitlines()) == 5
+
+
+def test_int8_export_reports_its_test_map_change(trained, tmp_path, capsys):
+    assert (
+        main(["export", str(trained), "--format", "onnx", "--quantize", "int8", "--out", str(tmp_path / "q.onnx")]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "int8 test mAP" in out and "against" in out and "in float32" in out
+    assert (tmp_path / "q.md").is_file() and "int8 test mAP" in (tmp_path / "q.md").read_text()
+
+
+def test_a_teacher_lr_run_cannot_predict_from_audio(small_synth, small_synth_embeddings, workdir):
+    cfg = load_config("synth/teacher_lr", ["name=lr_ship", "trainer.max_epochs=1"], workdir=workdir)
+    with pytest.raises(RunError, match="TeacherLR run: it reads teacher embeddings"):
+        load_student(pipeline.fit(cfg, progress=False))
+
+
+def test_complexity_table_measures_in_one_run(capsys):
+    from eastmir.inference.complexity import BACKENDS, measure
+
+    rows = measure(threads=1, students=["mobile_fcn"])
+    names = [(r.name, r.kind) for r in rows]
+    assert names == [("mobile_fcn", "student"), ("mobile_fcn", "student (log-mel only)"), ("aisfx", "teacher")]
+    assert set(rows[0].speed) == set(BACKENDS) and all(v > 0 for v in rows[0].speed.values())
+    assert rows[0].parameters == 301_248 and rows[2].parameters == 4_686_144
+    assert STUDENTS.get("mobile_fcn").min_frames == 96
