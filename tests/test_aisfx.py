@@ -89,5 +89,5 @@ def test_extracted_entries_are_complete_and_resume(small_synth, small_synth_embe
 
 def test_identity_names_the_weights(aisfx_teacher):
     identity = aisfx_teacher.identity()
-    assert identity["weights_sha256"] == AISFX_WEIGHTS.member_sha256
+    assert identity["weights_sha256"] == AISFX_WEIGHTS.files[0][1]
     assert identity["name"] == "aisfx" and identity["sample_rate"] == 44100

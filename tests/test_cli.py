@@ -64,7 +64,7 @@ def test_demo_rejects_unknown_system(tmp_path, capsys):
     [
         (
             ["extract", "--teacher", "aisfxx", "--dataset", "."],
-            "unknown teacher 'aisfxx' (did you mean aisfx?); valid teachers: aisfx, precomputed",
+            "unknown teacher 'aisfxx' (did you mean aisfx?); valid teachers: aisfx, musicnn, precomputed",
         ),
         (
             ["fit", "--config", "synth/east_finl"],
@@ -86,3 +86,13 @@ def test_every_name_error_is_one_line_with_the_valid_choices(args, message, caps
     assert status == 2
     err = capsys.readouterr().err
     assert err.startswith("eastmir: error: ") and err.count("\n") == 1 and message in err, err
+
+
+def test_teachers_lists_every_teacher_with_its_facts(capsys, aisfx_teacher):
+    assert main(["teachers"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split("|")[1].strip(): line for line in out.splitlines()[2:]}
+    assert set(rows) == {"aisfx", "musicnn", "precomputed"}
+    assert "| 512 | 1.161 s | 44100 Hz |" in rows["aisfx"] and "CC BY 4.0" in rows["aisfx"]
+    assert "200 (penultimate), 753" in rows["musicnn"] and "| 2.992 s | 16000 Hz |" in rows["musicnn"]
+    assert rows["aisfx"].rstrip(" |").endswith("yes")  # fetched by the aisfx_teacher fixture

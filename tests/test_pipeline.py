@@ -163,7 +163,8 @@ def test_downloaded_weights_are_shared_across_workdirs(small_synth, tmp_path, mo
 
     cache = tmp_path / "shared-cache"
     (cache / "weights").mkdir(parents=True)
-    shutil.copy(weights.fetch_wheel_member(AISFX_WEIGHTS), cache / "weights" / AISFX_WEIGHTS.filename)
+    member = AISFX_WEIGHTS.files[0][0]
+    shutil.copy(weights.fetch_wheel_member(AISFX_WEIGHTS), cache / "weights" / AISFX_WEIGHTS.cached_name(member))
     monkeypatch.setenv("EASTMIR_CACHE", str(cache))
 
     def no_download(*args, **kwargs):
@@ -187,7 +188,7 @@ def test_downloaded_weights_are_shared_across_workdirs(small_synth, tmp_path, mo
             )
             == 0
         )
-        assert AisfxTeacher().weights_sha256 == AISFX_WEIGHTS.member_sha256
+        assert AisfxTeacher().weights_sha256 == AISFX_WEIGHTS.files[0][1]
     assert not list((tmp_path / "one").rglob("*.pth"))  # no weights inside a work directory
 
 

@@ -147,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser("configs", parents=[common], help="list the shipped configs")
+    teachers = sub.add_parser("teachers", parents=[common], help="every teacher: dimension, rate, weights, licence")
+    teachers.add_argument("--weights-dir", help="also look here for weight files (as --weights-dir of extract)")
     return parser
 
 
@@ -272,6 +274,28 @@ def _demo(args: argparse.Namespace) -> None:
     )
 
 
+def _teachers(args: argparse.Namespace) -> None:
+    from eastmir.registry import TEACHERS
+    from eastmir.teachers.weights import available
+
+    print("| teacher | dimension | frame period | sample rate | weights | licence | here now |")
+    print("|---|---|---|---|---|---|---|")
+    for name in TEACHERS.names():
+        cls = TEACHERS.get(name)
+        period = getattr(cls, "frame_seconds", None)
+        period = "per clip or yours" if name == "precomputed" else f"{period:.3f} s" if period else "one per clip"
+        rate = f"{cls.sample_rate} Hz" if getattr(cls, "sample_rate", None) else "—"
+        specs = cls.weights_specs
+        here = (
+            "—"
+            if not specs
+            else "yes"
+            if all(available(s, args.weights_dir) for s in specs)
+            else "no (fetched on first use)"
+        )
+        print(f"| {name} | {cls.dims} | {period} | {rate} | {cls.source} | {cls.licence} | {here} |")
+
+
 def _configs(args: argparse.Namespace) -> None:
     from eastmir.config import shipped_names
 
@@ -290,6 +314,7 @@ COMMANDS = {
     "complexity": _complexity,
     "demo": _demo,
     "configs": _configs,
+    "teachers": _teachers,
     "data": _data_prepare,
 }
 

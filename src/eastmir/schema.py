@@ -438,6 +438,11 @@ def _combinations(cfg: dict) -> list[str]:
                 )
         if isinstance(stages, list) and not stages:
             problems.append("distillation.feature.stages: give 'all' or at least one stage")
+    if cfg["teacher"]:
+        options = {k: v for k, v in cfg["teacher"].items() if k != "name"}
+        refusal = TEACHERS.get(cfg["teacher"]["name"]).refuses(cfg["data"]["dataset"], options)
+        if refusal:
+            problems.append(f"teacher: {refusal}")
     aug = cfg["augment"] or {}
     if (aug.get("fmin_jitter") or aug.get("fmax_jitter")) and STUDENTS.get(student).input_key != "logmel":
         problems.append(f"augment.fmin_jitter/fmax_jitter jitter a log-mel front end, which {student} does not read")

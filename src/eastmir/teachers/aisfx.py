@@ -35,9 +35,8 @@ from eastmir.teachers.weights import WheelWeights, fetch_wheel_member, sha256_of
 AISFX_WEIGHTS = WheelWeights(
     package="aisfx",
     version="0.1.2",
-    member="aisfx/models/checkpoint.pth",
     wheel_sha256="bfe219950715af179e9a1653e7117cc1852baef267cd6596c42cad74afe1d194",
-    member_sha256="499ea75909c932a2f94c35fa722fa4fabc5bcb7e84917209cc5f7402627b7eb5",
+    files=(("aisfx/models/checkpoint.pth", "499ea75909c932a2f94c35fa722fa4fabc5bcb7e84917209cc5f7402627b7eb5"),),
 )
 SAMPLE_RATE = 44100
 FRAME, HOP, N_MELS = 2048, 1024, 96
@@ -137,6 +136,10 @@ class AisfxTeacher(Teacher):
     sample_rate = SAMPLE_RATE
     frame_seconds = BLOCK_HOP * HOP / SAMPLE_RATE
     dim = 512
+    licence = "MIT code, CC BY 4.0 weights"
+    source = "PyPI wheel aisfx==0.1.2 (sha256 bfe219950715…), aisfx/models/checkpoint.pth"
+    weights_specs = (AISFX_WEIGHTS,)
+    dims = "512"
 
     def __init__(self, weights_dir: Path | None = None, block_batch: int = 32) -> None:
         """``weights_dir``: a folder holding ``checkpoint.pth`` or the ``aisfx-0.1.2`` wheel (offline

@@ -40,6 +40,16 @@ class TeacherSource(ABC):
     dim: int
     frame_seconds: float | None
 
+    licence: str = "see its source"
+    source: str = ""  # where its weights come from, for `eastmir teachers`
+    weights_specs: tuple = ()  # WheelWeights to look for (`eastmir teachers` says whether they are here)
+    dims: str = ""  # its embedding width(s), for `eastmir teachers`
+
+    @classmethod
+    def refuses(cls, dataset: str, options: dict[str, Any]) -> str | None:
+        """Why this teacher (with these options) must not teach ``dataset``, or None."""
+        return None
+
     def identity(self) -> dict[str, Any]:
         """Everything that changes the embeddings: keys the store entries."""
         return {"name": self.name, "version": self.version, "revision": self.revision, "dim": self.dim}

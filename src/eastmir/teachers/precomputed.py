@@ -39,6 +39,9 @@ class PrecomputedTeacher(TeacherSource):
 
     name = "precomputed"
     version = "files"
+    licence = "yours"
+    source = "your own .npy files (teacher.path)"
+    dims = "yours (teacher.dim)"
 
     def __init__(
         self,
