@@ -11,8 +11,8 @@ from eastmir import load_run, load_student, pipeline
 from eastmir.cli import main
 from eastmir.config import load_config
 from eastmir.errors import RunError
+from eastmir.folding import fold_batchnorm
 from eastmir.inference.export import Runner, export, inference_model
-from eastmir.inference.fast import fold_batchnorm
 from eastmir.inference.run import LoadedRun
 from eastmir.registry import STUDENTS
 from eastmir.training.system import EastSystem
@@ -191,7 +191,12 @@ def test_complexity_table_measures_in_one_run(capsys):
 
     rows = measure(threads=1, students=["mobile_fcn"])
     names = [(r.name, r.kind) for r in rows]
-    assert names == [("mobile_fcn", "student"), ("mobile_fcn", "student (log-mel only)"), ("aisfx", "teacher")]
+    assert names == [
+        ("mobile_fcn", "student"),
+        ("mobile_fcn", "student (log-mel only)"),
+        ("aisfx", "teacher"),
+        ("musicnn", "teacher"),
+    ]
     assert set(rows[0].speed) == set(BACKENDS) and all(v > 0 for v in rows[0].speed.values())
     assert rows[0].parameters == 301_248 and rows[2].parameters == 4_686_144
     assert STUDENTS.get("mobile_fcn").min_frames == 96

@@ -90,7 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ext.add_argument("--cache-dir", help="the store (default: <workdir>/cache)")
     ext.add_argument("--weights-dir", help="folder with the teacher's weight file or wheel (offline use)")
-    ext.add_argument("--batch-size", type=int, default=8)
+    ext.add_argument("--batch-size", type=int, default=8, help="clips per batch")
+    ext.add_argument("--workers", type=int, default=0, help="loader processes decoding audio while the teacher runs")
+    ext.add_argument("--devices", default="1", help="devices (e.g. 2, or auto); with several, one rank per device")
+    ext.add_argument("--accelerator", default="cpu", help="cpu, gpu, auto, …")
+    ext.add_argument("--strategy", default="auto", help="e.g. ddp on several GPUs or nodes")
+    ext.add_argument("--num-nodes", type=int, default=1)
     ext.add_argument("--on-error", choices=("raise", "skip"), default="raise")
 
     feat = sub.add_parser(
@@ -178,8 +183,19 @@ def _extract(args: argparse.Namespace) -> None:
     manifest = load_manifest(args.dataset)
     store = Store(Path(args.cache_dir).absolute() if args.cache_dir else _workdir(args.workdir) / "cache")
     teacher = pipeline.build_teacher(section, weights_dir=args.weights_dir)
+    devices = int(args.devices) if args.devices.isdigit() else args.devices
     collection, report = pipeline.extract(
-        teacher, manifest, store, args.batch_size, args.on_error, progress=not args.no_progress
+        teacher,
+        manifest,
+        store,
+        args.batch_size,
+        args.on_error,
+        not args.no_progress,
+        args.workers,
+        devices,
+        args.strategy,
+        args.accelerator,
+        args.num_nodes,
     )
     print(f"{teacher.label} (dim {teacher.dim}, frame period {teacher.frame_seconds} s): {report.summary(collection)}")
 

@@ -267,6 +267,22 @@ def fill(
     """
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, not {on_error!r}")
+    report, todo = plan_fill(collection, items, verify)
+    bar = tqdm(total=len(todo), desc=desc, unit="clip", disable=not progress or not todo)
+    if workers > 0 and batch_size == 1 and len(todo) > 1:
+        _fill_in_workers(collection, todo, read, compute, workers, report, bar)
+    else:
+        _fill_here(collection, todo, read, compute, batch_size, report, bar)
+    bar.close()
+    finish_fill(collection, report, on_error)
+    return report
+
+
+def plan_fill(
+    collection: Collection, items: Sequence[SourceItem], verify: bool = False
+) -> tuple[FillReport, list[tuple[SourceItem, str]]]:
+    """What :func:`fill` has to do: the report so far (cached entries, missing sources) and the ``(item, key)``
+    pairs still to build. Other executors (batched teacher extraction, DDP) start here too."""
     remove_stale_parts(collection.folder)
     report = FillReport()
     todo: list[tuple[SourceItem, str]] = []
@@ -281,14 +297,12 @@ def fill(
             report.keys[item.clip_id] = key
         else:
             todo.append((item, key))
-    bar = tqdm(total=len(todo), desc=desc, unit="clip", disable=not progress or not todo)
-    if workers > 0 and batch_size == 1 and len(todo) > 1:
-        _fill_in_workers(collection, todo, read, compute, workers, report, bar)
-    else:
-        _fill_here(collection, todo, read, compute, batch_size, report, bar)
-    bar.close()
+    return report, todo
+
+
+def finish_fill(collection: Collection, report: FillReport, on_error: str) -> None:
+    """Write ``failures.json`` and raise or report, as :func:`fill` does at its end."""
     _record_failures(collection, report, on_error)
-    return report
 
 
 def _corrupted_entry(collection: Collection, key: str) -> bool:
@@ -310,7 +324,7 @@ def _fill_here(collection, todo, read, compute, batch_size, report, bar) -> None
         outputs = compute([array for _, _, array in pending])
         for (item, key, _), out in zip(pending, outputs, strict=True):
             try:
-                collection.write(key, out, _what(collection, item))
+                collection.write(key, out, what(collection, item))
             except SourceError as err:
                 report.failed[item.clip_id] = str(err)
                 continue
@@ -332,14 +346,14 @@ def _fill_here(collection, todo, read, compute, batch_size, report, bar) -> None
     flush()
 
 
-def _what(collection: Collection, item: SourceItem) -> str:
+def what(collection: Collection, item: SourceItem) -> str:
     return f"{item.path} ({collection.producer.name} output for clip {item.clip_id})"
 
 
 def _build_one(collection: Collection, item: SourceItem, key: str, read, compute) -> str | None:
     """Build one entry (in a worker process); returns why it failed, or ``None``."""
     try:
-        collection.write(key, compute([read(item.path)])[0], _what(collection, item))
+        collection.write(key, compute([read(item.path)])[0], what(collection, item))
     except (AudioDecodeError, SourceError) as err:
         return str(err)
     return None

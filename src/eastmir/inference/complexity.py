@@ -28,8 +28,8 @@ from pathlib import Path
 import torch
 
 from eastmir.audio import FrontendConfig
+from eastmir.folding import optimise_for_inference
 from eastmir.inference.export import InferenceModel, quiet_export
-from eastmir.inference.fast import optimise_for_inference
 from eastmir.registry import STUDENTS
 
 OPENMIC = FrontendConfig(sample_rate=32000, n_mels=128, fmax=16000.0)
@@ -130,14 +130,20 @@ def table2_row(name: str, threads: int, workdir: Path) -> Row:
 
 
 def teacher_rows() -> list[Row]:
-    rows = []
     from eastmir.teachers.aisfx import AisfxTeacher
+    from eastmir.teachers.musicnn import MusicnnTeacher
 
-    teacher = AisfxTeacher()
-    wave = torch.randn(1, 10 * teacher.sample_rate) * 0.1
-    row = Row("aisfx", "teacher", sum(p.numel() for p in teacher.net.parameters()), "10 s at 44 kHz → 7 blocks")
-    row.speed["eager"] = its(lambda: teacher.embed(wave))
-    rows.append(row)
+    rows = []
+    for teacher, what in ((AisfxTeacher(), "7 blocks"), (MusicnnTeacher(), "3 patches")):
+        wave = torch.randn(1, 10 * teacher.sample_rate) * 0.1
+        row = Row(
+            teacher.name,
+            "teacher",
+            sum(p.numel() for p in teacher.net.parameters()),
+            f"10 s at {teacher.sample_rate // 1000} kHz → {what}",
+        )
+        row.speed["eager"] = its(lambda t=teacher, w=wave: t.embed(w))
+        rows.append(row)
     return rows
 
 

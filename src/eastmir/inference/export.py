@@ -35,7 +35,7 @@ from torch import nn
 from eastmir import __version__
 from eastmir.audio import FrontendConfig, LogMelFrontend
 from eastmir.errors import RunError
-from eastmir.inference.fast import optimise_for_inference
+from eastmir.folding import optimise_for_inference
 from eastmir.inference.run import LoadedRun
 
 FORMATS = ("onnx", "torchscript")

@@ -13,7 +13,7 @@ Decisions: a multi-label run predicts every class whose probability reaches
 its threshold, chosen on the validation split at fit time (F1-optimal per
 class, ``thresholds`` in ``metrics.json``); a single-label run predicts its
 arg-max. The student runs in eval mode with BatchNorm folded into the
-convolutions and channels-last weights (:mod:`eastmir.inference.fast`):
+convolutions and channels-last weights (:mod:`eastmir.folding`):
 the same outputs up to float rounding, 4× faster for Mobile FCN on this CPU.
 """
 
@@ -29,7 +29,7 @@ import torch
 
 from eastmir.audio import AudioDecodeError, FrontendConfig, LogMelFrontend, load_audio
 from eastmir.errors import RunError
-from eastmir.inference.fast import optimise_for_inference
+from eastmir.folding import optimise_for_inference
 from eastmir.inference.run import LoadedRun, load_run
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".opus"}

@@ -14,7 +14,7 @@ from eastmir.data.store import Collection, FillReport, Producer, SourceItem, Sto
 from eastmir.errors import ConfigError, ManifestError
 from eastmir.registry import DATASETS, TEACHERS
 from eastmir.schema import check_dataset_options, input_key_for
-from eastmir.teachers.base import TeacherSource
+from eastmir.teachers.base import Teacher, TeacherSource
 
 # ---------------------------------------------------------------------------- prepare
 
@@ -89,9 +89,38 @@ def extract(
     batch_size: int = 8,
     on_error: str = "raise",
     progress: bool = True,
+    workers: int = 0,
+    devices: int | str = 1,
+    strategy: str = "auto",
+    accelerator: str = "cpu",
+    num_nodes: int = 1,
 ) -> tuple[Collection, FillReport]:
-    """Store the teacher's embedding of every clip that has none (a network teacher runs, ``precomputed`` imports)."""
+    """Store the teacher's embedding of every clip that has none.
+
+    A network teacher runs as a batched prediction job (audio decoded in
+    ``workers`` loader processes, batches of ``batch_size`` clips, spread
+    over ``devices`` / ``num_nodes`` with ``strategy``:
+    :mod:`eastmir.pipeline.extraction`); ``precomputed`` imports its files.
+    """
     collection = store.collection(embedding_producer(teacher))
+    if isinstance(teacher, Teacher):
+        from eastmir.pipeline.extraction import extract_batched
+
+        report = extract_batched(
+            teacher,
+            manifest,
+            store,
+            collection,
+            batch_size,
+            on_error,
+            progress,
+            workers,
+            devices,
+            strategy,
+            accelerator,
+            num_nodes,
+        )
+        return collection, report
     items = [SourceItem(c.clip_id, teacher.source_file(manifest.audio_file(c), c.clip_id)) for c in manifest.clips]
     report = fill(
         collection,

@@ -98,4 +98,15 @@ class Teacher(TeacherSource, nn.Module):
 
     @torch.no_grad()
     def embed_arrays(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        return list(self.embed(torch.from_numpy(np.stack(arrays))).float().numpy())
+        """Waveforms of any lengths → one embedding each; waveforms of equal length share a call of :meth:`embed`."""
+        device = next(self.parameters()).device
+        out: list[np.ndarray | None] = [None] * len(arrays)
+        groups: dict[int, list[int]] = {}
+        for i, array in enumerate(arrays):
+            groups.setdefault(len(array), []).append(i)
+        for members in groups.values():
+            batch = torch.from_numpy(np.stack([arrays[i] for i in members])).to(device)
+            embedded = self.embed(batch).float().cpu().numpy()
+            for row, i in zip(embedded, members):
+                out[i] = row
+        return out  # type: ignore[return-value]

@@ -43,6 +43,7 @@ from torch import nn
 
 from eastmir.audio import mel_filterbank
 from eastmir.errors import WeightsUnavailable
+from eastmir.folding import optimise_for_inference
 from eastmir.registry import TEACHERS
 from eastmir.teachers.base import Teacher
 from eastmir.teachers.tf_bundle import read_bundle
@@ -353,12 +354,16 @@ class MusicnnTeacher(Teacher):
         layer: Literal["penultimate", "max_pool", "mean_pool"] = "penultimate",
         weights_dir: Path | None = None,
         allow_test_leakage: bool = False,
+        patch_batch: int = 16,
     ) -> None:
+        """``patch_batch``: patches per network call (memory only; the output does not depend on it)."""
         super().__init__()
-        self.weights, self.layer = weights, layer
+        self.weights, self.layer, self.patch_batch = weights, layer, patch_batch
         self.dim = LAYERS[layer]
         self.frontend = MusicnnFrontend()
         self.net, self.weights_sha256 = load_musicnn(weights, weights_dir)
+        self.parameter_count = sum(p.numel() for p in self.net.parameters())
+        self.net = optimise_for_inference(self.net, torch.zeros(2, PATCH, N_MELS))
         self.requires_grad_(False)
 
     @classmethod
@@ -389,8 +394,8 @@ class MusicnnTeacher(Teacher):
         """Every output for every patch: ``(batch, patches, …)``."""
         cut = patches(self.frontend(waveforms))
         n, p = cut.shape[:2]
-        out = self.net(cut.reshape(n * p, PATCH, N_MELS))
-        return {k: v.reshape(n, p, *v.shape[1:]) for k, v in out.items()}
+        chunks = [self.net(chunk) for chunk in cut.reshape(n * p, PATCH, N_MELS).split(self.patch_batch)]
+        return {k: torch.cat([c[k] for c in chunks]).reshape(n, p, -1) for k in chunks[0]}
 
     def embed(self, waveforms: torch.Tensor) -> torch.Tensor:
         return self.forward_patches(waveforms)[self.layer]

@@ -32,6 +32,7 @@ QUIET = (  # Lightning's notes that say nothing about this run
     r"Experiment logs directory .* exists and is not empty.*",  # we append to one log across resumes
     r"Checkpoint directory .* exists and is not empty.*",
     r"Your `IterableDataset` has `__len__` defined.*",  # streamed splits: shards are split across workers
+    r".*predict returned None.*",  # extraction writes its entries itself
 )
 
 
