@@ -139,7 +139,7 @@ def teacher_rows() -> list[Row]:
         row = Row(
             teacher.name,
             "teacher",
-            sum(p.numel() for p in teacher.net.parameters()),
+            teacher.parameter_count,
             f"10 s at {teacher.sample_rate // 1000} kHz → {what}",
         )
         row.speed["eager"] = its(lambda t=teacher, w=wave: t.embed(w))
