@@ -64,7 +64,7 @@ def test_demo_rejects_unknown_system(tmp_path, capsys):
     [
         (
             ["extract", "--teacher", "aisfxx", "--dataset", "."],
-            "unknown teacher 'aisfxx' (did you mean aisfx?); valid teachers: aisfx, musicnn, precomputed",
+            "unknown teacher 'aisfxx' (did you mean aisfx?); valid teachers: aisfx, ensemble, musicnn, precomputed",
         ),
         (
             ["fit", "--config", "synth/east_finl"],
@@ -92,7 +92,8 @@ def test_teachers_lists_every_teacher_with_its_facts(capsys, aisfx_teacher):
     assert main(["teachers"]) == 0
     out = capsys.readouterr().out
     rows = {line.split("|")[1].strip(): line for line in out.splitlines()[2:]}
-    assert set(rows) == {"aisfx", "musicnn", "precomputed"}
+    assert set(rows) == {"aisfx", "ensemble", "musicnn", "precomputed"}
+    assert "its finest member" in rows["ensemble"]
     assert "| 512 | 1.161 s | 44100 Hz |" in rows["aisfx"] and "CC BY 4.0" in rows["aisfx"]
     assert "200 (penultimate), 753" in rows["musicnn"] and "| 2.992 s | 16000 Hz |" in rows["musicnn"]
     assert rows["aisfx"].rstrip(" |").endswith("yes")  # fetched by the aisfx_teacher fixture

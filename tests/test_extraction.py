@@ -1,6 +1,5 @@
 """Teacher extraction at scale: batches, decoding workers, two processes writing what one writes."""
 
-
 import numpy as np
 import pytest
 

@@ -104,7 +104,7 @@ def test_precomputed_import_reports_every_bad_file(small_synth, tmp_path, capsys
     assert "shape (3, 5), expected (frames, 8)" in failures[clips[2]] and "not a readable .npy" in failures[clips[3]]
     assert main([*args, "--on-error", "skip"]) == 0
     out = capsys.readouterr().out
-    assert f"mine (dim 8, frame period None s): 0 stored now, {len(clips) - 4} already stored, 4 left out" in out
+    assert f"mine (dim 8, one vector per clip): 0 stored now, {len(clips) - 4} already stored, 4 left out" in out
 
 
 def precomputed_config(small_config, folder, *extra, workdir):

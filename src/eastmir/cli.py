@@ -78,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     ext = sub.add_parser("extract", parents=[common, workdir], help="store a teacher's embeddings for a dataset")
-    ext.add_argument("--teacher", required=True, help="aisfx, precomputed, …")
+    ext.add_argument(
+        "--teacher", required=True, help="aisfx, musicnn, precomputed, … (`eastmir teachers`); a+b: an ensemble"
+    )
     ext.add_argument("--dataset", required=True, help="a prepared dataset folder (holding manifest.json)")
     ext.add_argument(
         "--set",
@@ -173,13 +175,9 @@ def _extract(args: argparse.Namespace) -> None:
     from eastmir.config import parse_overrides
     from eastmir.data.manifest import load_manifest
     from eastmir.data.store import Store
-    from eastmir.errors import ConfigError
-    from eastmir.registry import TEACHERS
-    from eastmir.schema import check_options
+    from eastmir.schema import teacher_section
 
-    section, problems = check_options(TEACHERS, {"name": args.teacher, **parse_overrides(args.overrides)}, "teacher")
-    if problems:
-        raise ConfigError("; ".join(problems))
+    section = teacher_section(args.teacher, parse_overrides(args.overrides))
     manifest = load_manifest(args.dataset)
     store = Store(Path(args.cache_dir).absolute() if args.cache_dir else _workdir(args.workdir) / "cache")
     teacher = pipeline.build_teacher(section, weights_dir=args.weights_dir)
@@ -197,7 +195,8 @@ def _extract(args: argparse.Namespace) -> None:
         args.accelerator,
         args.num_nodes,
     )
-    print(f"{teacher.label} (dim {teacher.dim}, frame period {teacher.frame_seconds} s): {report.summary(collection)}")
+    period = f"frame period {teacher.frame_seconds:.3f} s" if teacher.frame_seconds else "one vector per clip"
+    print(f"{teacher.label} (dim {teacher.dim}, {period}): {report.summary(collection)}")
 
 
 def _features(args: argparse.Namespace) -> None:
@@ -299,7 +298,8 @@ def _teachers(args: argparse.Namespace) -> None:
     for name in TEACHERS.names():
         cls = TEACHERS.get(name)
         period = getattr(cls, "frame_seconds", None)
-        period = "per clip or yours" if name == "precomputed" else f"{period:.3f} s" if period else "one per clip"
+        described = {"precomputed": "per clip or yours", "ensemble": "its finest member's"}
+        period = described.get(name) or (f"{period:.3f} s" if period else "one per clip")
         rate = f"{cls.sample_rate} Hz" if getattr(cls, "sample_rate", None) else "—"
         specs = cls.weights_specs
         here = (

@@ -394,7 +394,7 @@ def validate_config(raw: dict, source: str = "config") -> dict:
     out["student"] = student
     if out["teacher"] is not None:
         out["teacher"], more = check_options(TEACHERS, out["teacher"], "teacher")
-        problems += more
+        problems += more or _check_members(out["teacher"])
     dist = out["distillation"]
     if dist and dist["feature"]:
         dist["feature"], more = check_options(
@@ -406,6 +406,43 @@ def validate_config(raw: dict, source: str = "config") -> dict:
     if problems:
         raise ConfigError(f"{source}: " + "; ".join(problems))
     return out
+
+
+def teacher_section(spec: str, options: dict | None = None) -> dict:
+    """``aisfx`` (one teacher) or ``musicnn+aisfx`` (an ensemble of them) with ``options`` → a checked
+    ``teacher:`` section; raises :class:`ConfigError` naming every problem."""
+    if "+" in spec:
+        section = {"name": "ensemble", "members": [{"name": n} for n in spec.split("+") if n], **(options or {})}
+    else:
+        section = {"name": spec, **(options or {})}
+    section, problems = check_options(TEACHERS, section, "teacher")
+    problems = problems or _check_members(section)
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return section
+
+
+def _check_members(teacher: dict) -> list[str]:
+    """An ensemble's members, each checked as a teacher section (coerced in place); its weights."""
+    if teacher["name"] != "ensemble":
+        return []
+    members, problems = teacher.get("members") or [], []
+    for i, member in enumerate(members):
+        where = f"teacher.members[{i}]"
+        if not isinstance(member, dict) or "name" not in member:
+            problems.append(f"{where}: give a teacher section such as {{name: aisfx}}")
+            continue
+        if member["name"] == "ensemble":
+            problems.append(f"{where}: an ensemble cannot be a member; list its teachers instead")
+            continue
+        members[i], more = check_options(TEACHERS, member, where)
+        problems += more
+    weights = teacher.get("weights")
+    if weights is not None and (len(weights) != len(members) or any(w < 0 for w in weights) or not sum(weights)):
+        problems.append(f"teacher.weights: {len(members)} non-negative numbers, not all zero, one per member")
+    if len(members) < 2:
+        problems.append("teacher.members: an ensemble needs at least two teachers")
+    return problems
 
 
 def _combinations(cfg: dict) -> list[str]:

@@ -62,6 +62,11 @@ def source_key(path: str | Path) -> str:
     return _digest(f"{path}\0{info.st_size}\0{info.st_mtime_ns}", 24)
 
 
+def combined_key(keys: Sequence[str]) -> str:
+    """The key of an entry made from other entries (an ensemble's, from its members' keys)."""
+    return _digest("\0".join(keys), 24)
+
+
 @dataclass(frozen=True)
 class Producer:
     """What makes a collection's entries.

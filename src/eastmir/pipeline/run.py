@@ -12,9 +12,19 @@ from typing import Any
 import torch
 import yaml
 
-from eastmir.errors import TrainingError
-from eastmir.pipeline.rundata import run_data
+from eastmir.errors import ConfigError, TrainingError
+from eastmir.pipeline.rundata import RunData, run_data
 from eastmir.schema import validate_config
+
+
+def _separate_parts(config: dict, data: RunData) -> list[int] | None:
+    """The member widths when an ensemble teacher keeps a regulariser per member (``combine: separate``)."""
+    teacher = config["teacher"] or {}
+    if teacher.get("combine") != "separate" or not (config["distillation"] or {}).get("feature"):
+        return None
+    if not data.embedding_parts:
+        raise ConfigError("teacher.combine: separate needs the members' widths; pack the data again with this version")
+    return data.embedding_parts
 
 
 def _check_prerequisites(config: dict) -> dict | None:
@@ -75,6 +85,7 @@ def fit(
         embedding_dim=data.embedding_dim,
         classes=data.classes,
         clip_seconds=data.clip_seconds,
+        embedding_parts=_separate_parts(config, data),
     )
     if teacher_head is not None:
         system.set_teacher_head(teacher_head, str(config["distillation"]["kd"]["teacher_run"]))

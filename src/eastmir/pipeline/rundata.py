@@ -40,6 +40,7 @@ class RunData:
     left_out: dict[str, int] = field(default_factory=dict)
     stream: tuple[str, dict] | None = None  # (url, index) of packed shards
     producers: dict[str, str] = field(default_factory=dict)  # input / embedding → producer key
+    embedding_parts: list[int] | None = None  # an ensemble's member widths, in order
 
     def counts(self) -> dict[str, int]:
         if self.stream:
@@ -104,11 +105,12 @@ def run_data(config: dict, progress: bool = True) -> RunData:
         return _streamed(config)
     manifest = open_dataset(config)
     store = open_store(config)
-    embeddings, producers = None, {}
+    embeddings, producers, parts = None, {}, None
     if config["teacher"]:
         teacher = build_teacher(config["teacher"])
         embeddings = extract(teacher, manifest, store, on_error=config["data"]["on_error"], progress=progress)
         producers["embedding"] = embeddings[0].producer.key
+        parts = getattr(teacher, "parts", None)
         del teacher
     inputs = features(config, manifest, store, progress)
     if inputs[0] is not None:
@@ -132,6 +134,7 @@ def run_data(config: dict, progress: bool = True) -> RunData:
         records,
         dropped,
         producers=producers,
+        embedding_parts=parts,
     )
 
 
@@ -161,6 +164,7 @@ def _streamed(config: dict) -> RunData:
         seconds,
         stream=(url, index),
         producers=index.get("producers", {}),
+        embedding_parts=index.get("embedding_parts"),
     )
 
 
@@ -192,6 +196,7 @@ def pack(config: dict, out: str | Path, shard_size: int = 1000, progress: bool =
         "embedding_dim": data.embedding_dim,
         "embedding_frames": data.embedding_frames,
         "producers": data.producers,
+        "embedding_parts": data.embedding_parts,
         "teacher": config["teacher"],
     }
     return write_shards(out, {split: samples(split) for split in SPLITS}, meta, shard_size)

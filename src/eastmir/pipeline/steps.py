@@ -10,11 +10,12 @@ from pathlib import Path
 from eastmir.audio import FrontendConfig
 from eastmir.data.features import build_logmels, build_waveforms
 from eastmir.data.manifest import MANIFEST_NAME, Manifest, load_manifest
-from eastmir.data.store import Collection, FillReport, Producer, SourceItem, Store, fill
+from eastmir.data.store import Collection, FillReport, Producer, SourceItem, Store, combined_key, fill, finish_fill
 from eastmir.errors import ConfigError, ManifestError
 from eastmir.registry import DATASETS, TEACHERS
 from eastmir.schema import check_dataset_options, input_key_for
 from eastmir.teachers.base import Teacher, TeacherSource
+from eastmir.teachers.ensemble import EnsembleTeacher
 
 # ---------------------------------------------------------------------------- prepare
 
@@ -101,7 +102,13 @@ def extract(
     ``workers`` loader processes, batches of ``batch_size`` clips, spread
     over ``devices`` / ``num_nodes`` with ``strategy``:
     :mod:`eastmir.pipeline.extraction`); ``precomputed`` imports its files.
+    An ensemble extracts each member (stored on their own, as if run alone),
+    then stores every clip's combined entry (:func:`extract_ensemble`).
     """
+    if isinstance(teacher, EnsembleTeacher):
+        settings = (batch_size, on_error, progress, workers, devices, strategy, accelerator, num_nodes)
+        members = [extract(m, manifest, store, *settings) for m in teacher.members]
+        return extract_ensemble(teacher, members, store, on_error)
     collection = store.collection(embedding_producer(teacher))
     if isinstance(teacher, Teacher):
         from eastmir.pipeline.extraction import extract_batched
@@ -132,6 +139,37 @@ def extract(
         progress,
         f"extract {teacher.label}",
     )
+    return collection, report
+
+
+def extract_ensemble(
+    teacher: EnsembleTeacher, members: list[tuple[Collection, FillReport]], store: Store, on_error: str = "raise"
+) -> tuple[Collection, FillReport]:
+    """Store each clip's ensemble entry, made from its members' entries.
+
+    An entry is keyed by its members' entry keys, so it is rebuilt whenever
+    any member's source changes. A clip that some member lacks is left out
+    (with that member's reason).
+    """
+    collection = store.collection(embedding_producer(teacher))
+    report = FillReport()
+    clips = dict.fromkeys(c for _, r in members for c in (*r.keys, *r.failed))
+    for clip in clips:
+        missing = [(m, r) for m, (_, r) in zip(teacher.members, members) if clip not in r.keys]
+        if missing:
+            member, member_report = missing[0]
+            report.failed[clip] = f"{member.label}: {member_report.failed.get(clip, 'no entry')}"
+            continue
+        keys = [r.keys[clip] for _, r in members]
+        key = combined_key(keys)
+        report.keys[clip] = key
+        if collection.has(key):
+            report.cached += 1
+            continue
+        entry = teacher.combine_entries([c.read(k) for (c, _), k in zip(members, keys)])
+        collection.write(key, entry, f"clip {clip} ({teacher.label} ensemble entry)")
+        report.built += 1
+    finish_fill(collection, report, on_error)
     return collection, report
 
 

@@ -44,6 +44,7 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from torch import nn
 
@@ -76,8 +77,10 @@ class EastSystem(L.LightningModule):
         embedding_dim: int | None = None,
         classes: list[str] | None = None,
         clip_seconds: float | None = None,
+        embedding_parts: list[int] | None = None,
     ) -> None:
-        """``clip_seconds``: the clip length the run trains on (prediction windows take it)."""
+        """``clip_seconds``: the clip length the run trains on (prediction windows take it);
+        ``embedding_parts``: the widths of an ensemble's members whose regularisers are separate."""
         super().__init__()
         config = validate_config(config, "the run config")
         self.save_hyperparameters(
@@ -87,6 +90,7 @@ class EastSystem(L.LightningModule):
                 "embedding_dim": embedding_dim,
                 "classes": list(classes) if classes else [f"class{i}" for i in range(num_classes)],
                 "clip_seconds": clip_seconds,
+                "embedding_parts": embedding_parts,
             }
         )
         self.config = config
@@ -111,20 +115,26 @@ class EastSystem(L.LightningModule):
         self.regularisers = nn.ModuleList()
         self.transforms = nn.ModuleList()
         self.feature_weight = 0.0
+        # (stage, slice of the embedding, weight) per regulariser: one target, or one per ensemble member
+        self.targets: list[tuple[int, slice, float]] = []
         if dist.get("feature"):
             feature = dict(dist["feature"])
             self.feature_weight = float(feature.pop("weight"))
             self.stages = resolve_stages(feature.pop("stages"), len(self.student.stage_dims))
             reg_name = feature.pop("name")
             compression = dist.get("compression")
+            parts = self._parts(embedding_dim, embedding_parts)
             for s in self.stages:
                 width = self.student.stage_dims[s]
-                if compression:
-                    self.transforms.append(TRANSFORMS[compression["name"]](embedding_dim, width, num_classes))
-                target_dim = width if compression else embedding_dim
-                self.regularisers.append(
-                    REGULARISERS.build(reg_name, student_dim=width, teacher_dim=target_dim, **feature)
-                )
+                for part, weight in parts:
+                    part_dim = part.stop - part.start
+                    if compression:
+                        self.transforms.append(TRANSFORMS[compression["name"]](part_dim, width, num_classes))
+                    target_dim = width if compression else part_dim
+                    self.regularisers.append(
+                        REGULARISERS.build(reg_name, student_dim=width, teacher_dim=target_dim, **feature)
+                    )
+                    self.targets.append((s, part, weight))
 
         self.kd: dict[str, Any] | None = None
         self.teacher_head: LinearProbe | None = None
@@ -146,6 +156,17 @@ class EastSystem(L.LightningModule):
             return MaskedMultilabelMetrics() if self.task == "multilabel" else SingleLabelMetrics(num_classes)
 
         self.val_metrics, self.test_metrics = metrics(), metrics()
+
+    def _parts(self, embedding_dim: int | None, parts: list[int] | None) -> list[tuple[slice, float]]:
+        """The embedding's slices and their weights (summing to 1): the whole, or each ensemble member's."""
+        if not parts:
+            return [(slice(0, embedding_dim), 1.0)]
+        if sum(parts) != embedding_dim:
+            raise TrainingError(f"ensemble parts {parts} do not add up to the embedding width {embedding_dim}")
+        weights = (self.config["teacher"] or {}).get("weights") or [1.0] * len(parts)
+        total = float(sum(weights))
+        edges = np.cumsum([0, *parts])
+        return [(slice(int(a), int(b)), w / total) for a, b, w in zip(edges[:-1], edges[1:], weights)]
 
     def set_teacher_head(self, state: dict[str, torch.Tensor], source: str = "the TeacherLR run") -> None:
         """Copy the frozen KD head's ``weight`` / ``bias`` in (from a finished TeacherLR run)."""
@@ -193,13 +214,13 @@ class EastSystem(L.LightningModule):
         terms: dict[str, torch.Tensor] = {}
         if self.regularisers:
             feature, teacher_loss = out.logits.new_zeros(()), out.logits.new_zeros(())
-            for i, (s, regulariser) in enumerate(zip(self.stages, self.regularisers, strict=True)):
-                target = batch["embedding"]
+            for i, ((s, part, weight), regulariser) in enumerate(zip(self.targets, self.regularisers, strict=True)):
+                target = batch["embedding"][..., part]
                 if len(self.transforms):
                     compact, teacher_logits = self.transforms[i](target)
-                    teacher_loss = teacher_loss + self.prediction_loss(teacher_logits, batch)
+                    teacher_loss = teacher_loss + weight * self.prediction_loss(teacher_logits, batch)
                     target = compact.detach()  # the distance loss never updates the transformation
-                feature = feature + regulariser(out.stages[s], target)
+                feature = feature + weight * regulariser(out.stages[s], target)
             terms["feature"] = feature / len(self.stages)
             if len(self.transforms):
                 terms["teacher"] = teacher_loss / len(self.stages)
