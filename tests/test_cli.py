@@ -64,7 +64,8 @@ def test_demo_rejects_unknown_system(tmp_path, capsys):
     [
         (
             ["extract", "--teacher", "aisfxx", "--dataset", "."],
-            "unknown teacher 'aisfxx' (did you mean aisfx?); valid teachers: aisfx, ensemble, musicnn, precomputed",
+            "unknown teacher 'aisfxx' (did you mean aisfx?); valid teachers: aisfx, ensemble, musicnn, openl3, panns, "
+            "passt, precomputed, vggish",
         ),
         (
             ["fit", "--config", "synth/east_finl"],
@@ -92,7 +93,11 @@ def test_teachers_lists_every_teacher_with_its_facts(capsys, aisfx_teacher):
     assert main(["teachers"]) == 0
     out = capsys.readouterr().out
     rows = {line.split("|")[1].strip(): line for line in out.splitlines()[2:]}
-    assert set(rows) == {"aisfx", "ensemble", "musicnn", "precomputed"}
+    assert set(rows) == {"aisfx", "ensemble", "musicnn", "openl3", "panns", "passt", "precomputed", "vggish"}
+    assert (
+        "md5:541141fa2ee191a88f24a3219fff024e" in rows["panns"]
+        and "| 2048 | one per clip | 32000 Hz |" in rows["panns"]
+    )
     assert "its finest member" in rows["ensemble"]
     assert "| 512 | 1.161 s | 44100 Hz |" in rows["aisfx"] and "CC BY 4.0" in rows["aisfx"]
     assert "200 (penultimate), 753" in rows["musicnn"] and "| 2.992 s | 16000 Hz |" in rows["musicnn"]

@@ -72,8 +72,9 @@ def test_student_of_another_name_replaces_rather_than_merges(tmp_path):
 def test_table_runs_compose_published_settings(tmp_path):
     passt = load_config("openmic/east_final-passt", workdir=tmp_path)
     assert passt["name"] == "openmic-east_final-passt" and passt["system"] == "EAsT_Final"
-    assert passt["distillation"]["lambda"] == 0.9 and passt["teacher"]["id"] == "passt"
-    assert passt["teacher"]["path"] == f"{tmp_path}/data/openmic/embeddings/passt"
+    assert passt["distillation"]["lambda"] == 0.9 and passt["teacher"] == {"name": "passt"}
+    vggish = load_config("openmic/east_final-vggish", workdir=tmp_path)["teacher"]  # the features OpenMIC ships
+    assert vggish["name"] == "precomputed" and vggish["path"] == f"{tmp_path}/data/openmic/embeddings/vggish"
     assert load_config("openmic/east_kd-vggish", workdir=tmp_path)["distillation"]["lambda"] == 0.8
     kd = load_config("openmic/kd-panns", workdir=tmp_path)
     assert kd["distillation"]["kd"]["teacher_run"] == f"{tmp_path}/runs/openmic-teacher_lr-panns"
@@ -88,12 +89,12 @@ def test_table_runs_compose_published_settings(tmp_path):
 
 def test_parts_compose_on_the_command_line(tmp_path):
     cfg = load_config(
-        ["openmic/base.yaml", "systems/east_all.yaml", "openmic/teachers/openl3.yaml"],
+        ["openmic/base.yaml", "systems/east_all.yaml", "openmic/teachers/vggish.yaml"],
         ["name=mine", "distillation.lambda=0.7", "data.root=/data/openmic"],
         workdir=tmp_path,
     )
     assert cfg["system"] == "EAsT_All" and cfg["distillation"]["lambda"] == 0.7
-    assert cfg["teacher"]["path"] == "/data/openmic/embeddings/openl3"  # {data_root} follows data.root
+    assert cfg["teacher"]["path"] == "/data/openmic/embeddings/vggish"  # {data_root} follows data.root
 
 
 @pytest.mark.parametrize(

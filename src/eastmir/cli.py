@@ -141,9 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--csv", help="also write a CSV here")
 
     demo = sub.add_parser(
-        "demo", parents=[common, workdir, sets], help="render synth, extract aiSFX, train, print the table"
+        "demo", parents=[common, workdir, sets], help="render synth, extract a teacher, train, print the table"
     )
     demo.add_argument("--systems", nargs="+", help="synth systems to run (default: baseline teacher_lr east_final)")
+    demo.add_argument(
+        "--teacher", help="the teacher of every system that has one (default: DEFAULT_TEACHER); a+b: both"
+    )
     demo.add_argument(
         "--data",
         dest="data_options",
@@ -278,7 +281,7 @@ def _report(args: argparse.Namespace) -> None:
 
 def _demo(args: argparse.Namespace) -> None:
     from eastmir.config import parse_overrides
-    from eastmir.demo import DEFAULT_SYSTEMS, run_demo
+    from eastmir.demo import DEFAULT_SYSTEMS, DEFAULT_TEACHER, run_demo
 
     run_demo(
         _workdir(args.workdir),
@@ -286,12 +289,13 @@ def _demo(args: argparse.Namespace) -> None:
         args.overrides,
         parse_overrides(args.data_options),
         progress=not args.no_progress,
+        teacher=args.teacher or DEFAULT_TEACHER,
     )
 
 
 def _teachers(args: argparse.Namespace) -> None:
     from eastmir.registry import TEACHERS
-    from eastmir.teachers.weights import available
+    from eastmir.teachers import published, weights
 
     print("| teacher | dimension | frame period | sample rate | weights | licence | here now |")
     print("|---|---|---|---|---|---|---|")
@@ -306,8 +310,13 @@ def _teachers(args: argparse.Namespace) -> None:
             "—"
             if not specs
             else "yes"
-            if all(available(s, args.weights_dir) for s in specs)
-            else "no (fetched on first use)"
+            if all(
+                (published.available if isinstance(s, published.PublishedWeights) else weights.available)(
+                    s, args.weights_dir
+                )
+                for s in specs
+            )
+            else "no (downloaded on first use)"
         )
         print(f"| {name} | {cls.dims} | {period} | {rate} | {cls.source} | {cls.licence} | {here} |")
 

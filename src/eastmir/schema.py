@@ -408,6 +408,16 @@ def validate_config(raw: dict, source: str = "config") -> dict:
     return out
 
 
+def teacher_label(section: dict | None) -> str | None:
+    """How tables name a config's teacher: its ``id`` (precomputed files), its name, or an ensemble's
+    members joined by ``+``."""
+    if not section:
+        return None
+    if section.get("name") == "ensemble":
+        return "+".join(str(teacher_label(m)) for m in section.get("members") or [])
+    return section.get("id") or section.get("name")
+
+
 def teacher_section(spec: str, options: dict | None = None) -> dict:
     """``aisfx`` (one teacher) or ``musicnn+aisfx`` (an ensemble of them) with ``options`` → a checked
     ``teacher:`` section; raises :class:`ConfigError` naming every problem."""

@@ -17,21 +17,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import tarfile
 import zipfile
 from dataclasses import dataclass
-from http.client import HTTPException
 from pathlib import Path
-from urllib.error import HTTPError, URLError
-from urllib.request import Request, urlopen
-
-from tqdm.auto import tqdm
 
 from eastmir.errors import ManifestError
+from eastmir.fetch import CHUNK, FetchError, file_digest
+from eastmir.fetch import transfer as fetch_transfer
 
 
 class DownloadError(ManifestError):
@@ -97,15 +93,6 @@ DOWNLOADS: dict[str, list[Archive]] = {
 }
 
 RECORD = "downloads.json"
-CHUNK = 1 << 20
-
-
-def file_digest(path: Path, algorithm: str) -> str:
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _record(root: Path) -> dict:
@@ -120,51 +107,11 @@ def _save_record(root: Path, record: dict) -> None:
 
 
 def transfer(url: str, part: Path, progress: bool = True, attempts: int = 4, timeout: float = 60.0) -> None:
-    """Fetch ``url`` into ``part``, continuing an earlier partial transfer with HTTP ``Range``."""
-    error: Exception | None = None
-    for _ in range(attempts):
-        have = part.stat().st_size if part.exists() else 0
-        headers = {"User-Agent": "eastmir", **({"Range": f"bytes={have}-"} if have else {})}
-        request = Request(url, headers=headers)
-        try:
-            with urlopen(request, timeout=timeout) as response:
-                resumed = have > 0 and response.status == 206
-                total = _total(response, have if resumed else 0)
-                with (
-                    open(part, "ab" if resumed else "wb") as out,
-                    tqdm(
-                        total=total,
-                        initial=have if resumed else 0,
-                        unit="B",
-                        unit_scale=True,
-                        desc=part.name[:-5],
-                        disable=not progress,
-                    ) as bar,
-                ):
-                    for block in iter(lambda: response.read(CHUNK), b""):
-                        out.write(block)
-                        bar.update(len(block))
-            if total is None or part.stat().st_size >= total:
-                return
-            error = ConnectionError(f"the transfer stopped at {part.stat().st_size} of {total} bytes")
-        except HTTPError as err:
-            if err.code == 416 and have:  # nothing left to fetch: the part is complete
-                return
-            raise DownloadError(f"{url}: HTTP {err.code} {err.reason}") from err
-        except (URLError, HTTPException, ConnectionError, TimeoutError, OSError) as err:
-            error = err
-    size = part.stat().st_size if part.exists() else 0
-    raise DownloadError(
-        f"{url}: download interrupted ({error}); {size} bytes are kept in {part}: rerun the same command to resume"
-    )
-
-
-def _total(response, offset: int) -> int | None:
-    content_range = response.headers.get("Content-Range")
-    if content_range and "/" in content_range and not content_range.endswith("/*"):
-        return int(content_range.rsplit("/", 1)[1])
-    length = response.headers.get("Content-Length")
-    return offset + int(length) if length is not None else None
+    """Fetch ``url`` into ``part`` (resuming), as :func:`eastmir.fetch.transfer`; failures are DownloadErrors."""
+    try:
+        fetch_transfer(url, part, progress, attempts, timeout)
+    except FetchError as err:
+        raise DownloadError(str(err)) from err
 
 
 def verify(path: Path, archive: Archive, record: dict) -> str:

@@ -14,7 +14,7 @@ import yaml
 
 from eastmir.errors import ConfigError, TrainingError
 from eastmir.pipeline.rundata import RunData, run_data
-from eastmir.schema import validate_config
+from eastmir.schema import teacher_label, validate_config
 
 
 def _separate_parts(config: dict, data: RunData) -> list[int] | None:
@@ -111,7 +111,7 @@ def fit(
         "name": config["name"],
         "system": config["system"] or config["name"],
         "student": config["student"]["name"],
-        "teacher": teacher_label(config),
+        "teacher": teacher_label(config["teacher"]),
         "dataset": data.dataset,
         "classes": data.classes,
         "test": {k.removeprefix("test_"): float(v) for k, v in test.items()},
@@ -168,9 +168,3 @@ def _best_score(state: dict) -> float | None:
         if key.startswith("ModelCheckpoint") and value.get("best_model_score") is not None:
             return float(value["best_model_score"])
     return None
-
-
-def teacher_label(config: dict) -> str | None:
-    """How tables name the run's teacher: its ``id`` (precomputed files) or its name."""
-    teacher = config.get("teacher") or {}
-    return teacher.get("id") or teacher.get("name")

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import yaml
 
+from eastmir.schema import teacher_label
+
 TITLES = {"mAP": "mAP", "roc_auc": "ROC-AUC", "f1": "F1", "accuracy": "Accuracy"}
 
 
@@ -28,7 +30,7 @@ def _unfinished(run_dir: Path) -> dict:
         name=config.get("name", run_dir.name),
         system=config.get("system") or config.get("name", run_dir.name),
         student=(config.get("student") or {}).get("name", ""),
-        teacher=teacher.get("id") or teacher.get("name"),
+        teacher=teacher_label(teacher),
     )
     epochs = []
     log = run_dir / "logs" / "version_0" / "metrics.csv"
