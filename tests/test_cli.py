@@ -48,10 +48,25 @@ def test_demo_end_to_end_tiny(tmp_path, capsys):
 
 def test_demo_runs_any_system_by_name_and_its_prerequisites(tmp_path, capsys):
     args = ["demo", "--workdir", str(tmp_path), "--no-progress", "--systems", "east_kd", "east_dc_linear", *TINY_DEMO]
-    assert main(args) == 0
+    assert main([*args, "--teacher", "aisfx"]) == 0
     table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
     assert [row.split("|")[1].strip() for row in table] == ["System", "EAsT_KD", "EAsT_DC + Linear"]
     assert (tmp_path / "runs" / "teacher_lr" / "metrics.json").exists()  # KD's TeacherLR head was trained first
+
+
+def test_demo_with_another_teacher_names_its_runs_after_it(tmp_path, capsys):
+    args = ["demo", "--workdir", str(tmp_path), "--no-progress", "--systems", "baseline", "kd", *TINY_DEMO]
+    assert main([*args, "--teacher", "musicnn"]) == 0
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert [[c.strip() for c in row.split("|")[1:4]] for row in table[1:]] == [
+        ["Baseline", "mobile_fcn", "—"],
+        ["KD", "mobile_fcn", "musicnn"],
+    ]
+    kd = json.loads((tmp_path / "runs" / "kd-musicnn" / "metrics.json").read_text())
+    assert kd["teacher"] == "musicnn"
+    head = json.loads((tmp_path / "runs" / "teacher_lr-musicnn" / "metrics.json").read_text())
+    assert head["teacher"] == "musicnn"  # KD's head came from the TeacherLR run of the same teacher
+    assert "musicnn teacher" in (tmp_path / "runs" / "demo_results.md").read_text()
 
 
 def test_demo_rejects_unknown_system(tmp_path, capsys):
