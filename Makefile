@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.eastmir-installed
 TORCH  ?= torch==2.13.0
 WORKDIR ?= $(CURDIR)/demo-output
 
-.PHONY: demo test lint test-slow bench bench-quick venv clean
+.PHONY: demo test lint test-slow bench bench-quick venv clean chromium
 
 venv: $(STAMP)
 
@@ -17,7 +17,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
 	$(BIN)/python -m pip install --quiet -e ".[test]" "$(TORCH)"
 	$(BIN)/python -m pip install --quiet --no-deps "tinysoundfont>=0.3.7"
+	command -v chromium >/dev/null || $(MAKE) chromium
 	touch $(STAMP)
+
+# Debian's chromium: the test of the HTML report opens it headless (through playwright, not its own browser build).
+chromium:
+	if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends chromium
 
 demo: $(STAMP)
 	$(BIN)/eastmir demo --workdir "$(WORKDIR)"

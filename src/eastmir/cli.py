@@ -137,8 +137,34 @@ def build_parser() -> argparse.ArgumentParser:
     cx.add_argument("--csv", help="also write a CSV here")
 
     rep = sub.add_parser("report", parents=[common], help="Markdown/CSV table of runs (unfinished ones marked)")
-    rep.add_argument("runs", nargs="+", help="run directories")
-    rep.add_argument("--csv", help="also write a CSV here")
+    rep.add_argument("runs", nargs="+", help="run directories (or folders holding them, e.g. WORKDIR/runs)")
+    rep.add_argument("--csv", help="also write the per-run CSV here")
+    rep.add_argument("--out", help="write the full report here: Markdown, CSV, LaTeX, figures, one HTML page")
+    rep.add_argument("--title", default="eastmir report")
+
+    sw = sub.add_parser("sweep", parents=[common, workdir, sets], help="a grid of runs, chosen on validation")
+    sw.add_argument("--config", required=True, help="the config every run starts from")
+    sw.add_argument("--grid", nargs="+", required=True, metavar="KEY=V1,V2", help="e.g. distillation.lambda=0.3,0.6")
+    sw.add_argument("--engine", choices=("sequential", "ray"), default="sequential")
+    sw.add_argument("--name", help="base run name (default: the config's name)")
+
+    ex = sub.add_parser("experiment", parents=[common], help="the papers' studies: limited-data, generalisation")
+    studies = ex.add_subparsers(dest="study", required=True, metavar="STUDY")
+    ld = studies.add_parser("limited-data", parents=[common, workdir, sets], help="systems × teachers × data fraction")
+    ld.add_argument("--systems", nargs="+", required=True, help="config names, e.g. synth/baseline synth/east_final")
+    ld.add_argument("--teachers", nargs="+", default=[], help="teachers of the systems that have one (default: theirs)")
+    ld.add_argument("--fractions", nargs="+", type=float, default=[0.25, 0.5, 0.75, 1.0])
+    ld.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ld.add_argument("--report", help="also write the report here (default: WORKDIR/reports/limited-data)")
+    gen = studies.add_parser("generalisation", parents=[common], help="score a trained run on another dataset")
+    gen.add_argument("--run", required=True, help="a run trained on MagnaTagATune (or any run with the mapped tags)")
+    gen.add_argument("--dataset", required=True, help="the prepared target dataset (e.g. OpenMIC's root)")
+    gen.add_argument("--split", default="test")
+
+    rp = sub.add_parser(
+        "reproduce", parents=[common, workdir, sets], help="a recipe's whole Table 1 grid, then its report"
+    )
+    rp.add_argument("recipe", help="openmic, magnatagatune, … (a folder of configs with a runs.yaml)")
 
     demo = sub.add_parser(
         "demo", parents=[common, workdir, sets], help="render synth, extract a teacher, train, print the table"
@@ -270,13 +296,86 @@ def _complexity(args: argparse.Namespace) -> None:
         write_csv(rows, args.csv)
 
 
+def _run_dirs(arguments: list[str]) -> list[Path]:
+    """Run directories as given, or the run directories inside a folder (e.g. ``WORKDIR/runs``)."""
+    out: list[Path] = []
+    for argument in arguments:
+        path = Path(argument)
+        if path.is_dir() and not (path / "config.yaml").is_file() and any(path.glob("*/config.yaml")):
+            out += sorted(p.parent for p in path.glob("*/config.yaml"))
+        else:
+            out.append(path)
+    return out
+
+
 def _report(args: argparse.Namespace) -> None:
     from eastmir.reporting.tables import markdown_table, read_runs, write_csv
 
-    rows = read_runs(args.runs)
+    runs = _run_dirs(args.runs)
+    rows = read_runs(runs)
     print(markdown_table(rows))
     if args.csv:
         write_csv(rows, args.csv)
+    if args.out:
+        from eastmir.reporting.report import write_report
+
+        written = write_report(runs, args.out, args.title)
+        print(f"\nreport written to {written['html']} (and report.md, report.csv, report.tex, figures/)")
+
+
+def _sweep(args: argparse.Namespace) -> None:
+    from eastmir.experiments.sweep import parse_grid, summary_table, sweep
+
+    best, settings, out = sweep(
+        args.config,
+        parse_grid(args.grid),
+        _workdir(args.workdir),
+        args.overrides,
+        progress=not args.no_progress,
+        engine=args.engine,
+        name=args.name,
+    )
+    print("\n" + summary_table(best, settings))
+    chosen = ", ".join(f"{k}={v}" for k, v in best.values.items()) or "the one setting"
+    print(f"\nchosen on validation: {chosen}; written to {out / 'sweep.md'} and sweep.json")
+
+
+def _experiment(args: argparse.Namespace) -> None:
+    if args.study == "generalisation":
+        from eastmir.experiments.studies import generalisation
+
+        blob = generalisation(args.run, args.dataset, split=args.split, progress=not args.no_progress)
+        per_class = ", ".join(f"{k} {'—' if v is None else f'{v:.3f}'}" for k, v in blob["per_class_ap"].items())
+        print(
+            f"{blob['dataset']} {blob['split']} ({blob['clips']} clips), mapped classes: mAP {blob['test']['mAP']:.3f}"
+        )
+        print(f"per class: {per_class}")
+        return
+    from eastmir.experiments.studies import limited_data
+    from eastmir.reporting.report import write_report
+
+    workdir = _workdir(args.workdir)
+    runs = limited_data(
+        args.systems,
+        args.teachers,
+        workdir,
+        args.fractions,
+        args.seeds,
+        args.overrides,
+        progress=not args.no_progress,
+    )
+    written = write_report(runs, args.report or workdir / "reports" / "limited-data", "Limited training data")
+    print(f"\n{written['markdown'].read_text()}\nreport: {written['html']}")
+
+
+def _reproduce(args: argparse.Namespace) -> None:
+    from eastmir.experiments.studies import reproduce
+    from eastmir.reporting.report import write_report
+
+    workdir = _workdir(args.workdir)
+    runs = reproduce(args.recipe, workdir, args.overrides, progress=not args.no_progress)
+    written = write_report(runs, workdir / "reports" / args.recipe, f"{args.recipe}: Table 1")
+    print(f"\n{written['markdown'].read_text()}\nreport: {written['html']}")
 
 
 def _demo(args: argparse.Namespace) -> None:
@@ -334,6 +433,9 @@ COMMANDS = {
     "features": _features,
     "fit": _fit,
     "report": _report,
+    "sweep": _sweep,
+    "experiment": _experiment,
+    "reproduce": _reproduce,
     "predict": _predict,
     "export": _export,
     "complexity": _complexity,

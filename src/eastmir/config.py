@@ -30,9 +30,17 @@ from typing import Any
 import yaml
 
 from eastmir.errors import ConfigError, UnknownNameError, did_you_mean
-from eastmir.schema import input_key_for, validate_config
+from eastmir.schema import input_key_for, teacher_label, teacher_section, validate_config
 
-__all__ = ["ConfigError", "RunTable", "input_key_for", "load_config", "parse_overrides", "shipped_names"]
+__all__ = [
+    "ConfigError",
+    "RunTable",
+    "input_key_for",
+    "load_config",
+    "parse_overrides",
+    "shipped_names",
+    "with_teacher",
+]
 
 PLACEHOLDER = re.compile(r"\{(workdir|data_root|recipe|teacher)\}")
 
@@ -297,3 +305,22 @@ def load_config(
     if left:
         raise ConfigError(f"{label}: unresolved placeholder in {', '.join(left)}; set these keys explicitly")
     return validate_config(config, label)
+
+
+def with_teacher(config: dict, teacher: str) -> dict:
+    """``config`` taught by ``teacher`` (``musicnn``, ``musicnn+aisfx``, …) instead of its own teacher.
+
+    The run is then named ``<name>-<teacher>``, and KD reads the head of the
+    TeacherLR run of the same teacher. A config without a teacher (Baseline),
+    or with this one already, is returned as it is.
+    """
+    if not config["teacher"] or teacher_label(config["teacher"]) == teacher:
+        return config
+    config = copy.deepcopy(config)
+    config["teacher"] = teacher_section(teacher)
+    config["name"] = f"{config['name']}-{teacher}"
+    kd = (config["distillation"] or {}).get("kd")
+    if kd:
+        head = Path(kd["teacher_run"])
+        kd["teacher_run"] = str(head.with_name(f"{head.name}-{teacher}"))
+    return validate_config(config, f"{config['name']} (demo config with teacher {teacher})")

@@ -11,40 +11,19 @@ Every step is stored, so a second run only reprints.
 
 from __future__ import annotations
 
-import copy
 import time
 from pathlib import Path
 
 from eastmir import pipeline
-from eastmir.config import load_config, shipped_config_dir
+from eastmir.config import load_config, shipped_config_dir, with_teacher
 from eastmir.errors import UnknownNameError, did_you_mean
 from eastmir.reporting.tables import markdown_table, read_runs, write_csv
-from eastmir.schema import teacher_label, teacher_section, validate_config
 
 DEFAULT_SYSTEMS = ("baseline", "teacher_lr", "east_final")
 # The teacher whose EAsT_Final gained the most validation mAP over Baseline on the demo data (README):
 # musicnn+aisfx +0.021, aisfx −0.010, musicnn −0.058.
 DEFAULT_TEACHER = "musicnn+aisfx"
 DEMO_DATA = {"n_clips": 800, "clip_seconds": 3.0, "sample_rate": 16000, "seed": 0}  # 560 / 80 / 160 clips
-
-
-def with_teacher(config: dict, teacher: str) -> dict:
-    """``config`` taught by ``teacher`` (``musicnn``, ``musicnn+aisfx``, …) instead of its own teacher.
-
-    The run is then named ``<name>-<teacher>``, and KD reads the head of the
-    TeacherLR run of the same teacher. A config without a teacher (Baseline),
-    or with this one already, is returned as it is.
-    """
-    if not config["teacher"] or teacher_label(config["teacher"]) == teacher:
-        return config
-    config = copy.deepcopy(config)
-    config["teacher"] = teacher_section(teacher)
-    config["name"] = f"{config['name']}-{teacher}"
-    kd = (config["distillation"] or {}).get("kd")
-    if kd:
-        head = Path(kd["teacher_run"])
-        kd["teacher_run"] = str(head.with_name(f"{head.name}-{teacher}"))
-    return validate_config(config, f"{config['name']} (demo config with teacher {teacher})")
 
 
 def available_systems() -> list[str]:

@@ -69,6 +69,21 @@ def masked_metrics(
     return {"mAP": mean(aps), "roc_auc": mean(aucs), "f1": mean(f1s)}
 
 
+def per_class_average_precision(probs: np.ndarray, targets: np.ndarray, mask: np.ndarray) -> list[float | None]:
+    """Each class's average precision over its labelled samples, ``None`` without a labelled positive.
+
+    ``probs``, ``targets`` (positive when > 0.5) and ``mask`` are ``(samples, classes)``; the mean of the
+    defined values is :func:`masked_metrics`' ``mAP``.
+    """
+    probs, positive, mask = torch.as_tensor(probs).double(), torch.as_tensor(targets) > 0.5, torch.as_tensor(mask)
+    out: list[float | None] = []
+    for c in range(probs.shape[1]):
+        sel = mask[:, c].bool()
+        t = positive[sel, c]
+        out.append(float(binary_average_precision(probs[sel, c], t.long())) if t.any() else None)
+    return out
+
+
 class MaskedMultilabelMetrics(Metric):
     """torchmetrics wrapper around :func:`masked_metrics`; ``update(logits, targets, mask)``."""
 

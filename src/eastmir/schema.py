@@ -74,6 +74,8 @@ class DataSection(Section):
     num_workers: NonNegativeInt = 0
     on_error: Literal["raise", "skip"] = "raise"
     stream: str | None = None  # a folder or bucket URL written by `eastmir pack`: read shards, not the store
+    train_fraction: float = Field(1.0, gt=0, le=1)  # train on a nested seeded subset (eastmir.data.subsets)
+    subset_seed: NonNegativeInt = 0  # which nested subsets; independent of the training seed
 
     @model_validator(mode="after")
     def _local_stream_absolute(self) -> DataSection:

@@ -104,7 +104,9 @@ def fit(
     if not best_path:
         raise TrainingError(f"{run_dir}: training saved no checkpoint; did a validation epoch run?")
     test = trainer.test(system, datamodule=dm, ckpt_path=best_path, verbose=False)[0]
-    thresholds = _validation_thresholds(system, dm) if system.task == "multilabel" else None
+    multilabel = system.task == "multilabel"
+    thresholds = _validation_thresholds(system, dm) if multilabel else None
+    per_class = _test_per_class_ap(system, dm) if multilabel else None
     last = read_checkpoint(resume_checkpoint(run_dir))  # last.ckpt, or what the run resumed from if it had none
     metric = system.monitor
     metrics = {
@@ -122,6 +124,8 @@ def fit(
         "n_clips": data.counts(),
         "left_out": data.left_out,
         "thresholds": thresholds,
+        "test_per_class_ap": per_class,
+        "train_fraction": config["data"]["train_fraction"],
         "backbone_parameters": system.student.backbone_parameters(),
         "wall_seconds": round(time.time() - started, 1),
     }
@@ -132,24 +136,37 @@ def fit(
     return run_dir
 
 
-def _validation_thresholds(system, dm) -> dict[str, float]:
-    """Per-class thresholds of the best checkpoint (loaded by ``test``) that maximise F1 on the validation split."""
+def _predictions(system, loader) -> tuple:
+    """``(probs, targets, mask)``, each ``(clips, classes)``, of the loaded checkpoint over ``loader``."""
     import numpy as np
-
-    from eastmir.metrics import choose_thresholds
 
     probs, targets, mask = [], [], []
     system.eval()
     with torch.no_grad():
-        for batch in dm.val_dataloader():
+        for batch in loader:
             batch = {k: v.to(system.device) if torch.is_tensor(v) else v for k, v in batch.items()}
             out = system.student(system.with_logmel(batch, train=False)[system.student.input_key])
             probs.append(torch.sigmoid(out.logits).cpu().numpy())
             batch = {k: v.cpu() if torch.is_tensor(v) else v for k, v in batch.items()}
             targets.append(batch["targets"].numpy())
             mask.append(batch["mask"].numpy())
-    chosen = choose_thresholds(np.concatenate(probs), np.concatenate(targets), np.concatenate(mask))
+    return np.concatenate(probs), np.concatenate(targets), np.concatenate(mask)
+
+
+def _validation_thresholds(system, dm) -> dict[str, float]:
+    """Per-class thresholds of the best checkpoint (loaded by ``test``) that maximise F1 on the validation split."""
+    from eastmir.metrics import choose_thresholds
+
+    chosen = choose_thresholds(*_predictions(system, dm.val_dataloader()))
     return {c: round(float(t), 6) for c, t in zip(system.classes, chosen)}
+
+
+def _test_per_class_ap(system, dm) -> dict[str, float | None]:
+    """Each class's test average precision (``None`` without a labelled positive), for the report's bars."""
+    from eastmir.metrics import per_class_average_precision
+
+    aps = per_class_average_precision(*_predictions(system, dm.test_dataloader()))
+    return {c: None if ap is None else round(ap, 6) for c, ap in zip(system.classes, aps)}
 
 
 def _best_from_disk(run_dir: Path) -> str | None:

@@ -17,6 +17,7 @@ from eastmir.audio import FrontendConfig
 from eastmir.data.clips import ClipRecord
 from eastmir.data.manifest import SPLITS, Manifest
 from eastmir.data.store import Collection, FillReport, entry_shape, read_entry
+from eastmir.data.subsets import with_train_fraction
 from eastmir.errors import ConfigError, ManifestError
 from eastmir.pipeline.steps import build_teacher, clip_seconds, extract, features, open_dataset, open_store
 from eastmir.registry import STUDENTS
@@ -103,7 +104,9 @@ def run_data(config: dict, progress: bool = True) -> RunData:
     """The clips ``config`` trains on; fills the store with what is missing, or reads ``data.stream``."""
     if config["data"]["stream"]:
         return _streamed(config)
-    manifest = open_dataset(config)
+    manifest = with_train_fraction(
+        open_dataset(config), config["data"]["train_fraction"], config["data"]["subset_seed"]
+    )
     store = open_store(config)
     embeddings, producers, parts = None, {}, None
     if config["teacher"]:
@@ -142,6 +145,8 @@ def _streamed(config: dict) -> RunData:
     from eastmir.data.streaming import read_index
 
     url = config["data"]["stream"]
+    if config["data"]["train_fraction"] < 1:
+        raise ConfigError("data.train_fraction subsamples the store's clips: unset data.stream (or pack a subset)")
     index = read_index(url)
     key = input_key_for(config)
     if index["input_key"] != key:

@@ -1,0 +1,196 @@
+"""Table-1-style grids: systems × teachers, mean ± std over seeds, best per teacher in bold.
+
+:func:`load_rows` reads every run directory (``metrics.json`` and the
+resolved ``config.yaml``) into one flat record per run; :func:`cells`
+groups the records of one system, teacher and data fraction (its seeds);
+:func:`grid_markdown`, :func:`grid_latex` and :func:`grid_csv` lay them out.
+The Baseline (no teacher) has its own column; a system whose student is the
+teacher's linear probe (TeacherLR) is the teacher row and is never bold.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from eastmir.schema import teacher_label
+
+NO_TEACHER = "—"
+TITLES = {"mAP": "mAP", "roc_auc": "ROC-AUC", "f1": "F1", "accuracy": "Accuracy"}
+
+
+@dataclass
+class RunRecord:
+    run_dir: Path
+    system: str
+    student: str
+    teacher: str
+    fraction: float
+    seed: int
+    test: dict[str, float]
+    validation: float | None
+    per_class_ap: dict[str, float | None] | None
+
+
+def load_rows(run_dirs: Sequence[str | Path]) -> tuple[list[RunRecord], list[str]]:
+    """The finished runs among ``run_dirs`` and a line for each directory that is not one."""
+    rows, skipped = [], []
+    for d in map(Path, run_dirs):
+        metrics_file, config_file = d / "metrics.json", d / "config.yaml"
+        if not metrics_file.is_file() or not config_file.is_file():
+            skipped.append(f"{d}: not a finished run (no metrics.json), left out")
+            continue
+        metrics = json.loads(metrics_file.read_text())
+        config = yaml.safe_load(config_file.read_text()) or {}
+        validation = next((v for k, v in metrics.items() if k.startswith("best_val_") and v is not None), None)
+        rows.append(
+            RunRecord(
+                d,
+                metrics.get("system") or metrics["name"],
+                metrics.get("student", ""),
+                teacher_label(config.get("teacher")) or NO_TEACHER,
+                float((config.get("data") or {}).get("train_fraction", 1.0)),
+                int(config.get("seed", 0)),
+                metrics["test"],
+                validation,
+                metrics.get("test_per_class_ap"),
+            )
+        )
+    return rows, skipped
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one value)."""
+    n = len(values)
+    mean = sum(values) / n
+    return mean, (math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0)
+
+
+@dataclass
+class Cell:
+    system: str
+    teacher: str
+    fraction: float
+    student: str
+    runs: list[RunRecord] = field(default_factory=list)
+
+    def metric(self, name: str) -> tuple[float, float] | None:
+        values = [r.test[name] for r in self.runs if name in r.test and not math.isnan(r.test[name])]
+        return mean_std(values) if values else None
+
+    @property
+    def is_teacher_row(self) -> bool:
+        return self.student == "linear_probe"
+
+
+def cells(rows: Sequence[RunRecord]) -> list[Cell]:
+    """One cell per (system, teacher, fraction), in the order they first appear; Baseline rows first."""
+    out: dict[tuple, Cell] = {}
+    for r in rows:
+        out.setdefault((r.system, r.teacher, r.fraction), Cell(r.system, r.teacher, r.fraction, r.student)).runs.append(
+            r
+        )
+    return sorted(out.values(), key=lambda c: (c.teacher != NO_TEACHER, 0))
+
+
+def metrics_of(rows: Sequence[RunRecord]) -> list[str]:
+    present = {k for r in rows for k in r.test}
+    return [k for k in TITLES if k in present]
+
+
+def _layout(cs: Sequence[Cell]) -> tuple[list[str], list[str], dict[tuple[str, str], Cell]]:
+    systems = list(dict.fromkeys(c.system for c in cs))
+    teachers = list(dict.fromkeys(c.teacher for c in cs))
+    if NO_TEACHER in teachers:
+        teachers.remove(NO_TEACHER)
+        teachers.insert(0, NO_TEACHER)
+    return systems, teachers, {(c.system, c.teacher): c for c in cs}
+
+
+def _best(cs: Sequence[Cell], metric: str) -> set[tuple[str, str]]:
+    """The (system, teacher) cells with the best mean per teacher column (teacher rows excluded)."""
+    best: dict[str, float] = {}
+    for c in cs:
+        value = c.metric(metric)
+        if value and not c.is_teacher_row and c.teacher != NO_TEACHER:
+            best[c.teacher] = max(best.get(c.teacher, -math.inf), value[0])
+    return {
+        (c.system, c.teacher)
+        for c in cs
+        if c.teacher in best and not c.is_teacher_row and (c.metric(metric) or (None,))[0] == best[c.teacher]
+    }
+
+
+def _text(value: tuple[float, float] | None, seeds: int) -> str:
+    if value is None:
+        return "—"
+    return f"{value[0]:.3f} ± {value[1]:.3f}" if seeds > 1 else f"{value[0]:.3f}"
+
+
+def grid_markdown(cs: Sequence[Cell], metric: str) -> str:
+    """Systems × teachers for one metric; the best student per teacher in bold."""
+    systems, teachers, at = _layout(cs)
+    bold = _best(cs, metric)
+    lines = [
+        "| system | " + " | ".join("no teacher" if t == NO_TEACHER else t for t in teachers) + " |",
+        "|---|" + "|".join(["---:"] * len(teachers)) + "|",
+    ]
+    for s in systems:
+        row = []
+        for t in teachers:
+            c = at.get((s, t))
+            text = _text(c.metric(metric), len(c.runs)) if c else ""
+            row.append(f"**{text}**" if (s, t) in bold else text)
+        lines.append(f"| {s} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def _latex_escape(text: str) -> str:
+    return text.replace("_", r"\_").replace("&", r"\&").replace("%", r"\%").replace("#", r"\#")
+
+
+def grid_latex(cs: Sequence[Cell], metric: str, caption: str = "") -> str:
+    """The grid as a booktabs ``tabular`` (``\\usepackage{booktabs}``), best per column in ``\\textbf``."""
+    systems, teachers, at = _layout(cs)
+    bold = _best(cs, metric)
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\begin{tabular}{l" + "r" * len(teachers) + "}",
+        r"\toprule",
+        "System & " + " & ".join(_latex_escape("no teacher" if t == NO_TEACHER else t) for t in teachers) + r" \\",
+        r"\midrule",
+    ]
+    for s in systems:
+        row = []
+        for t in teachers:
+            c = at.get((s, t))
+            text = _text(c.metric(metric), len(c.runs)).replace("±", r"$\pm$") if c else ""
+            row.append(rf"\textbf{{{text}}}" if (s, t) in bold else text)
+        lines.append(_latex_escape(s) + " & " + " & ".join(row) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    if caption:
+        lines.append(rf"\caption{{{_latex_escape(caption)}}}")
+    lines.append(r"\end{table}")
+    return "\n".join(lines)
+
+
+def grid_csv(cs: Sequence[Cell], metrics: Sequence[str], path: str | Path) -> None:
+    """One line per cell: system, teacher, fraction, seeds, then mean and std of every metric."""
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(
+            ["system", "teacher", "train_fraction", "seeds", *(f"{m}_{s}" for m in metrics for s in ("mean", "std"))]
+        )
+        for c in cs:
+            values = []
+            for m in metrics:
+                v = c.metric(m)
+                values += [f"{v[0]:.6f}", f"{v[1]:.6f}"] if v else ["", ""]
+            w.writerow([c.system, c.teacher, f"{c.fraction:g}", len(c.runs), *values])

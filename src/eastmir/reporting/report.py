@@ -1,0 +1,113 @@
+"""``eastmir report RUNS… --out DIR``: tables and figures a person would rather read than JSON.
+
+Writes into ``DIR``: ``report.md`` (a grid per metric and data fraction,
+mean ± std over seeds, best per teacher in bold, then one line per run),
+``report.csv``, ``report.tex`` (booktabs), ``figures/*.png`` and
+``report.html``: one self-contained page (figures inlined as data URIs, no
+script, no outside resource) to open in any browser or mail to a colleague.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Sequence
+from pathlib import Path
+
+from eastmir.errors import RunError
+from eastmir.reporting import figures
+from eastmir.reporting.grid import TITLES, cells, grid_csv, grid_latex, grid_markdown, load_rows, metrics_of
+
+STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; }
+th, td { border: 1px solid #ccc; padding: 4px 10px; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+figure { margin: 1.5em 0; }
+img { max-width: 100%; border: 1px solid #eee; }
+figcaption { color: #555; font-size: 90%; }
+"""
+
+
+def _markdown_to_html_table(table: str) -> str:
+    """A Markdown grid of :mod:`eastmir.reporting.grid` as an HTML table (``**x**`` → ``<b>x</b>``)."""
+    lines = [line.strip().strip("|").split("|") for line in table.splitlines()]
+    head, body = lines[0], lines[2:]
+
+    def cell(text: str, tag: str) -> str:
+        text = html.escape(text.strip())
+        if text.startswith("**") and text.endswith("**"):
+            text = f"<b>{text[2:-2]}</b>"
+        return f"<{tag}>{text}</{tag}>"
+
+    rows = ["<tr>" + "".join(cell(c, "th") for c in head) + "</tr>"]
+    rows += ["<tr>" + "".join(cell(c, "td") for c in r) + "</tr>" for r in body]
+    return '<table class="results">' + "".join(rows) + "</table>"
+
+
+def write_report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "eastmir report") -> dict[str, Path]:
+    """Write the report of ``run_dirs`` into ``out``; returns what was written, by kind."""
+    rows, skipped = load_rows(run_dirs)
+    for line in skipped:
+        print(f"warning: {line}")
+    if not rows:
+        raise RunError("eastmir report: none of the given directories is a finished run (metrics.json)")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cs = cells(rows)
+    metrics = metrics_of(rows)
+    fractions = sorted({c.fraction for c in cs}, reverse=True)
+    sections: list[tuple[str, str]] = []  # (heading, markdown table)
+    latex = []
+    for fraction in fractions:
+        subset = [c for c in cs if c.fraction == fraction]
+        data = "" if len(fractions) == 1 else f", {fraction:.0%} of the training data"
+        for metric in metrics:
+            heading = f"Test {TITLES[metric]}{data}"
+            sections.append((heading, grid_markdown(subset, metric)))
+            latex.append(grid_latex(subset, metric, caption=heading))
+    primary = metrics[0]
+    written: dict[str, Path] = {}
+    made = {
+        "bars": figures.bars(cs, primary, out / "figures" / "bars.png"),
+        "fractions": figures.fractions(cs, primary, out / "figures" / "fractions.png"),
+        "per_class": figures.per_class(cs, out / "figures" / "per_class_ap.png"),
+        "curves": figures.curves(rows, out / "figures" / "curves.png"),
+    }
+    captions = {
+        "bars": f"Test {TITLES[primary]} per teacher and system (mean over seeds, bars: std); dashed: the Baseline.",
+        "fractions": f"Test {TITLES[primary]} over the share of training data (mean ± std over seeds).",
+        "per_class": "Test average precision of every class (full training data, mean over seeds).",
+        "curves": "Validation score and training loss per epoch.",
+    }
+    seeds = max(len(c.runs) for c in cs)
+    intro = f"{len(rows)} runs; {'mean ± std over up to ' + str(seeds) + ' seeds; ' if seeds > 1 else ''}"
+    intro += "best student per teacher in bold."
+    md = [f"# {title}", "", intro, ""]
+    for heading, table in sections:
+        md += [f"## {heading}", "", table, ""]
+    md += ["## Figures", ""] + [f"![{k}](figures/{p.name})" for k, p in made.items() if p] + [""]
+    written["markdown"] = out / "report.md"
+    written["markdown"].write_text("\n".join(md))
+    written["csv"] = out / "report.csv"
+    grid_csv(cs, metrics, written["csv"])
+    written["latex"] = out / "report.tex"
+    written["latex"].write_text("% \\usepackage{booktabs}\n" + "\n\n".join(latex) + "\n")
+    body = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(intro)}</p>"]
+    for heading, table in sections:
+        body += [f"<h2>{html.escape(heading)}</h2>", _markdown_to_html_table(table)]
+    for kind, path in made.items():
+        if path:
+            data = base64.b64encode(path.read_bytes()).decode()
+            body.append(
+                f'<figure><img class="figure" alt="{kind}" src="data:image/png;base64,{data}">'
+                f"<figcaption>{html.escape(captions[kind])}</figcaption></figure>"
+            )
+            written[kind] = path
+    page = (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>" + "".join(body) + "</body></html>\n"
+    )
+    written["html"] = out / "report.html"
+    written["html"].write_text(page)
+    return written
