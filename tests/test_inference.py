@@ -62,6 +62,28 @@ def test_batchnorm_folding_is_exact_for_every_student(name, tmp_path):
         assert torch.allclose(folded(x).logits, run.student(x).logits, atol=1e-5)
 
 
+class _FreedConvolutionOutput(torch.nn.Module):
+    """A convolution whose output is dropped before a BatchNorm runs on another, newly made tensor."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = torch.nn.Conv2d(3, 3, 1), torch.nn.BatchNorm2d(3)
+        self.bn.running_mean.fill_(0.5)
+
+    def forward(self, x):
+        for _ in range(20):  # freed outputs: CPython hands their ids to the next tensors made
+            self.conv(x)
+        return self.bn(x * 2.0)
+
+
+def test_batchnorm_folding_pairs_only_a_convolution_s_own_output():
+    model, x = _FreedConvolutionOutput().eval(), torch.randn(2, 3, 4, 4)
+    folded, pairs = fold_batchnorm(model, x)
+    assert pairs == 0
+    with torch.no_grad():
+        assert torch.equal(folded(x), model(x))
+
+
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 @pytest.mark.parametrize("name", list(STUDENTS_TO_SHIP))
 def test_exports_equal_eager_on_three_lengths(name, fmt, tmp_path):

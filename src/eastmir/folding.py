@@ -26,16 +26,20 @@ def fold_batchnorm(model: nn.Module, *example: torch.Tensor) -> tuple[nn.Module,
     number of folded pairs.
     """
     model = copy.deepcopy(model).eval()
-    made_by: dict[int, nn.Conv2d] = {}
+    # Each output is kept alive until the pass ends: an ``id`` is only unique
+    # among live objects, and a freed convolution output's id can be reused by
+    # an unrelated tensor (which once paired a 204-channel BatchNorm with a
+    # 51-channel convolution).
+    made_by: dict[int, tuple[nn.Conv2d, torch.Tensor]] = {}
     pairs: list[tuple[nn.Conv2d, nn.BatchNorm2d]] = []
 
     def after_conv(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-        made_by[id(output)] = module
+        made_by[id(output)] = (module, output)
 
     def after_bn(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         source = made_by.get(id(inputs[0]))
-        if source is not None:
-            pairs.append((source, module))
+        if source is not None and source[1] is inputs[0]:
+            pairs.append((source[0], module))
 
     hooks = [
         m.register_forward_hook(after_conv if isinstance(m, nn.Conv2d) else after_bn)
