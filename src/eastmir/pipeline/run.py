@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -12,6 +13,7 @@ from typing import Any
 import torch
 import yaml
 
+from eastmir.data.store import remove_stale_parts
 from eastmir.errors import ConfigError, TrainingError
 from eastmir.pipeline.rundata import RunData, run_data
 from eastmir.schema import teacher_label, validate_config
@@ -63,8 +65,11 @@ def fit(
     if (run_dir / "metrics.json").exists() and not overwrite:
         print(f"{run_dir}: already finished (metrics.json); pass --overwrite to retrain")
         return run_dir
-    if overwrite and run_dir.exists():
+    if overwrite and run_dir.exists() and os.environ.get("LOCAL_RANK", "0") == "0":
+        # (DDP's other processes rerun this command once the first has started training: they must not delete)
         shutil.rmtree(run_dir)
+    if (run_dir / "checkpoints").is_dir():  # checkpoints a killed process wrote but never renamed into place
+        remove_stale_parts(run_dir / "checkpoints")
     resume = resume_checkpoint(run_dir)
     if resume is not None:
         check_resumable(resume)
@@ -94,7 +99,7 @@ def fit(
     if data.stream:
         dm = ClipDataModule.streamed(*data.stream, *lengths, batch_size=batch, num_workers=workers, seed=config["seed"])
     else:
-        dm = ClipDataModule(data.records, *lengths, batch_size=batch, num_workers=workers)
+        dm = ClipDataModule(data.records, *lengths, batch_size=batch, num_workers=workers, seed=config["seed"])
     trainer, best = build_trainer(config, run_dir, system.monitor, progress, resume is not None, callbacks)
     if resume is not None:
         trim_log(run_dir, int(read_checkpoint(resume).get("epoch", -1)))
@@ -144,7 +149,7 @@ def _predictions(system, loader) -> tuple:
     system.eval()
     with torch.no_grad():
         for batch in loader:
-            batch = {k: v.to(system.device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            batch = {k: _onto(v, system) for k, v in batch.items()}
             out = system.student(system.with_logmel(batch, train=False)[system.student.input_key])
             probs.append(torch.sigmoid(out.logits).cpu().numpy())
             batch = {k: v.cpu() if torch.is_tensor(v) else v for k, v in batch.items()}
@@ -153,11 +158,18 @@ def _predictions(system, loader) -> tuple:
     return np.concatenate(probs), np.concatenate(targets), np.concatenate(mask)
 
 
+def _onto(value, system):
+    """A batch value on the system's device, floating point in its precision (``trainer.precision=64-true``)."""
+    if not torch.is_tensor(value):
+        return value
+    return value.to(system.device, dtype=system.dtype) if value.is_floating_point() else value.to(system.device)
+
+
 def _validation_thresholds(system, dm) -> dict[str, float]:
     """Per-class thresholds of the best checkpoint (loaded by ``test``) that maximise F1 on the validation split."""
     from eastmir.metrics import choose_thresholds
 
-    chosen = choose_thresholds(*_predictions(system, dm.val_dataloader()))
+    chosen = choose_thresholds(*_predictions(system, dm.full_loader("valid")))
     return {c: round(float(t), 6) for c, t in zip(system.classes, chosen)}
 
 
@@ -165,7 +177,7 @@ def _test_per_class_ap(system, dm) -> dict[str, float | None]:
     """Each class's test average precision (``None`` without a labelled positive), for the report's bars."""
     from eastmir.metrics import per_class_average_precision
 
-    aps = per_class_average_precision(*_predictions(system, dm.test_dataloader()))
+    aps = per_class_average_precision(*_predictions(system, dm.full_loader("test")))
     return {c: None if ap is None else round(ap, 6) for c, ap in zip(system.classes, aps)}
 
 

@@ -14,6 +14,18 @@ Fixed lengths, so clips of slightly different lengths batch together:
   at the end by repeating its last frame (a repeated frame keeps the distance
   structure that distance correlation compares; zeros would add a fake
   "silent" teacher frame).
+
+Samplers (the same with one process or several, so DDP sees the batches one
+process would see):
+
+- ``train``: a ``DistributedSampler`` seeded with the run's seed and
+  reshuffled each epoch (``set_epoch``). With ``W`` processes rank ``r`` takes
+  every ``W``-th clip of the epoch's permutation in batches of
+  ``batch_size / W``, so the clips of step ``k`` over all ranks are exactly
+  the ``k``-th batch of one process: ``batch_size`` is the global batch.
+- ``valid`` / ``test``: in order; with several processes each rank takes
+  every ``W``-th clip, never padded with repeats (a repeated clip would
+  change mAP), and the metrics gather all of them (torchmetrics).
 """
 
 from __future__ import annotations
@@ -23,10 +35,11 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, IterableDataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset, Sampler
 
 from eastmir.data.clips import ClipRecord, fit_frames, fit_time_axis
 from eastmir.data.store import read_entry
+from eastmir.errors import ConfigError
 
 __all__ = ["ClipDataModule", "ClipDataset", "ClipRecord", "StreamedClips"]
 
@@ -117,7 +130,9 @@ class ClipDataModule(L.LightningDataModule):
         embedding_frames: int | None = None,
         batch_size: int = 16,
         num_workers: int = 0,
+        seed: int = 0,
     ) -> None:
+        """``batch_size``: the global batch (over all processes); ``seed``: the training shuffle's."""
         super().__init__()
         self.datasets: dict[str, Dataset] = {
             name: ClipDataset(records, input_key, input_length, input_pad, embedding_frames)
@@ -125,6 +140,7 @@ class ClipDataModule(L.LightningDataModule):
         }
         self.batch_size = batch_size
         self.num_workers = num_workers
+        self.seed = seed
 
     @classmethod
     def streamed(
@@ -140,7 +156,7 @@ class ClipDataModule(L.LightningDataModule):
         seed: int = 0,
     ) -> ClipDataModule:
         """Splits streamed from packed shards (``data.stream``); training shuffles shards and a 1000-sample buffer."""
-        module = cls({}, input_key, batch_size=batch_size, num_workers=num_workers)
+        module = cls({}, input_key, batch_size=batch_size, num_workers=num_workers, seed=seed)
         module.datasets = {
             split: StreamedClips(
                 url,
@@ -157,13 +173,35 @@ class ClipDataModule(L.LightningDataModule):
         }
         return module
 
-    def _loader(self, name: str, shuffle: bool) -> DataLoader:
+    def _world(self) -> tuple[int, int]:
+        """``(processes, this process's rank)`` of the trainer this module serves (``(1, 0)`` without one)."""
+        trainer = getattr(self, "trainer", None)
+        return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+
+    def _loader(self, name: str, shuffle: bool, sharded: bool = True) -> DataLoader:
         dataset = self.datasets[name]
-        iterable = isinstance(dataset, IterableDataset)
+        world, rank = self._world() if sharded else (1, 0)
+        batch_size, sampler = self.batch_size, None
+        if isinstance(dataset, IterableDataset):
+            if world > 1:
+                raise ConfigError("data.stream: streamed splits train on one process; drop trainer.strategy=ddp")
+        elif shuffle:
+            if batch_size % world:
+                raise ConfigError(
+                    f"data.batch_size: {batch_size} is the global batch and must divide evenly over "
+                    f"{world} processes; use a multiple of {world}"
+                )
+            batch_size //= world
+            # drop_last: a tail that does not divide over the processes is left out (none with one process)
+            sampler = DistributedSampler(
+                dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.seed, drop_last=True
+            )
+        elif world > 1:
+            sampler = EveryNth(len(dataset), world, rank)
         return DataLoader(
             dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle and not iterable,
+            batch_size=batch_size,
+            sampler=sampler,
             drop_last=shuffle and len(dataset) > self.batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
@@ -177,3 +215,20 @@ class ClipDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", False)
+
+    def full_loader(self, name: str) -> DataLoader:
+        """Every clip of split ``name`` in order, on every process (for per-clip outputs)."""
+        return self._loader(name, False, sharded=False)
+
+
+class EveryNth(Sampler[int]):
+    """Indices ``rank, rank + W, rank + 2W, …`` below ``n``: an evaluation shard without repeated clips."""
+
+    def __init__(self, n: int, world: int, rank: int) -> None:
+        self.indices = list(range(rank, n, world))
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)

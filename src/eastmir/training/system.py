@@ -37,6 +37,17 @@ any other file (``eastmir.load_run``).
 The validation loss is the prediction loss alone, so it is comparable across
 systems (it drives the scheduler and early stopping). A non-finite training
 loss stops training with the step and the clip ids of the batch.
+
+Several processes (DDP) compute the step of one process on the global batch:
+the batch-wide regularisers (distance correlation and the cosine-distance
+difference compare every pair of clips) see the features of all processes,
+gathered with their gradients; the losses averaged over labelled entries are
+weighted by each process's share of them, so DDP's gradient average is the
+global batch's gradient; BatchNorm is synchronised (the trainer) and the
+validation loss and metrics gather every clip (torchmetrics). What differs is
+randomness drawn per process (dropout, mixup, SpecAugment, jitter): each
+process draws its own, so with those a DDP run is a different, equally valid
+sample, not the same numbers.
 """
 
 from __future__ import annotations
@@ -47,6 +58,7 @@ import lightning as L
 import numpy as np
 import torch
 from torch import nn
+from torchmetrics import MeanMetric
 
 from eastmir.audio import FrontendConfig, LogMelFrontend
 from eastmir.errors import TrainingError
@@ -156,6 +168,7 @@ class EastSystem(L.LightningModule):
             return MaskedMultilabelMetrics() if self.task == "multilabel" else SingleLabelMetrics(num_classes)
 
         self.val_metrics, self.test_metrics = metrics(), metrics()
+        self.val_loss = MeanMetric()  # weighted by clips, gathered over processes
 
     def _parts(self, embedding_dim: int | None, parts: list[int] | None) -> list[tuple[slice, float]]:
         """The embedding's slices and their weights (summing to 1): the whole, or each ensemble member's."""
@@ -202,6 +215,37 @@ class EastSystem(L.LightningModule):
         """The student on its own input (a log-mel for log-mel students)."""
         return self.student(x)
 
+    def setup(self, stage: str) -> None:
+        """With several processes, BatchNorm statistics over the global batch (before DDP wraps the model)."""
+        if self._world() > 1:
+            from eastmir.training.batchnorm import synchronise_batchnorm
+
+            synchronise_batchnorm(self.student, self.trainer.strategy.root_device.type)
+
+    def _world(self) -> int:
+        """How many processes train together (1 outside a trainer)."""
+        trainer = getattr(self, "_trainer", None)
+        return trainer.world_size if trainer is not None else 1
+
+    def _global_batch(self, x: torch.Tensor, with_grad: bool) -> torch.Tensor:
+        """``x (batch, ...)`` of every process stacked along the batch, ``(world · batch, ...)``."""
+        if self._world() == 1:
+            return x
+        return self.all_gather(x, sync_grads=with_grad).reshape(-1, *x.shape[1:])
+
+    def _labelled_share(self, batch: dict[str, Any]) -> torch.Tensor | float:
+        """This process's labelled entries over the mean per process: scales a loss averaged over them,
+        so that the average over processes is the average over the global batch (1 with one process)."""
+        if self._world() == 1:
+            return 1.0
+        count = (
+            batch["mask"].to(torch.float64).sum()
+            if self.task == "multilabel"
+            else batch["targets"].new_tensor(float(batch["targets"].shape[0]), dtype=torch.float64)
+        )
+        mean_count = self.all_gather(count).mean()
+        return (count / mean_count.clamp_min(1.0)).to(batch["targets"].dtype)
+
     def prediction_loss(self, logits: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor:
         if self.task == "multilabel":
             return masked_binary_cross_entropy(logits, batch["targets"], batch["mask"])
@@ -220,7 +264,8 @@ class EastSystem(L.LightningModule):
                     compact, teacher_logits = self.transforms[i](target)
                     teacher_loss = teacher_loss + weight * self.prediction_loss(teacher_logits, batch)
                     target = compact.detach()  # the distance loss never updates the transformation
-                feature = feature + weight * regulariser(out.stages[s], target)
+                student, target = self._global_batch(out.stages[s], True), self._global_batch(target, False)
+                feature = feature + weight * regulariser(student, target)
             terms["feature"] = feature / len(self.stages)
             if len(self.transforms):
                 terms["teacher"] = teacher_loss / len(self.stages)
@@ -241,8 +286,15 @@ class EastSystem(L.LightningModule):
         """Every loss term of one batch: ``pred``, ``reg``, ``feature``, ``kd``, ``teacher``, ``loss``."""
         batch = self.with_logmel(batch, train=self.training)
         out = self.student(batch[self.student.input_key])
-        pred = self.prediction_loss(out.logits, batch)
-        terms: dict[str, torch.Tensor] = {"pred": pred, **self.distillation_terms(out, batch)}
+        terms: dict[str, torch.Tensor] = {
+            "pred": self.prediction_loss(out.logits, batch),
+            **self.distillation_terms(out, batch),
+        }
+        share = self._labelled_share(batch)
+        for key in ("pred", "kd", "teacher"):  # averages over this process's labelled entries
+            if key in terms and share != 1.0:
+                terms[key] = terms[key] * share
+        pred = terms["pred"]
         reg = pred.new_zeros(())
         if "feature" in terms:
             reg = reg + self.feature_weight * terms["feature"]
@@ -268,10 +320,11 @@ class EastSystem(L.LightningModule):
         terms = self.losses(batch)
         if not torch.isfinite(terms["loss"]):
             self._stop_on_non_finite(terms, batch)
-        n = batch["targets"].shape[0]
+        n, several = batch["targets"].shape[0], self._world() > 1
         for key in ("loss", "reg", "kd", "teacher"):
             if key in terms:
-                self.log(f"train_{key}", terms[key], prog_bar=key in ("loss", "reg"), on_epoch=True, batch_size=n)
+                show = key in ("loss", "reg")
+                self.log(f"train_{key}", terms[key], prog_bar=show, on_epoch=True, batch_size=n, sync_dist=several)
         return terms["loss"]
 
     def _stop_on_non_finite(self, terms: dict[str, torch.Tensor], batch: dict[str, Any]) -> None:
@@ -285,13 +338,15 @@ class EastSystem(L.LightningModule):
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         out = self.student(self.with_logmel(batch, train=False)[self.student.input_key])
-        n = batch["targets"].shape[0]
-        self.log("val_loss", self.prediction_loss(out.logits, batch), prog_bar=True, batch_size=n, sync_dist=True)
+        self.val_loss.update(self.prediction_loss(out.logits, batch), weight=batch["targets"].shape[0])
         self.val_metrics.update(out.logits, batch["targets"], batch["mask"])
 
     def on_validation_epoch_end(self) -> None:
+        # computed by torchmetrics over every process's clips: the same value on each (sync_dist keeps it so)
+        self.log("val_loss", self.val_loss.compute(), prog_bar=True, sync_dist=True)
         for k, v in self.val_metrics.compute().items():
-            self.log(f"val_{k}", v, prog_bar=k in ("mAP", "accuracy"))
+            self.log(f"val_{k}", v, prog_bar=k in ("mAP", "accuracy"), sync_dist=True)
+        self.val_loss.reset()
         self.val_metrics.reset()
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
@@ -300,7 +355,7 @@ class EastSystem(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         for k, v in self.test_metrics.compute().items():
-            self.log(f"test_{k}", v)
+            self.log(f"test_{k}", v, sync_dist=True)
         self.test_metrics.reset()
 
     def configure_optimizers(self):

@@ -8,7 +8,11 @@ Checkpoints are written atomically and read with ``weights_only=True``. Logs
 are CSV in ``<run>/logs/version_0`` (one file across resumes: the rows of an
 epoch interrupted after its checkpoint are dropped before it is replayed).
 DDP, several GPUs or nodes are plain Lightning settings (``trainer.strategy``,
-``trainer.devices``, ``trainer.num_nodes``).
+``trainer.devices``, ``trainer.num_nodes``); the data module shards the
+batches itself (``use_distributed_sampler=False``: its seeded sampler gives
+every process its part of one process's batch) and BatchNorm is synchronised
+across processes (:mod:`eastmir.training.batchnorm`, also on the CPU), so a DDP run computes the single-process
+step (see :mod:`eastmir.training.system` for the batch-wide losses).
 """
 
 from __future__ import annotations
@@ -85,6 +89,7 @@ def build_trainer(
         precision=t["precision"],
         log_every_n_steps=t["log_every_n_steps"],
         deterministic=t["deterministic"],
+        use_distributed_sampler=False,  # ClipDataModule shards the batches itself
         num_sanity_val_steps=0 if resuming else 2,  # its loader would draw from the restored RNG
         enable_progress_bar=progress,
         enable_model_summary=False,
