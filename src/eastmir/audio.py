@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -39,26 +41,85 @@ def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     return soxr.resample(audio, int(orig_sr), int(target_sr), quality="HQ").astype(np.float32, copy=False)
 
 
+class AudioQualityWarning(UserWarning):
+    """Audio that decodes but is suspect (digital silence, heavy clipping): kept, and named once."""
+
+
+LOWEST_RATE, HIGHEST_RATE = 1000, 768_000  # sample rates outside this range are a broken header, not audio
+CLIPPED_FRACTION = 0.01  # more than 1 % of samples at full scale: clipped
+TRUNCATED_DATA = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+
+
+def _libsndfile_reason(message: str, path: Path) -> str:
+    """libsndfile's reason without the file name; its MP3 reader calls an unrecognised file 'not a regular file'."""
+    reason = message.replace(str(path), "").strip()
+    while (shorter := re.sub(r"^Error( opening '.*?')?\s*:\s*", "", reason)) != reason:
+        reason = shorter
+    reason = reason.strip(" .")
+    if "not a regular file" in reason:
+        return "Format not recognised"
+    return reason
+
+
+def _decode(path: Path) -> tuple[np.ndarray, int, int, str]:
+    """``(audio (samples, channels), sample rate, frames the header declares, libsndfile's log)``."""
+    with sf.SoundFile(str(path)) as fh:
+        declared, rate, log = fh.frames, fh.samplerate, fh.extra_info
+        return fh.read(dtype="float32", always_2d=True), rate, declared, log
+
+
 def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     """Decode ``path`` to mono float32 ``(samples,)`` at ``sample_rate``.
 
-    Raises :class:`AudioDecodeError` naming the file when it is missing,
-    corrupt, empty or not finite.
+    Raises :class:`AudioDecodeError` naming the file and the problem when it
+    is missing, empty (0 bytes), not decodable, truncated (fewer samples than
+    its header declares: libsndfile would return the part that is there),
+    declares an implausible sample rate, holds no samples, or holds NaN or
+    infinite samples. Digital silence and heavy clipping are kept with an
+    :class:`AudioQualityWarning` naming the file.
     """
     path = Path(path)
     if not path.is_file():
         raise AudioDecodeError(f"{path}: audio file not found (is the dataset root right?)")
+    if path.stat().st_size == 0:
+        raise AudioDecodeError(f"{path}: empty file (0 bytes); download or copy it again, or drop it from the manifest")
     try:
-        audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as err:  # libsndfile raises several types
+        audio, sr, declared, log = _decode(path)
+    except Exception as err:  # libsndfile raises several types, with messages that can mislead (MP3: "not a pipe")
+        detail = _libsndfile_reason(str(err), path) or type(err).__name__
         raise AudioDecodeError(
-            f"{path}: cannot decode audio ({err}); re-encode the file or drop it from the manifest"
+            f"{path}: not decodable as audio (libsndfile: {detail}); re-encode the file or drop it from the manifest"
         ) from err
+    short = TRUNCATED_DATA.search(log)
+    if short and int(short.group(2)) < int(short.group(1)):
+        raise AudioDecodeError(
+            f"{path}: truncated (its header declares {short.group(1)} bytes of audio, the file holds "
+            f"{short.group(2)}); download or copy it again"
+        )
+    if declared > 0 and audio.shape[0] < declared - max(2048, declared // 100):
+        raise AudioDecodeError(
+            f"{path}: truncated (its header declares {declared} samples, {audio.shape[0]} decode); "
+            "download or copy it again"
+        )
+    if not LOWEST_RATE <= sr <= HIGHEST_RATE:
+        raise AudioDecodeError(
+            f"{path}: its header declares a sample rate of {sr} Hz (expected {LOWEST_RATE}-{HIGHEST_RATE} Hz); "
+            "the header is wrong: re-encode the file with its true rate"
+        )
     if audio.shape[0] == 0:
         raise AudioDecodeError(f"{path}: the file holds no audio samples")
     audio = audio.mean(axis=1)
     if not np.isfinite(audio).all():
         raise AudioDecodeError(f"{path}: the decoded audio contains NaN or infinite samples")
+    peak = float(np.abs(audio).max())
+    if peak == 0.0:
+        warnings.warn(f"{path}: digital silence (every sample is 0); kept", AudioQualityWarning, stacklevel=2)
+    else:
+        clipped = float(np.mean(np.abs(audio) >= 0.999))
+        if clipped > CLIPPED_FRACTION:
+            warnings.warn(
+                f"{path}: clipped ({clipped:.0%} of samples at full scale); kept", AudioQualityWarning, stacklevel=2
+            )
     return resample(audio, sr, sample_rate)
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 
-from eastmir.audio import AudioDecodeError
+from eastmir.audio import AudioDecodeError, AudioQualityWarning
 from eastmir.errors import EastmirError
 
 USER_ERRORS = (EastmirError, AudioDecodeError)
@@ -455,8 +456,17 @@ def one_line(err: BaseException) -> str:
     return " ".join(text.split())
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None, _default=warnings.showwarning):
+    """Our own warnings (suspect audio) as one ``eastmir: warning: …`` line; others as Python shows them."""
+    if issubclass(category, AudioQualityWarning):
+        print(f"eastmir: warning: {message}", file=file or sys.stderr)
+    else:
+        _default(message, category, filename, lineno, file, line)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    warnings.showwarning = _show_warning
     try:
         COMMANDS[args.command](args)
     except USER_ERRORS as err:
