@@ -4,7 +4,13 @@
   flushes it to disk and renames it over the old one, so an interrupted
   save (``kill -9``, a full disk) never leaves a half-written ``last.ckpt``.
 - :func:`read_checkpoint` loads with ``weights_only=True`` (no pickled code
-  runs) and names the file in a one-line error when it is unreadable.
+  runs: a checkpoint holding other Python objects is refused) and names the
+  file in a one-line error when it is unreadable.
+- Every checkpoint carries the sha256 of its own contents (tensors byte for
+  byte, the rest by value; :func:`content_digest`), checked on every read:
+  torch's zip format has no checksum of its own, and a flipped bit in a
+  tensor otherwise loads silently as a different weight. Checkpoints without
+  one (older runs, other tools) load as before.
 - :class:`RngState` stores the torch (CPU and CUDA), numpy and Python RNG
   states in every checkpoint and restores them on resume, so a resumed run
   draws the same shuffles, dropout masks and augmentations as an
@@ -15,8 +21,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import pickle
 import random
 import re
 from pathlib import Path
@@ -29,6 +37,35 @@ from lightning.pytorch.callbacks import Callback
 
 from eastmir.errors import RunError, TrainingError
 
+DIGEST_KEY = "eastmir_content_sha256"
+
+
+def content_digest(obj: Any) -> str:
+    """sha256 of a checkpoint's contents: tensors by dtype, shape and bytes; containers in order; the rest by
+    ``repr``. The same after a save and load round trip; any changed bit in a tensor changes it."""
+    digest = hashlib.sha256()
+    _feed(digest, obj)
+    return digest.hexdigest()
+
+
+def _feed(digest, obj: Any) -> None:
+    if torch.is_tensor(obj):
+        flat = obj.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"T{flat.dtype}{tuple(obj.shape)};".encode())
+        if flat.numel():
+            digest.update(memoryview(flat.view(torch.uint8).numpy()))
+    elif isinstance(obj, dict):
+        digest.update(f"D{len(obj)};".encode())
+        for key in sorted(obj, key=repr):
+            digest.update(f"{key!r}=".encode())
+            _feed(digest, obj[key])
+    elif isinstance(obj, (list, tuple)):
+        digest.update(f"L{len(obj)};".encode())
+        for item in obj:
+            _feed(digest, item)
+    else:
+        digest.update(f"{obj!r};".encode())
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Local checkpoints go to ``.<name>.part`` first and are renamed when complete;
@@ -40,6 +77,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+        checkpoint = {**checkpoint, DIGEST_KEY: content_digest(checkpoint)}
         with open(tmp, "wb") as fh:
             torch.save(checkpoint, fh)
             fh.flush()
@@ -51,15 +89,30 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
-    """A checkpoint's contents, loaded safely; a truncated, corrupted or unsafe file is named."""
+    """A checkpoint's contents, loaded safely and checked against its digest; a truncated, corrupted or unsafe
+    file is named."""
     path = Path(path)
     if not path.is_file():
         raise TrainingError(f"{path}: checkpoint not found")
     try:
-        return torch.load(path, map_location=map_location or "cpu", weights_only=True)
-    except Exception as err:  # torch raises RuntimeError, UnpicklingError, EOFError, … on a damaged file
+        state = torch.load(path, map_location=map_location or "cpu", weights_only=True)
+    except pickle.UnpicklingError as err:  # weights_only met a Python object that is not plain data
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        name = found.group(1) if found else ""
+        raise TrainingError(
+            f"{path}: refused: the checkpoint holds pickled Python objects{f' ({name})' if name else ''}, not only "
+            "weights; loading it could run code. Use checkpoints written by eastmir or Lightning"
+        ) from err
+    except Exception as err:  # torch raises RuntimeError, EOFError, … on a damaged file
         detail = " ".join(str(err).split())[:200]
         raise TrainingError(f"{path}: unreadable checkpoint ({type(err).__name__}: {detail})") from err
+    stored = state.pop(DIGEST_KEY, None) if isinstance(state, dict) else None
+    if stored is not None and content_digest(state) != stored:
+        raise TrainingError(
+            f"{path}: corrupted checkpoint (its contents no longer match the sha256 stored in it: "
+            "a changed byte on disk)"
+        )
+    return state
 
 
 def _rng_states() -> dict[str, Any]:
