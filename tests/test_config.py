@@ -101,7 +101,7 @@ def test_parts_compose_on_the_command_line(tmp_path):
     "overrides,message",
     [
         (["distillation.feature.stages=[5]"], "has 3 stages"),
-        (["distillation.lambda=1.5"], "distillation.lambda: Input should be less than or equal to 1"),
+        (["distillation.lambda=1.5"], "distillation.lambda: must be at most 1.0, got 1.5"),
         (["distillation.feature.name=distance_corr"], "(did you mean distance_correlation?); valid regularisers: "),
         (["student.name=resnet9000"], "valid students"),
         (["distillation.kd={weight: 0.3}"], "distillation.kd.teacher_run: required"),
@@ -144,7 +144,7 @@ def test_bad_yaml_names_file(tmp_path):
         ("distilation.lambda=0.5", "unknown key distilation.lambda (did you mean distillation.lambda?)"),
         ("distillation.lambda=abc", "distillation.lambda: expected a number, got 'abc'"),
         ("trainer.max_epochs=abc", "trainer.max_epochs: expected an integer, got 'abc'"),
-        ("data.batch_size=0", "data.batch_size: Input should be greater than 0, got 0"),
+        ("data.batch_size=0", "data.batch_size: must be above 0, got 0"),
         ("data.on_error=ignore", "data.on_error: Input should be 'raise' or 'skip', got 'ignore'"),
         ("distillation.feature.stages=[1, x]", "distillation.feature.stages"),
     ],

@@ -265,6 +265,14 @@ TYPE_WORDS = {
 }
 
 
+RANGE_WORDS = {
+    "greater_than": "above",
+    "greater_than_equal": "at least",
+    "less_than": "below",
+    "less_than_equal": "at most",
+}
+
+
 def _describe(error: dict, prefix: str) -> str:
     """One pydantic error as ``key.path: what was expected, got VALUE``."""
     loc = [str(p) for p in error["loc"]]
@@ -274,7 +282,12 @@ def _describe(error: dict, prefix: str) -> str:
     kind = error["type"]
     if kind in ("extra_forbidden", "unexpected_keyword_argument"):
         return f"unknown key {where}"
-    words = TYPE_WORDS.get(kind) or error["msg"].removeprefix("Value error, ")
+    bound = RANGE_WORDS.get(kind)
+    if bound is not None:
+        limit = next(iter((error.get("ctx") or {}).values()), "?")
+        words = f"must be {bound} {limit}"
+    else:
+        words = TYPE_WORDS.get(kind) or error["msg"].removeprefix("Value error, ")
     shown = error.get("input")
     got = "" if kind.startswith("missing") or isinstance(shown, dict) else f", got {shown!r}"
     return f"{where}: {words}{got}" if where else f"{words}{got}"
