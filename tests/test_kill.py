@@ -107,6 +107,15 @@ def uninterrupted(small_synth, small_synth_embeddings, workdir):
     return finished(workdir / "runs" / "never-killed")
 
 
+def test_the_same_command_in_a_fresh_process_is_bit_for_bit_the_same(uninterrupted, workdir):
+    """CPU determinism: same seed, same thread count, same result, whatever else ran before."""
+    run(*fit_command(workdir, "never-killed-twice"))
+    metrics, state = finished(workdir / "runs" / "never-killed-twice")
+    reference, reference_state = uninterrupted
+    assert metrics["test"] == reference["test"] and metrics["thresholds"] == reference["thresholds"]
+    assert all(torch.equal(state[k], reference_state[k]) for k in reference_state)
+
+
 @pytest.mark.parametrize(
     "kill", [("mid-epoch", 1), ("last.ckpt", 2)], ids=["mid-epoch", "between-checkpoint-write-and-rename"]
 )

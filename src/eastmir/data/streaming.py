@@ -94,14 +94,21 @@ def read_index(url: str) -> dict:
         raise ManifestError(f"{url}: no {INDEX} there ({err}); write one with `eastmir pack`") from err
 
 
-def stream_split(url: str, index: dict, split: str, shuffle: int = 0, seed: int = 0) -> Iterator[dict]:
-    """The samples of one split as dicts of arrays, in shard order (``shuffle``: a buffer of that many)."""
+def stream_split(
+    url: str, index: dict, split: str, shuffle: int = 0, seed: int = 0, by_rank: bool = True
+) -> Iterator[dict]:
+    """The samples of one split as dicts of arrays, in shard order (``shuffle``: a buffer of that many);
+    ``by_rank``: each DDP process reads its share of the shards (else every process reads them all)."""
     import webdataset as wds
 
     _register_cloud_schemes()
     urls = [_shard_url(url, name) for name in index["splits"][split]["shards"]]
     pipeline = wds.WebDataset(
-        urls, shardshuffle=len(urls) if shuffle else False, nodesplitter=wds.split_by_node, seed=seed, empty_check=False
+        urls,
+        shardshuffle=len(urls) if shuffle else False,
+        nodesplitter=wds.split_by_node if by_rank else None,
+        seed=seed,
+        empty_check=False,
     )
     if shuffle:
         pipeline = pipeline.shuffle(shuffle)

@@ -30,6 +30,7 @@ process would see):
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import lightning as L
@@ -92,10 +93,12 @@ class StreamedClips(IterableDataset):
         embedding_frames: int | None,
         shuffle: int = 0,
         seed: int = 0,
+        by_rank: bool = True,
     ) -> None:
+        """``by_rank``: each DDP process streams its share of the shards (else all of them)."""
         self.url, self.index, self.split, self.input_key = url, index, split, input_key
         self.input_length, self.input_pad, self.embedding_frames = input_length, input_pad, embedding_frames
-        self.shuffle, self.seed = shuffle, seed
+        self.shuffle, self.seed, self.by_rank = shuffle, seed, by_rank
 
     def __len__(self) -> int:
         return self.index["splits"][self.split]["clips"]
@@ -103,7 +106,7 @@ class StreamedClips(IterableDataset):
     def __iter__(self):
         from eastmir.data.streaming import stream_split
 
-        for sample in stream_split(self.url, self.index, self.split, self.shuffle, self.seed):
+        for sample in stream_split(self.url, self.index, self.split, self.shuffle, self.seed, self.by_rank):
             item: dict[str, Any] = {
                 "clip_id": sample["clip_id"],
                 "targets": torch.from_numpy(sample["targets"]),
@@ -178,20 +181,27 @@ class ClipDataModule(L.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
 
+    def _divides(self, world: int) -> int:
+        """``world``, after checking that the global batch divides evenly over that many processes."""
+        if self.batch_size % world:
+            raise ConfigError(
+                f"data.batch_size: {self.batch_size} is the global batch and must divide evenly over "
+                f"{world} processes; use a multiple of {world}"
+            )
+        return world
+
     def _loader(self, name: str, shuffle: bool, sharded: bool = True) -> DataLoader:
         dataset = self.datasets[name]
         world, rank = self._world() if sharded else (1, 0)
         batch_size, sampler = self.batch_size, None
-        if isinstance(dataset, IterableDataset):
-            if world > 1:
-                raise ConfigError("data.stream: streamed splits train on one process; drop trainer.strategy=ddp")
+        if isinstance(dataset, StreamedClips):
+            if not sharded:  # every clip on this process
+                dataset = copy.copy(dataset)
+                dataset.by_rank = False
+            elif shuffle:
+                batch_size //= self._divides(world)  # the processes stream disjoint shards
         elif shuffle:
-            if batch_size % world:
-                raise ConfigError(
-                    f"data.batch_size: {batch_size} is the global batch and must divide evenly over "
-                    f"{world} processes; use a multiple of {world}"
-                )
-            batch_size //= world
+            batch_size //= self._divides(world)
             # drop_last: a tail that does not divide over the processes is left out (none with one process)
             sampler = DistributedSampler(
                 dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.seed, drop_last=True

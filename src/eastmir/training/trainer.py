@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,6 +60,9 @@ def build_trainer(
     """The trainer and its best-checkpoint callback."""
     quiet_lightning()
     t = config["trainer"]
+    if t["deterministic"]:
+        # cuBLAS needs a fixed workspace for deterministic GEMMs (torch.use_deterministic_algorithms on CUDA)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     name = f"best-epoch{{epoch:03d}}-{monitor.removeprefix('val_')}{{{monitor}:.4f}}"
     best = ModelCheckpoint(
         dirpath=run_dir / "checkpoints",
