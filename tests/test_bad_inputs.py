@@ -78,7 +78,7 @@ def bad_audio(folder: Path, fmt: str, damage: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("fmt", "damage"), sorted(AUDIO_PROBLEMS), ids="-".join)
+@pytest.mark.parametrize(("fmt", "damage"), sorted(AUDIO_PROBLEMS), ids=[f"{f}-{d}" for f, d in sorted(AUDIO_PROBLEMS)])
 def test_damaged_audio_is_refused_naming_the_file_and_the_problem(tmp_path, fmt, damage):
     path = bad_audio(tmp_path, fmt, damage)
     with pytest.raises(AudioDecodeError) as info:

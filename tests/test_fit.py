@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from eastmir.data.manifest import Manifest
-from eastmir.errors import StoreError
+from eastmir.errors import ConfigError, StoreError
 from eastmir.pipeline import fit
 
 
@@ -88,3 +88,17 @@ def test_fit_with_frequency_jitter_reads_cached_waveforms(small_synth, workdir, 
     metrics = json.loads((fit(cfg, progress=False) / "metrics.json").read_text())
     assert 0.0 <= metrics["test"]["mAP"] <= 1.0
     assert any((workdir / "cache" / "waveform").glob("waveform16000-*/*.npy"))
+
+
+def test_max_steps_shorter_than_an_epoch_is_one_line_saying_so(small_synth, small_synth_embeddings, small_config):
+    """Early stopping used to demand a val_loss at a train-epoch end that max_steps reached first (a traceback)."""
+    cfg = small_config("baseline", "name=one-step", "trainer.max_steps=1")
+    with pytest.raises(
+        ConfigError,
+        match=r"^trainer.max_steps: 1 step\(s\) ended training before the first "
+        r"validation \(an epoch here has 4 steps\)",
+    ):
+        fit(cfg, progress=False)
+    cfg = small_config("baseline", "name=one-epoch", "trainer.max_steps=4")  # exactly one epoch: validated
+    metrics = json.loads((fit(cfg, progress=False) / "metrics.json").read_text())
+    assert metrics["steps"] == 4 and metrics["best_checkpoint"].startswith("checkpoints/best-epoch000")

@@ -229,5 +229,5 @@ def test_a_corrupted_entry_and_a_corrupted_source_clip_are_both_detected(small_s
 
     clip = manifest.split("valid")[0]
     manifest.audio_file(clip).write_bytes(b"RIFF....WAVEnot audio any more")  # the source changed: a new key
-    with pytest.raises(StoreError, match=rf"1 clip\(s\) could not be used.*{clip.clip_id}.wav: cannot decode"):
+    with pytest.raises(StoreError, match=rf"1 clip\(s\) could not be used.*{clip.clip_id}.wav: not decodable as audio"):
         pipeline.features(cfg, manifest, store, progress=False)

@@ -107,6 +107,13 @@ def fit(
         trainer.fit(system, datamodule=dm, ckpt_path=str(resume) if resume else None)
     best_path = best.best_model_path or _best_from_disk(run_dir)
     if not best_path:
+        steps = config["trainer"]["max_steps"]
+        if steps is not None and steps > 0:
+            raise ConfigError(
+                f"trainer.max_steps: {steps} step(s) ended training before the first validation "
+                f"(an epoch here has {trainer.num_training_batches} steps), so no checkpoint was chosen; "
+                "raise trainer.max_steps to at least one epoch"
+            )
         raise TrainingError(f"{run_dir}: training saved no checkpoint; did a validation epoch run?")
     test = trainer.test(system, datamodule=dm, ckpt_path=best_path, verbose=False)[0]
     multilabel = system.task == "multilabel"

@@ -96,11 +96,12 @@ def read_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
         raise TrainingError(f"{path}: checkpoint not found")
     try:
         state = torch.load(path, map_location=map_location or "cpu", weights_only=True)
-    except pickle.UnpicklingError as err:  # weights_only met a Python object that is not plain data
+    except pickle.UnpicklingError as err:
         found = re.search(r"GLOBAL ([\w.]+)", str(err))
-        name = found.group(1) if found else ""
-        raise TrainingError(
-            f"{path}: refused: the checkpoint holds pickled Python objects{f' ({name})' if name else ''}, not only "
+        if found is None:  # not a checkpoint at all (garbage), rather than a forbidden object
+            raise TrainingError(f"{path}: unreadable checkpoint (not a torch checkpoint)") from err
+        raise TrainingError(  # weights_only met a Python object that is not plain data
+            f"{path}: refused: the checkpoint holds pickled Python objects ({found.group(1)}), not only "
             "weights; loading it could run code. Use checkpoints written by eastmir or Lightning"
         ) from err
     except Exception as err:  # torch raises RuntimeError, EOFError, … on a damaged file

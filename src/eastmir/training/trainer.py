@@ -77,7 +77,10 @@ def build_trainer(
     last = ModelCheckpoint(
         dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1, enable_version_counter=False
     )
-    stop = EarlyStopping(monitor="val_loss", mode="min", patience=t["early_stop_patience"])
+    # checked after each validation only: a run that max_steps ends mid-epoch has no val_loss to check
+    stop = EarlyStopping(
+        monitor="val_loss", mode="min", patience=t["early_stop_patience"], check_on_train_epoch_end=False
+    )
     trainer = L.Trainer(
         default_root_dir=run_dir,
         logger=CSVLogger(run_dir, name="logs", version=0),
