@@ -249,7 +249,8 @@ def _fit(args: argparse.Namespace) -> None:
 
     config = load_config(args.config, args.overrides, workdir=_workdir(args.workdir))
     run_dir = pipeline.fit(config, progress=not args.no_progress, overwrite=args.overwrite)
-    print(f"run directory: {run_dir}")
+    if all(os.environ.get(rank, "0") == "0" for rank in ("LOCAL_RANK", "NODE_RANK")):  # once, not per DDP process
+        print(f"run directory: {run_dir}")
 
 
 def _pack(args: argparse.Namespace) -> None:
