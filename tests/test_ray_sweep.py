@@ -16,30 +16,20 @@ def test_a_sweep_under_ray_writes_the_runs_a_sequential_sweep_would(small_synth,
     from eastmir.experiments.sweep import parse_grid, sweep
 
     common = ["trainer.max_epochs=1", "data.batch_size=16", f"cache_dir={workdir / 'cache'}"]
+    common.append(f"data.root={small_synth.root}")
+
+    def run_sweep(**engine):
+        return sweep("synth/baseline", parse_grid(["seed=0,1"]), tmp_path, common, progress=False, name="ray", **engine)
+
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        best, settings, _ = sweep(
-            "synth/baseline",
-            parse_grid(["seed=0,1"]),
-            tmp_path,
-            [*common, f"data.root={small_synth.root}"],
-            progress=False,
-            engine="ray",
-            name="ray",
-        )
+        best, settings, _ = run_sweep(engine="ray")
     finally:
         ray.shutdown()
     runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
     assert runs == ["ray-seed0", "ray-seed1"]
     first = json.loads((tmp_path / "runs" / "ray-seed0" / "metrics.json").read_text())
     # the same grid again, sequentially: nothing is retrained, the same choice comes out
-    again, _, _ = sweep(
-        "synth/baseline",
-        parse_grid(["seed=0,1"]),
-        tmp_path,
-        [*common, f"data.root={small_synth.root}"],
-        progress=False,
-        name="ray",
-    )
+    again, _, _ = run_sweep()
     assert json.loads((tmp_path / "runs" / "ray-seed0" / "metrics.json").read_text()) == first
     assert again.test() == best.test() and len(settings[0].runs) == 2

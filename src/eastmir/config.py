@@ -307,6 +307,17 @@ def load_config(
     return validate_config(config, label)
 
 
+def with_name_suffix(config: dict, suffix: str) -> dict:
+    """A copy of ``config`` named ``<name>-<suffix>``, its KD head read from the TeacherLR run of the same suffix."""
+    config = copy.deepcopy(config)
+    config["name"] = f"{config['name']}-{suffix}"
+    kd = (config["distillation"] or {}).get("kd")
+    if kd:
+        head = Path(kd["teacher_run"])
+        kd["teacher_run"] = str(head.with_name(f"{head.name}-{suffix}"))
+    return config
+
+
 def with_teacher(config: dict, teacher: str) -> dict:
     """``config`` taught by ``teacher`` (``musicnn``, ``musicnn+aisfx``, …) instead of its own teacher.
 
@@ -316,11 +327,6 @@ def with_teacher(config: dict, teacher: str) -> dict:
     """
     if not config["teacher"] or teacher_label(config["teacher"]) == teacher:
         return config
-    config = copy.deepcopy(config)
+    config = with_name_suffix(config, teacher)
     config["teacher"] = teacher_section(teacher)
-    config["name"] = f"{config['name']}-{teacher}"
-    kd = (config["distillation"] or {}).get("kd")
-    if kd:
-        head = Path(kd["teacher_run"])
-        kd["teacher_run"] = str(head.with_name(f"{head.name}-{teacher}"))
     return validate_config(config, f"{config['name']} (demo config with teacher {teacher})")

@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from eastmir import pipeline
-from eastmir.config import load_config, run_tables, with_teacher
+from eastmir.config import load_config, run_tables, with_name_suffix, with_teacher
 from eastmir.errors import ConfigError
 from eastmir.schema import validate_config
 
@@ -54,16 +53,11 @@ def _suffix(fraction: float, seed: int) -> str:
 
 def limited_data_config(config: dict, fraction: float, seed: int, source: str) -> dict:
     """``config`` on the nested ``fraction`` subset drawn by ``seed`` (also its training seed), renamed."""
-    config = copy.deepcopy(config)
     suffix = _suffix(fraction, seed)
+    config = with_name_suffix(config, suffix)
     config["seed"] = seed
     config["data"]["train_fraction"] = fraction
     config["data"]["subset_seed"] = seed
-    config["name"] = f"{config['name']}-{suffix}"
-    kd = (config["distillation"] or {}).get("kd")
-    if kd:
-        head = Path(kd["teacher_run"])
-        kd["teacher_run"] = str(head.with_name(f"{head.name}-{suffix}"))
     return validate_config(config, f"{source} ({suffix})")
 
 
