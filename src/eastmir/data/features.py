@@ -23,7 +23,7 @@ from eastmir.data.manifest import Manifest
 from eastmir.data.store import Collection, FillReport, Producer, SourceItem, Store, fill
 
 # Bump when the computation of an entry changes, so old entries are not reused.
-LOGMEL_REVISION = 1
+LOGMEL_REVISION = 2  # 2: computed on one intra-op thread, whatever the process (same bytes everywhere)
 WAVEFORM_REVISION = 1
 
 

@@ -18,6 +18,12 @@ Layout under the cache root (``{workdir}/cache`` by default)::
   still opens it, and :func:`read_entry` detects a truncated or altered file.
   It is written to a temporary name and renamed (atomic), after checking that
   it is finite and has the promised shape.
+- An entry's **bytes depend on its source alone**: every entry is computed by
+  its own call on one intra-op thread (:func:`compute_each`), so neither the
+  batch size, the clips beside it, the number of processes or threads, nor a
+  resume changes a bit of it (batched or multi-threaded BLAS and oneDNN calls
+  choose their kernels and summation order by the batch shape and the thread
+  count). Clips run in parallel on threads or processes instead.
 
 :func:`fill` is the one build loop (decode or read each source, compute,
 validate, write, report what failed) used by ``features``, ``extract`` and
@@ -31,6 +37,7 @@ import io
 import json
 import os
 import struct
+import threading
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -113,7 +120,7 @@ def write_entry(path: Path, array: np.ndarray) -> None:
     buffer = io.BytesIO()
     np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
     payload = buffer.getvalue()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.part")
     with open(tmp, "wb") as fh:
         fh.write(payload)
         fh.write(FOOTER.pack(MAGIC, zlib.crc32(payload), len(payload)))
@@ -258,9 +265,10 @@ def fill(
 ) -> FillReport:
     """Make the entry of every item that has none; resumable and safe to interrupt.
 
-    Each source is ``read`` (decoded audio, a user's embedding file); sources
-    whose arrays have equal shapes are ``compute``d together, up to
-    ``batch_size`` at a time; each result is validated and written atomically.
+    Each source is ``read`` (decoded audio, a user's embedding file) and
+    ``compute``d alone on one intra-op thread (:func:`compute_each`; up to
+    ``batch_size`` or the torch thread count are read, then computed in
+    parallel); each result is validated and written atomically.
     With ``workers`` > 0 (and ``batch_size`` 1) the items are built in that
     many worker processes (``read`` and ``compute`` must then be picklable).
     ``verify`` re-reads every existing entry and rebuilds a corrupted one.
@@ -320,13 +328,53 @@ def _corrupted_entry(collection: Collection, key: str) -> bool:
     return False
 
 
+def compute_each(
+    compute: Callable[[list[np.ndarray]], list[np.ndarray]], arrays: Sequence[np.ndarray], threads: int = 1
+) -> list[np.ndarray]:
+    """``[compute([a])[0] for a in arrays]``, each call on one intra-op thread, ``threads`` calls at a time.
+
+    This is what makes an entry's bytes independent of how clips were batched
+    and where they ran: every clip goes through the same shapes on one
+    thread, whatever the batch, its neighbours, the process count or the
+    machine's thread setting (see the module docstring). The process's torch
+    thread count is restored afterwards.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+
+    def one(array: np.ndarray) -> np.ndarray:
+        torch.set_num_threads(1)  # this thread's own OpenMP setting, which a new thread does not inherit
+        with torch.no_grad():
+            return compute([array])[0]
+
+    try:
+        if threads <= 1 or len(arrays) <= 1:
+            return [one(array) for array in arrays]
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(threads, len(arrays))) as pool:
+            return list(pool.map(one, arrays))
+    finally:
+        torch.set_num_threads(before)
+
+
+def compute_threads() -> int:
+    """How many clips :func:`compute_each` computes at once in this process: its torch thread count."""
+    import torch
+
+    return torch.get_num_threads()
+
+
 def _fill_here(collection, todo, read, compute, batch_size, report, bar) -> None:
+    threads = compute_threads()
     pending: list[tuple[SourceItem, str, np.ndarray]] = []
 
     def flush() -> None:
         if not pending:
             return
-        outputs = compute([array for _, _, array in pending])
+        outputs = compute_each(compute, [array for _, _, array in pending], threads)
         for (item, key, _), out in zip(pending, outputs, strict=True):
             try:
                 collection.write(key, out, what(collection, item))
@@ -345,7 +393,7 @@ def _fill_here(collection, todo, read, compute, batch_size, report, bar) -> None
             report.failed[item.clip_id] = str(err)
             bar.update(1)
             continue
-        if pending and (len(pending) >= batch_size or pending[0][2].shape != array.shape):
+        if len(pending) >= max(batch_size, threads):
             flush()
         pending.append((item, key, array))
     flush()
@@ -358,7 +406,7 @@ def what(collection: Collection, item: SourceItem) -> str:
 def _build_one(collection: Collection, item: SourceItem, key: str, read, compute) -> str | None:
     """Build one entry (in a worker process); returns why it failed, or ``None``."""
     try:
-        collection.write(key, compute([read(item.path)])[0], what(collection, item))
+        collection.write(key, compute_each(compute, [read(item.path)])[0], what(collection, item))
     except (AudioDecodeError, SourceError) as err:
         return str(err)
     return None
@@ -391,7 +439,7 @@ def _fill_in_workers(collection, todo, read, compute, workers, report, bar) -> N
 def remove_stale_parts(folder: Path) -> None:
     """Delete the temporary files of writers that died (``kill -9``) before renaming them."""
     for part in folder.glob(".*.part"):
-        pid = part.name.rsplit(".", 2)[-2]
+        pid = part.name.rsplit(".", 2)[-2].split("-")[0]  # .<name>.<pid>-<thread>.part
         if pid.isdigit() and not _alive(int(pid)):
             part.unlink(missing_ok=True)
 

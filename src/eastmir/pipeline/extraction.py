@@ -2,9 +2,12 @@
 
 The clips still to embed (:func:`~eastmir.data.store.plan_fill`: what is
 stored is skipped, so extraction resumes) are cut, in manifest order, into
-batches of ``batch_size`` clips. That plan does not depend on the number of
-processes: a batch is embedded the same way wherever it runs, so two
-processes (or GPUs, or nodes) write the very entries one process writes.
+batches of ``batch_size`` clips. Within a batch every clip is embedded by
+its own call on one intra-op thread, the clips in parallel
+(:func:`~eastmir.data.store.compute_each`): an entry's bytes depend on its
+clip alone, never on the batch size, the clips beside it, the number of
+processes or threads, or where a resume started, so two processes (or GPUs,
+or nodes) write the very entries one process writes.
 The batches are served by a DataLoader whose ``workers`` decode the audio
 while the teacher runs, and embedded by a Lightning prediction job:
 ``devices`` / ``strategy`` / ``num_nodes`` spread the batches over ranks
@@ -26,7 +29,17 @@ from torch.utils.data import DataLoader, Dataset
 
 from eastmir.audio import AudioDecodeError
 from eastmir.data.manifest import Manifest
-from eastmir.data.store import Collection, FillReport, SourceItem, Store, finish_fill, plan_fill, what
+from eastmir.data.store import (
+    Collection,
+    FillReport,
+    SourceItem,
+    Store,
+    compute_each,
+    compute_threads,
+    finish_fill,
+    plan_fill,
+    what,
+)
 from eastmir.errors import SourceError
 from eastmir.teachers.base import Teacher
 
@@ -67,7 +80,8 @@ class Extraction(L.LightningModule):
     def predict_step(self, batch: list, batch_idx: int) -> None:
         target = Collection(self.folder, self.producer)
         readable = [row for row in batch if row[3] is not None]
-        outputs = self.teacher.embed_arrays([row[3] for row in readable]) if readable else []
+        threads = compute_threads() if self.device.type == "cpu" else 1
+        outputs = compute_each(self.teacher.embed_arrays, [row[3] for row in readable], threads)
         results = [{"clip": c, "key": k, "failure": f} for c, k, _, a, f in batch if a is None]
         for (clip, key, path, _, _), out in zip(readable, outputs, strict=True):
             try:

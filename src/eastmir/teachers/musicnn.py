@@ -339,7 +339,7 @@ class MusicnnTeacher(Teacher):
 
     name = "musicnn"
     version = "0.1.0"
-    revision = 1
+    revision = 2  # 2: one clip per call on one thread (same bytes however clips were batched)
     sample_rate = SAMPLE_RATE
     frame_seconds = PATCH * HOP / SAMPLE_RATE
     licence = "ISC (code and weights)"
@@ -356,7 +356,8 @@ class MusicnnTeacher(Teacher):
         allow_test_leakage: bool = False,
         patch_batch: int = 16,
     ) -> None:
-        """``patch_batch``: patches per network call (memory only; the output does not depend on it)."""
+        """``patch_batch``: patches per network call (memory; another value can change the last bits, so it
+        keys the store)."""
         super().__init__()
         self.weights, self.layer, self.patch_batch = weights, layer, patch_batch
         self.dim = LAYERS[layer]
@@ -383,6 +384,7 @@ class MusicnnTeacher(Teacher):
             "weights": self.weights,
             "layer": self.layer,
             "weights_sha256": self.weights_sha256,
+            "patch_batch": self.patch_batch,
         }
 
     @property
