@@ -14,6 +14,7 @@ torch; the filterbank is checked by tests against its defining properties.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import re
@@ -27,11 +28,18 @@ import soxr
 import torch
 from torch import nn
 
+from eastmir.mpeg import StreamLayout, audio_stream, stream_layout
+
 DECODER = f"soundfile {sf.__libsndfile_version__}, channel mean, soxr {soxr.__version__} HQ"
 
 
-class AudioDecodeError(RuntimeError):  # not an EastmirError: audio imports nothing of ours
-    """An audio file could not be read, or holds no samples. The message names the file."""
+class AudioDecodeError(RuntimeError):  # not an EastmirError: audio imports nothing of ours (but mpeg)
+    """An audio file could not be read, or holds no samples. The message names the file; ``kind`` is
+    the problem in a few words (``undecodable audio``, ``truncated audio``, ``zero-length audio``, …)."""
+
+    def __init__(self, message: str, kind: str = "undecodable audio") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def resample(audio: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
@@ -61,30 +69,68 @@ def _libsndfile_reason(message: str, path: Path) -> str:
     return reason
 
 
-def _decode(path: Path) -> tuple[np.ndarray, int, int, str]:
-    """``(audio (samples, channels), sample rate, frames the header declares, libsndfile's log)``."""
-    with sf.SoundFile(str(path)) as fh:
+def _decode(path: Path) -> tuple[np.ndarray, int, int, str, StreamLayout | None]:
+    """``(audio (samples, channels), sample rate, frames the header declares, libsndfile's log, MPEG layout)``.
+
+    An MPEG file (MP3) is handed to libsndfile without its tags (:mod:`eastmir.mpeg`): it estimates a
+    length from the file size when no Xing/VBRI header gives one, and stops decoding there.
+    """
+    layout = None
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head[:3] == b"ID3" or (len(head) == 4 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
+        blob = path.read_bytes()
+        layout = stream_layout(blob)
+    source = io.BytesIO(audio_stream(blob, layout)) if layout is not None else str(path)
+    with sf.SoundFile(source) as fh:
         declared, rate, log = fh.frames, fh.samplerate, fh.extra_info
-        return fh.read(dtype="float32", always_2d=True), rate, declared, log
+        return fh.read(dtype="float32", always_2d=True), rate, declared, log, layout
+
+
+def _check_mpeg(path: Path, layout: StreamLayout, decoded: int) -> None:
+    """Truncation and short decoding of an MPEG file, from its frames (not libsndfile's size estimate)."""
+    if layout.cut_short is not None:
+        have, need = layout.cut_short
+        raise AudioDecodeError(
+            f"{path}: truncated (its last MPEG frame has {have} of its {need} bytes); download or copy it again",
+            "truncated audio",
+        )
+    if decoded < layout.samples - max(4 * 1152, layout.samples // 100):  # decoders drop delay and padding
+        raise AudioDecodeError(
+            f"{path}: libsndfile decodes {decoded} of the {layout.samples} samples its MPEG frames hold (a VBR "
+            "file without a Xing/VBRI length header); re-encode it, e.g. with LAME, which writes one"
+        )
 
 
 def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
-    """Decode ``path`` to mono float32 ``(samples,)`` at ``sample_rate``.
+    """Decode ``path`` to mono float32 ``(samples,)`` at ``sample_rate`` (:func:`read_audio`, then soxr)."""
+    audio, sr = read_audio(path)
+    return resample(audio, sr, sample_rate)
 
-    Raises :class:`AudioDecodeError` naming the file and the problem when it
-    is missing, empty (0 bytes), not decodable, truncated (fewer samples than
-    its header declares: libsndfile would return the part that is there),
-    declares an implausible sample rate, holds no samples, or holds NaN or
-    infinite samples. Digital silence and heavy clipping are kept with an
-    :class:`AudioQualityWarning` naming the file.
+
+def read_audio(path: str | Path, warn: bool = True) -> tuple[np.ndarray, int]:
+    """Decode ``path`` to mono float32 ``(samples,)`` at its own rate: ``(audio, sample rate)``.
+
+    The one decode check, which ``prepare``, ``features``, ``extract`` and
+    ``predict`` all apply. Raises :class:`AudioDecodeError` naming the file and
+    the problem when it is missing, empty (0 bytes), not decodable, truncated
+    (fewer samples than its header declares: libsndfile would return the part
+    that is there; an MP3 is judged by its frames, not by libsndfile's
+    size-based estimate, see :mod:`eastmir.mpeg`), declares an implausible
+    sample rate, holds no samples, or holds NaN or infinite samples. Digital
+    silence and heavy clipping are kept, with an :class:`AudioQualityWarning`
+    naming the file when ``warn``.
     """
     path = Path(path)
     if not path.is_file():
-        raise AudioDecodeError(f"{path}: audio file not found (is the dataset root right?)")
+        raise AudioDecodeError(f"{path}: audio file not found (is the dataset root right?)", "missing file")
     if path.stat().st_size == 0:
-        raise AudioDecodeError(f"{path}: empty file (0 bytes); download or copy it again, or drop it from the manifest")
+        raise AudioDecodeError(
+            f"{path}: empty file (0 bytes); download or copy it again, or drop it from the manifest",
+            "zero-length audio",
+        )
     try:
-        audio, sr, declared, log = _decode(path)
+        audio, sr, declared, log, layout = _decode(path)
     except Exception as err:  # libsndfile raises several types, with messages that can mislead (MP3: "not a pipe")
         detail = _libsndfile_reason(str(err), path) or type(err).__name__
         raise AudioDecodeError(
@@ -94,23 +140,30 @@ def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     if short and int(short.group(2)) < int(short.group(1)):
         raise AudioDecodeError(
             f"{path}: truncated (its header declares {short.group(1)} bytes of audio, the file holds "
-            f"{short.group(2)}); download or copy it again"
+            f"{short.group(2)}); download or copy it again",
+            "truncated audio",
         )
-    if declared > 0 and audio.shape[0] < declared - max(2048, declared // 100):
+    exact = layout is None or layout.declared_frames is not None  # else libsndfile's figure is an estimate
+    if exact and declared > 0 and audio.shape[0] < declared - max(2048, declared // 100):
         raise AudioDecodeError(
             f"{path}: truncated (its header declares {declared} samples, {audio.shape[0]} decode); "
-            "download or copy it again"
+            "download or copy it again",
+            "truncated audio",
         )
+    if layout is not None:
+        _check_mpeg(path, layout, audio.shape[0])
     if not LOWEST_RATE <= sr <= HIGHEST_RATE:
         raise AudioDecodeError(
             f"{path}: its header declares a sample rate of {sr} Hz (expected {LOWEST_RATE}-{HIGHEST_RATE} Hz); "
             "the header is wrong: re-encode the file with its true rate"
         )
     if audio.shape[0] == 0:
-        raise AudioDecodeError(f"{path}: the file holds no audio samples")
+        raise AudioDecodeError(f"{path}: the file holds no audio samples", "zero-length audio")
     audio = audio.mean(axis=1)
     if not np.isfinite(audio).all():
-        raise AudioDecodeError(f"{path}: the decoded audio contains NaN or infinite samples")
+        raise AudioDecodeError(f"{path}: the decoded audio contains NaN or infinite samples", "non-finite samples")
+    if not warn:
+        return audio, sr
     peak = float(np.abs(audio).max())
     if peak == 0.0:
         warnings.warn(f"{path}: digital silence (every sample is 0); kept", AudioQualityWarning, stacklevel=2)
@@ -120,7 +173,7 @@ def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
             warnings.warn(
                 f"{path}: clipped ({clipped:.0%} of samples at full scale); kept", AudioQualityWarning, stacklevel=2
             )
-    return resample(audio, sr, sample_rate)
+    return audio, sr
 
 
 def hz_to_mel(freq: np.ndarray | float, scale: str = "htk") -> np.ndarray:

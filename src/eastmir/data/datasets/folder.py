@@ -51,9 +51,9 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import soundfile as sf
 from tqdm.auto import tqdm
 
+from eastmir.audio import AudioDecodeError, read_audio
 from eastmir.data.exclusions import Exclusions
 from eastmir.data.manifest import MANIFEST_NAME, SPLITS, Clip, Manifest
 from eastmir.errors import ManifestError
@@ -104,15 +104,12 @@ def _inside(root: Path, rel: str) -> bool:
 
 
 def _decode_check(path: Path) -> tuple[str, str] | float:
-    """The clip's duration in seconds, or ``(kind, detail)`` of why it cannot be used."""
+    """The clip's duration in seconds, or ``(kind, detail)`` of why it cannot be used (the one decode check
+    of :func:`eastmir.audio.read_audio`, which training and ``predict`` apply too)."""
     try:
-        audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as err:  # libsndfile raises several types
-        return "undecodable audio", f"cannot decode: {' '.join(str(err).split())}"
-    if audio.shape[0] == 0:
-        return "zero-length audio", "the file holds no audio samples"
-    if not np.isfinite(audio).all():
-        return "non-finite samples", "the decoded audio contains NaN or infinite samples"
+        audio, sr = read_audio(path, warn=False)
+    except AudioDecodeError as err:
+        return err.kind, str(err).removeprefix(f"{path}: ")
     return audio.shape[0] / sr
 
 
