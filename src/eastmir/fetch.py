@@ -1,4 +1,4 @@
-"""Fetching a file over HTTP(S) safely: resumable transfers and checksums.
+"""Fetching a file over HTTP(S) safely: resumable transfers and checksums; and :func:`atomic_write`.
 
 Used by dataset downloads (:mod:`eastmir.data.download`) and teacher weights
 (:mod:`eastmir.teachers.published`). A transfer goes to a ``.part`` file and
@@ -9,6 +9,8 @@ automatically and again on the next call.
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
 from http.client import HTTPException
 from pathlib import Path
 from urllib.error import HTTPError, URLError
@@ -23,6 +25,29 @@ CHUNK = 1 << 20
 
 class FetchError(EastmirError):
     """A transfer failed or stopped; the message says what is kept and how to go on."""
+
+
+def part_name(path: Path) -> Path:
+    """The temporary name :func:`atomic_write` writes ``path`` under: ``.<name>.<pid>-<thread>.part`` beside it
+    (:func:`eastmir.data.store.remove_stale_parts` removes those of a process that died)."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.part")
+
+
+def atomic_write(path: str | Path, data: str | bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file renamed over it: a reader sees the old file or the
+    whole new one, never a part (an interrupted or failed write leaves ``path`` as it was)."""
+    path = Path(path)
+    tmp = part_name(path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data.encode() if isinstance(data, str) else data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
 
 
 def file_digest(path: Path, algorithm: str) -> str:

@@ -30,6 +30,7 @@ import yaml
 from eastmir import pipeline
 from eastmir.config import load_config
 from eastmir.errors import ConfigError
+from eastmir.rundir import RunDirectory
 
 SEED = "seed"
 
@@ -198,9 +199,7 @@ def sweep(
         run_dirs = run_sequentially(jobs, progress)
     else:
         raise ConfigError(f"--engine {engine!r}: sequential or ray")
-    runs = [
-        SweepRun(point, d, json.loads((d / "metrics.json").read_text())) for (_, point, _), d in zip(jobs, run_dirs)
-    ]
+    runs = [SweepRun(point, d, RunDirectory(d).read_metrics()) for (_, point, _), d in zip(jobs, run_dirs)]
     best, settings = select(runs)
     out = Path(workdir) / "sweeps" / base
     out.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,6 @@ Loading is ``weights_only=True``: a checkpoint cannot run code.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,8 @@ import torch
 
 from eastmir.audio import FrontendConfig, LogMelFrontend
 from eastmir.errors import RunError, TrainingError
-from eastmir.training.checkpoints import CHECKPOINT_EPOCH, read_checkpoint
+from eastmir.rundir import RunDirectory
+from eastmir.training.checkpoints import read_checkpoint
 from eastmir.training.system import EastSystem
 
 
@@ -54,32 +54,21 @@ class LoadedRun:
         return self.system.student(inputs).logits
 
 
-def _choose_checkpoint(run_dir: Path, which: str) -> Path:
-    folder = run_dir / "checkpoints"
-    if which == "last":
-        return folder / "last.ckpt"
-    metrics = run_dir / "metrics.json"
-    if metrics.is_file():
-        return run_dir / json.loads(metrics.read_text())["best_checkpoint"]
-
-    def epoch(path: Path) -> int:
-        match = CHECKPOINT_EPOCH.search(path.name)
-        return int(match.group(1)) if match else -1
-
-    best = sorted(folder.glob("best-*.ckpt"), key=epoch)
-    if not best:
-        raise RunError(f"{run_dir}: no checkpoint to load (is it a run directory of `eastmir fit`?)")
-    return best[-1]
+def _choose_checkpoint(run: RunDirectory, which: str) -> Path:
+    checkpoint = run.last_checkpoint if which == "last" else run.best_checkpoint()
+    if checkpoint is None or not checkpoint.is_file():
+        raise RunError(f"{run.path}: no checkpoint to load (is it a run directory of `eastmir fit`?)")
+    return checkpoint
 
 
 def load_run(path: str | Path, which: str = "best") -> LoadedRun:
     """Load a run directory (its best checkpoint, or ``which="last"``) or a checkpoint file."""
     path = Path(path)
     if path.is_file():
-        checkpoint, run_dir = path, path.parent.parent
+        checkpoint, run = path, RunDirectory(path.parent.parent)
     elif path.is_dir():
-        run_dir = path
-        checkpoint = _choose_checkpoint(run_dir, which)
+        run = RunDirectory(path)
+        checkpoint = _choose_checkpoint(run, which)
     else:
         raise RunError(f"{path}: no such run directory or checkpoint")
     try:
@@ -94,6 +83,5 @@ def load_run(path: str | Path, which: str = "best") -> LoadedRun:
     )
     system.load_state_dict(state["state_dict"], strict=True)
     system.eval()
-    metrics_file = run_dir / "metrics.json"
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else None
-    return LoadedRun(run_dir, checkpoint, system, list(system.classes), system.config, metrics)
+    metrics = run.read_metrics() if run.finished else None
+    return LoadedRun(run.path, checkpoint, system, list(system.classes), system.config, metrics)

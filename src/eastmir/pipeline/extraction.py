@@ -121,7 +121,7 @@ def extract_batched(
             num_workers=workers,
             shuffle=False,
         )
-        from eastmir.training.trainer import quiet_lightning
+        from eastmir.training.trainer import interrupts_as_keyboard, quiet_lightning
 
         quiet_lightning()
         trainer = L.Trainer(
@@ -134,7 +134,8 @@ def extract_batched(
             enable_model_summary=False,
             enable_checkpointing=False,
         )
-        trainer.predict(Extraction(teacher, collection), dataloaders=loader, return_predictions=False)
+        with interrupts_as_keyboard(trainer):
+            trainer.predict(Extraction(teacher, collection), dataloaders=loader, return_predictions=False)
         if trainer.world_size > 1 and strategy != "ddp_spawn":  # every rank runs on: wait, and let rank 0 report
             trainer.strategy.barrier()
             if not trainer.is_global_zero:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -11,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from eastmir.data.store import remove_stale_parts
 from eastmir.errors import ConfigError, TrainingError
 from eastmir.pipeline.rundata import RunData, run_data
+from eastmir.rundir import RunDirectory
 from eastmir.schema import teacher_label, validate_config
 
 
@@ -39,38 +38,60 @@ def _check_prerequisites(config: dict) -> dict | None:
     return read_teacher_head(kd["teacher_run"])
 
 
+def _first_process() -> bool:
+    """Whether this is the process that owns the run directory (DDP relaunches the command for other ranks)."""
+    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+
+
 def fit(
     config: dict,
     progress: bool = True,
     overwrite: bool = False,
     callbacks: Sequence[Any] = (),
 ) -> Path:
-    """Train and test one run; returns its run directory ``{workdir}/runs/<name>``.
+    """Train and test one run; returns its run directory ``{workdir}/runs/<name>`` (:mod:`eastmir.rundir`).
 
-    It holds the resolved ``config.yaml``, ``checkpoints/`` (the best by the
-    validation metric, named with it, and ``last.ckpt``), CSV ``logs/`` and
-    ``metrics.json``. An interrupted run resumes from its last checkpoint to
-    the result it would have had; a finished one is not retrained unless
-    ``overwrite``. ``callbacks`` are extra Lightning callbacks.
+    It holds the resolved ``config.yaml``, the run's fingerprint,
+    ``checkpoints/`` (the best by the validation metric, named with it, and
+    ``last.ckpt``), the CSV log and ``metrics.json``. An interrupted run
+    resumes from its last checkpoint to the result it would have had, but only
+    when its config and data are those it started with; a finished one is not
+    retrained unless ``overwrite``. One process at a time trains a run.
+    ``callbacks`` are extra Lightning callbacks.
     """
+    config = validate_config(config, config.get("name", "config") if isinstance(config, dict) else "config")
+    run = RunDirectory.of(config["workdir"], config["name"])
+    if not _first_process():
+        return _fit(config, run, progress, callbacks)
+    with run.lock():
+        if overwrite:
+            _empty(run)
+        run.check_fingerprint(config)
+        if run.finished:
+            print(f"{run.path}: already finished (metrics.json); pass --overwrite to retrain")
+            return run.path
+        return _fit(config, run, progress, callbacks)
+
+
+def _empty(run: RunDirectory) -> None:
+    """Delete what a run directory holds, but the lock this process holds in it."""
+    if run.path.is_dir():
+        for item in run.path.iterdir():
+            if item != run.lock_file:
+                shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
+
+
+def _fit(config: dict, run: RunDirectory, progress: bool, callbacks: Sequence[Any]) -> Path:
     import lightning as L
 
-    from eastmir.training.checkpoints import check_resumable, read_checkpoint, resume_checkpoint
+    from eastmir.training.checkpoints import check_resumable, read_checkpoint
     from eastmir.training.datamodule import ClipDataModule
     from eastmir.training.system import EastSystem
-    from eastmir.training.trainer import build_trainer, training_done, trim_log
+    from eastmir.training.trainer import build_trainer, interrupts_as_keyboard, training_done, trim_log
 
-    config = validate_config(config, config.get("name", "config") if isinstance(config, dict) else "config")
-    run_dir = Path(config["workdir"]) / "runs" / config["name"]
-    if (run_dir / "metrics.json").exists() and not overwrite:
-        print(f"{run_dir}: already finished (metrics.json); pass --overwrite to retrain")
-        return run_dir
-    if overwrite and run_dir.exists() and os.environ.get("LOCAL_RANK", "0") == "0":
-        # (DDP's other processes rerun this command once the first has started training: they must not delete)
-        shutil.rmtree(run_dir)
-    if (run_dir / "checkpoints").is_dir():  # checkpoints a killed process wrote but never renamed into place
-        remove_stale_parts(run_dir / "checkpoints")
-    resume = resume_checkpoint(run_dir)
+    if run.checkpoints.is_dir():  # checkpoints a killed process wrote but never renamed into place
+        remove_stale_parts(run.checkpoints)
+    resume = run.resume_checkpoint()
     if resume is not None:
         check_resumable(resume)
     teacher_head = _check_prerequisites(config)
@@ -79,11 +100,15 @@ def fit(
         torch.set_num_threads(config["threads"])
 
     data = run_data(config, progress)
+    digest = data.fingerprint()
+    if _first_process():
+        run.check_fingerprint(config, digest)
+        run.write_fingerprint(config, digest)
     config["task"] = data.task
 
     L.seed_everything(config["seed"], workers=True, verbose=False)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    if _first_process():
+        run.write_config(config)
     system = EastSystem(
         config,
         len(data.classes),
@@ -100,12 +125,15 @@ def fit(
         dm = ClipDataModule.streamed(*data.stream, *lengths, batch_size=batch, num_workers=workers, seed=config["seed"])
     else:
         dm = ClipDataModule(data.records, *lengths, batch_size=batch, num_workers=workers, seed=config["seed"])
-    trainer, best = build_trainer(config, run_dir, system.monitor, progress, resume is not None, callbacks)
+    trainer, best = build_trainer(config, run, system.monitor, progress, resume is not None, callbacks)
     if resume is not None:
-        trim_log(run_dir, int(read_checkpoint(resume).get("epoch", -1)))
+        trim_log(run.log_file, int(read_checkpoint(resume).get("epoch", -1)))
     if resume is None or not training_done(resume, config["trainer"]["max_epochs"]):
-        trainer.fit(system, datamodule=dm, ckpt_path=str(resume) if resume else None)
-    best_path = best.best_model_path or _best_from_disk(run_dir)
+        with interrupts_as_keyboard(trainer):
+            trainer.fit(system, datamodule=dm, ckpt_path=str(resume) if resume else None)
+        if trainer.is_global_zero:
+            trim_log(run.log_file)
+    best_path = best.best_model_path or run.newest_best()
     if not best_path:
         steps = config["trainer"]["max_steps"]
         if steps is not None and steps > 0:
@@ -114,12 +142,13 @@ def fit(
                 f"(an epoch here has {trainer.num_training_batches} steps), so no checkpoint was chosen; "
                 "raise trainer.max_steps to at least one epoch"
             )
-        raise TrainingError(f"{run_dir}: training saved no checkpoint; did a validation epoch run?")
-    test = trainer.test(system, datamodule=dm, ckpt_path=best_path, verbose=False)[0]
+        raise TrainingError(f"{run.path}: training saved no checkpoint; did a validation epoch run?")
+    with interrupts_as_keyboard(trainer):
+        test = trainer.test(system, datamodule=dm, ckpt_path=str(best_path), verbose=False)[0]
     multilabel = system.task == "multilabel"
     thresholds = _validation_thresholds(system, dm) if multilabel else None
     per_class = _test_per_class_ap(system, dm) if multilabel else None
-    last = read_checkpoint(resume_checkpoint(run_dir))  # last.ckpt, or what the run resumed from if it had none
+    last = read_checkpoint(run.resume_checkpoint())  # last.ckpt, or what the run resumed from if it had none
     metric = system.monitor
     metrics = {
         "name": config["name"],
@@ -130,7 +159,7 @@ def fit(
         "classes": data.classes,
         "test": {k.removeprefix("test_"): float(v) for k, v in test.items()},
         f"best_{metric}": _best_score(read_checkpoint(best_path)),
-        "best_checkpoint": str(Path(best_path).relative_to(run_dir)),
+        "best_checkpoint": str(Path(best_path).relative_to(run.path)),
         "epochs": int(last["epoch"]) + 1,
         "steps": int(last["global_step"]),
         "n_clips": data.counts(),
@@ -142,10 +171,8 @@ def fit(
         "wall_seconds": round(time.time() - started, 1),
     }
     if trainer.is_global_zero:
-        tmp = run_dir / ".metrics.json.part"
-        tmp.write_text(json.dumps(metrics, indent=1))
-        tmp.replace(run_dir / "metrics.json")
-    return run_dir
+        run.write_metrics(metrics)
+    return run.path
 
 
 def _predictions(system, loader) -> tuple:
@@ -186,17 +213,6 @@ def _test_per_class_ap(system, dm) -> dict[str, float | None]:
 
     aps = per_class_average_precision(*_predictions(system, dm.full_loader("test")))
     return {c: None if ap is None else round(ap, 6) for c, ap in zip(system.classes, aps)}
-
-
-def _best_from_disk(run_dir: Path) -> str | None:
-    from eastmir.training.checkpoints import CHECKPOINT_EPOCH
-
-    def epoch(path: Path) -> int:
-        match = CHECKPOINT_EPOCH.search(path.name)
-        return int(match.group(1)) if match else -1
-
-    best = sorted((run_dir / "checkpoints").glob("best-*.ckpt"), key=epoch)
-    return str(best[-1]) if best else None
 
 
 def _best_score(state: dict) -> float | None:

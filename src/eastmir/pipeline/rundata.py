@@ -9,9 +9,14 @@ neither the audio nor the store. Lightning is not imported here.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from eastmir.audio import FrontendConfig
 from eastmir.data.clips import ClipRecord
@@ -43,26 +48,58 @@ class RunData:
     producers: dict[str, str] = field(default_factory=dict)  # input / embedding → producer key
     embedding_parts: list[int] | None = None  # an ensemble's member widths, in order
 
+    def fingerprint(self) -> str:
+        """A digest of what the run reads: the clips of each split with their labels and store entries (whose
+        names hold the source file's identity and whose folders hold the producer's settings), or the packed
+        shards' index. Another dataset, a re-rendered or relabelled clip, or other features change it."""
+        digest = hashlib.sha256()
+        if self.stream:
+            digest.update(json.dumps(self.stream[1], sort_keys=True, default=str).encode())
+        for split in sorted(self.records):
+            for r in self.records[split]:
+                entries = [str(p.relative_to(p.parent.parent)) if p else "" for p in (r.input_entry, r.embedding_entry)]
+                digest.update(f"{split}\0{r.clip_id}\0{entries}\0".encode())
+                digest.update(np.asarray(r.targets, np.float32).tobytes() + np.asarray(r.mask, bool).tobytes())
+        digest.update(json.dumps([self.dataset, self.classes, self.producers], default=str).encode())
+        return digest.hexdigest()
+
     def counts(self) -> dict[str, int]:
         if self.stream:
             return {s: self.stream[1]["splits"][s]["clips"] for s in SPLITS}
         return {s: len(r) for s, r in self.records.items()}
 
 
-def _lengths(config: dict, seconds: float) -> tuple[str, int | None, float]:
-    """The input key, its fixed length and pad value; refuses a length the student cannot take."""
+def _lengths(config: dict, seconds: float, chosen: bool = True) -> tuple[str, int | None, float, float]:
+    """The input key, its fixed length, pad value and the clip length in seconds.
+
+    A length the student cannot take is refused when the user ``chosen`` it
+    (``data.clip_seconds``); the default (the most common duration) is raised
+    to the student's shortest input instead, the clips padded with silence.
+    """
     frontend = FrontendConfig(**config["frontend"])
     key = input_key_for(config)
-    samples = round(seconds * frontend.sample_rate)
-    length = {"logmel": frontend.n_frames(samples), "waveform": samples}.get(key)
     student = STUDENTS.get(config["student"]["name"])
     needed = student.min_frames if student.input_key == key else 1
+
+    def length_of(s: float) -> int | None:
+        samples = round(s * frontend.sample_rate)
+        return {"logmel": frontend.n_frames(samples), "waveform": samples}.get(key)
+
+    length = length_of(seconds)
     if length is not None and length < needed:
-        raise ConfigError(
-            f"data.clip_seconds: {seconds:g} s gives {length} input frames, but {config['student']['name']} "
-            f"needs at least {needed}; set data.clip_seconds higher"
+        if chosen:
+            raise ConfigError(
+                f"data.clip_seconds: {seconds:g} s gives {length} input frames, but {config['student']['name']} "
+                f"needs at least {needed}; set data.clip_seconds higher"
+            )
+        shortest = (needed - 1) * frontend.hop_length if key == "logmel" else needed
+        raised = math.ceil(shortest / frontend.sample_rate * 1000) / 1000
+        print(
+            f"note: the clips' most common duration, {seconds:g} s, is shorter than {config['student']['name']} "
+            f"takes; clips are padded with silence to {raised:g} s (set data.clip_seconds to choose)"
         )
-    return key, length, frontend.silence if key == "logmel" else 0.0
+        seconds, length = raised, length_of(raised)
+    return key, length, frontend.silence if key == "logmel" else 0.0, seconds
 
 
 def _records(
@@ -107,7 +144,8 @@ def run_data(config: dict, progress: bool = True) -> RunData:
     manifest = with_train_fraction(
         open_dataset(config), config["data"]["train_fraction"], config["data"]["subset_seed"]
     )
-    store = open_store(config)
+    key, length, pad, seconds = _lengths(config, clip_seconds(config, manifest), bool(config["data"]["clip_seconds"]))
+    store = open_store(config)  # the lengths are checked first: nothing is computed for a run that cannot train
     embeddings, producers, parts = None, {}, None
     if config["teacher"]:
         teacher = build_teacher(config["teacher"])
@@ -122,8 +160,6 @@ def run_data(config: dict, progress: bool = True) -> RunData:
     for split, n in dropped.items():
         if n:
             print(f"warning: {n} {split} clip(s) left out (unusable; see failures.json in the store)")
-    seconds = clip_seconds(config, manifest)
-    key, length, pad = _lengths(config, seconds)
     return RunData(
         manifest.dataset,
         manifest.classes,
@@ -156,7 +192,7 @@ def _streamed(config: dict) -> RunData:
     if bool(index.get("embedding_dim")) != bool(config["teacher"]):
         raise ConfigError(f"{url} was packed {'with' if index.get('embedding_dim') else 'without'} teacher embeddings")
     seconds = float(config["data"]["clip_seconds"] or index["clip_seconds"])
-    key, length, pad = _lengths(config, seconds)
+    key, length, pad, seconds = _lengths(config, seconds)
     return RunData(
         index["dataset"],
         index["classes"],

@@ -23,6 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from eastmir.reporting.grid import NO_TEACHER, TITLES, Cell, RunRecord, mean_std
+from eastmir.rundir import RunDirectory
 
 DPI = 120
 
@@ -116,7 +117,7 @@ def per_class(cs: Sequence[Cell], path: Path) -> Path | None:
 
 def _log(run: RunRecord) -> tuple[list[int], list[float], list[int], list[float], str]:
     """Per epoch: validation score (the run's monitor) and training loss, from ``logs/version_0/metrics.csv``."""
-    path = run.run_dir / "logs" / "version_0" / "metrics.csv"
+    path = RunDirectory(run.run_dir).log_file
     val_x, val_y, loss_x, loss_y, name = [], [], [], [], "val"
     if not path.is_file():
         return val_x, val_y, loss_x, loss_y, name

@@ -11,7 +11,6 @@ teacher's linear probe (TeacherLR) is the teacher row and is never bold.
 from __future__ import annotations
 
 import csv
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from eastmir.rundir import RunDirectory
 from eastmir.schema import teacher_label
 
 NO_TEACHER = "—"
@@ -42,12 +42,12 @@ def load_rows(run_dirs: Sequence[str | Path]) -> tuple[list[RunRecord], list[str
     """The finished runs among ``run_dirs`` and a line for each directory that is not one."""
     rows, skipped = [], []
     for d in map(Path, run_dirs):
-        metrics_file, config_file = d / "metrics.json", d / "config.yaml"
-        if not metrics_file.is_file() or not config_file.is_file():
+        run = RunDirectory(d)
+        if not run.finished or not run.config_file.is_file():
             skipped.append(f"{d}: not a finished run (no metrics.json), left out")
             continue
-        metrics = json.loads(metrics_file.read_text())
-        config = yaml.safe_load(config_file.read_text()) or {}
+        metrics = run.read_metrics()
+        config = yaml.safe_load(run.config_file.read_text()) or {}
         validation = next((v for k, v in metrics.items() if k.startswith("best_val_") and v is not None), None)
         rows.append(
             RunRecord(

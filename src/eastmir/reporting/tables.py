@@ -8,19 +8,20 @@ report; a folder that is not a run is marked too.
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import yaml
 
+from eastmir.rundir import RunDirectory
 from eastmir.schema import teacher_label
 
 TITLES = {"mAP": "mAP", "roc_auc": "ROC-AUC", "f1": "F1", "accuracy": "Accuracy"}
 
 
-def _unfinished(run_dir: Path) -> dict:
+def _unfinished(run: RunDirectory) -> dict:
+    run_dir = run.path
     row: dict = {"name": run_dir.name, "test": {}}
-    config_file = run_dir / "config.yaml"
+    config_file = run.config_file
     if not config_file.is_file():
         row["status"] = "not a run directory"
         return row
@@ -33,7 +34,7 @@ def _unfinished(run_dir: Path) -> dict:
         teacher=teacher_label(teacher),
     )
     epochs = []
-    log = run_dir / "logs" / "version_0" / "metrics.csv"
+    log = run.log_file
     if log.is_file():
         with open(log, newline="") as fh:
             epochs = [int(float(r["epoch"])) for r in csv.DictReader(fh) if r.get("epoch") and r.get("val_loss")]
@@ -47,11 +48,8 @@ def read_runs(run_dirs: list[str | Path]) -> list[dict]:
     """One row per run directory: its ``metrics.json``, or a row marked with its status."""
     rows = []
     for d in run_dirs:
-        path = Path(d) / "metrics.json"
-        if path.is_file():
-            rows.append(json.loads(path.read_text()))
-        else:
-            rows.append(_unfinished(Path(d)))
+        run = RunDirectory(d)
+        rows.append(run.read_metrics() if run.finished else _unfinished(run))
     return rows
 
 

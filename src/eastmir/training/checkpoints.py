@@ -22,7 +22,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import pickle
 import random
@@ -36,6 +35,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback
 
 from eastmir.errors import RunError, TrainingError
+from eastmir.rundir import RunDirectory
 
 DIGEST_KEY = "eastmir_content_sha256"
 
@@ -148,23 +148,6 @@ class RngState(Callback):
         _set_rng_states(state_dict)
 
 
-CHECKPOINT_EPOCH = re.compile(r"epoch(\d+)")
-
-
-def resume_checkpoint(run_dir: Path) -> Path | None:
-    """The checkpoint an interrupted run resumes from: ``last.ckpt``, else the newest best-…ckpt."""
-    folder = run_dir / "checkpoints"
-    if (folder / "last.ckpt").is_file():
-        return folder / "last.ckpt"
-    others = [p for p in folder.glob("best-*.ckpt")] if folder.is_dir() else []
-
-    def epoch(p: Path) -> int:
-        m = CHECKPOINT_EPOCH.search(p.name)
-        return int(m.group(1)) if m else -1
-
-    return max(others, key=epoch) if others else None
-
-
 def check_resumable(path: Path) -> None:
     """Stop with a one-line error saying how to go on when the checkpoint to resume from is unreadable."""
     try:
@@ -182,18 +165,18 @@ def check_resumable(path: Path) -> None:
 
 def read_teacher_head(run_dir: str | Path) -> dict[str, torch.Tensor]:
     """The ``weight`` and ``bias`` of a finished TeacherLR run's best checkpoint (for KD)."""
-    run_dir = Path(run_dir)
-    metrics = run_dir / "metrics.json"
-    if not metrics.is_file():
+    run = RunDirectory(run_dir)
+    if not run.finished:
         raise RunError(
-            f"KD needs a finished TeacherLR run at {run_dir} (no metrics.json there): train it first, "
+            f"KD needs a finished TeacherLR run at {run.path} (no metrics.json there): train it first, "
             "e.g. `eastmir fit --config synth/teacher_lr`"
         )
-    blob = json.loads(metrics.read_text())
+    blob = run.read_metrics()
     if blob.get("student") != "linear_probe":
-        raise RunError(f"{run_dir} is a {blob.get('student')} run, not a TeacherLR (linear_probe) run")
-    state = read_checkpoint(run_dir / blob["best_checkpoint"])["state_dict"]
+        raise RunError(f"{run.path} is a {blob.get('student')} run, not a TeacherLR (linear_probe) run")
+    best = run.best_checkpoint()
+    state = read_checkpoint(best)["state_dict"]
     try:
         return {"weight": state["student.head.weight"], "bias": state["student.head.bias"]}
     except KeyError as err:
-        raise RunError(f"{run_dir / blob['best_checkpoint']}: no TeacherLR head in this checkpoint") from err
+        raise RunError(f"{best}: no TeacherLR head in this checkpoint") from err

@@ -20,21 +20,25 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import signal
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
+from eastmir.rundir import RunDirectory
 from eastmir.training.checkpoints import AtomicCheckpointIO, RngState, read_checkpoint
 
 QUIET = (  # Lightning's notes that say nothing about this run
     r".*does not have many workers.*",
     r".*smaller than the logging interval.*",
     r".*isinstance.treespec, LeafSpec.*",
-    r"Experiment logs directory .* exists and is not empty.*",  # we append to one log across resumes
+    r"Experiment logs directory .* exists and is not empty.*",  # KeptCSVLogger keeps the log across resumes
     r"Checkpoint directory .* exists and is not empty.*",
     r"Your `IterableDataset` has `__len__` defined.*",  # streamed splits: shards are split across workers
     r".*predict returned None.*",  # extraction writes its entries itself
@@ -51,7 +55,7 @@ def quiet_lightning() -> None:
 
 def build_trainer(
     config: dict,
-    run_dir: Path,
+    run: RunDirectory,
     monitor: str,
     progress: bool = True,
     resuming: bool = False,
@@ -65,7 +69,7 @@ def build_trainer(
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     name = f"best-epoch{{epoch:03d}}-{monitor.removeprefix('val_')}{{{monitor}:.4f}}"
     best = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints",
+        dirpath=run.checkpoints,
         filename=name,
         auto_insert_metric_name=False,
         monitor=monitor,
@@ -75,15 +79,15 @@ def build_trainer(
     )
     # Every epoch, whatever its score (Lightning's save_last only follows a new best): what a run resumes from.
     last = ModelCheckpoint(
-        dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1, enable_version_counter=False
+        dirpath=run.checkpoints, filename="last", monitor=None, save_top_k=1, enable_version_counter=False
     )
     # checked after each validation only: a run that max_steps ends mid-epoch has no val_loss to check
     stop = EarlyStopping(
         monitor="val_loss", mode="min", patience=t["early_stop_patience"], check_on_train_epoch_end=False
     )
     trainer = L.Trainer(
-        default_root_dir=run_dir,
-        logger=CSVLogger(run_dir, name="logs", version=0),
+        default_root_dir=run.path,
+        logger=KeptCSVLogger(run.path, name="logs", version=0),  # writes run.log_file
         callbacks=[best, last, stop, RngState(), *callbacks],
         plugins=[AtomicCheckpointIO()],
         max_epochs=t["max_epochs"],
@@ -114,17 +118,60 @@ def training_done(checkpoint: Path, max_epochs: int) -> bool:
     return stopped or state.get("epoch", -1) + 1 >= max_epochs
 
 
-def trim_log(run_dir: Path, last_epoch: int) -> None:
-    """Drop the CSV log rows of epochs after ``last_epoch`` (replayed after a resume)."""
-    path = run_dir / "logs" / "version_0" / "metrics.csv"
+def trim_log(path: Path, last_epoch: int | None = None) -> None:
+    """Tidy the CSV log at ``path``: drop the rows of epochs after ``last_epoch`` (replayed after a resume) and
+    rows repeated verbatim (Lightning logs the validation of the epoch a checkpoint was saved in again when it
+    resumes from it)."""
     if not path.is_file():
         return
     with open(path, newline="") as fh:
         rows = list(csv.DictReader(fh))
         fields = list(rows[0].keys()) if rows else []
-    kept = [r for r in rows if not r.get("epoch") or int(float(r["epoch"])) <= last_epoch]
+    seen: set[tuple] = set()
+    kept = []
+    for row in rows:
+        if last_epoch is not None and row.get("epoch") and int(float(row["epoch"])) > last_epoch:
+            continue
+        if (key := tuple(row.items())) not in seen:
+            seen.add(key)
+            kept.append(row)
     if len(kept) != len(rows):
         with open(path, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=fields)
             writer.writeheader()
             writer.writerows(kept)
+
+
+class _KeptLogWriter(ExperimentWriter):
+    """Lightning's CSV writer, except that it continues an existing ``metrics.csv`` instead of deleting it
+    (Lightning removes the file when the writer starts, so every resume lost the curves of the epochs before)."""
+
+    def _check_log_dir_exists(self) -> None:
+        if os.path.isfile(self.metrics_file_path):
+            with open(self.metrics_file_path, newline="") as fh:
+                header = next(csv.reader(fh), [])
+            self.metrics_keys = sorted(header)  # a later row with new keys rewrites the file with every old row
+
+
+class KeptCSVLogger(CSVLogger):
+    """A CSV logger whose one ``metrics.csv`` survives every resume."""
+
+    @property
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _KeptLogWriter(log_dir=self.log_dir)
+        return self._experiment
+
+
+@contextmanager
+def interrupts_as_keyboard(trainer: L.Trainer) -> Iterator[None]:
+    """Ctrl-C inside a Lightning job as :class:`KeyboardInterrupt` (Lightning shuts down cleanly, then exits 1
+    with no message), so the command line says "interrupted; rerun the same command" and exits 130."""
+    try:
+        yield
+    except SystemExit as stop:
+        if trainer.interrupted and type(stop).__name__ != "SIGTERMException":
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignored further Ctrl-C
+            raise KeyboardInterrupt from None
+        raise

@@ -45,6 +45,7 @@ bad rows stops ``prepare``.
 from __future__ import annotations
 
 import csv as csvlib
+import io
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,13 +158,17 @@ def prepare(
         raise ManifestError(f"{csv_path}: no label table; give its name relative to --root with --set csv=FILE")
     if abs(sum(split_fractions) - 1) > 1e-6 or min(split_fractions) < 0:
         raise ManifestError(f"split_fractions {split_fractions} must be three non-negative numbers summing to 1")
-    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-        reader = csvlib.reader(fh)
-        table = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
+    table = _read_table(csv_path)
     if not table:
         raise ManifestError(f"{csv_path}: empty table")
     (_, header), body = table[0], table[1:]
     header = [h.strip() for h in header]
+    repeated = sorted({h for h in header if header.count(h) > 1})
+    if repeated:
+        raise ManifestError(
+            f"{csv_path}: the header names column(s) {', '.join(map(repr, repeated))} more than once; a row's values "
+            "would go to one of them silently: rename or remove the repeated column"
+        )
     path_col = _find(header, path_column, PATH_COLUMNS, "path", csv_path)
     if path_col is None:
         raise ManifestError(
@@ -276,9 +281,48 @@ def prepare(
     return manifest
 
 
+def _read_table(csv_path: Path) -> list[tuple[int, list[str]]]:
+    """The CSV's non-empty rows with their line numbers; a file that is not UTF-8 is named with the line."""
+    raw = csv_path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise ManifestError(
+            f"{csv_path}: line {line} is not UTF-8 (byte 0x{raw[err.start]:02x}; saved as Latin-1 or Windows-1252?); "
+            "save the table as UTF-8"
+        ) from None
+    reader = csvlib.reader(io.StringIO(text, newline=""))
+    return [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
+
+
+def _label_variants(names: list[list[str]], column: str, separator: str) -> None:
+    """Stop when labels differ only in case or spacing, or hold another separator: they would become classes."""
+    by_form: dict[str, set[str]] = {}
+    for row in names:
+        for name in row:
+            by_form.setdefault(" ".join(name.lower().split()), set()).add(name)
+    variants = sorted(sorted(v) for v in by_form.values() if len(v) > 1)
+    if variants:
+        shown = "; ".join(" / ".join(map(repr, v)) for v in variants[:5])
+        raise ManifestError(
+            f"column {column!r}: labels that differ only in case or spacing ({shown}) would become separate classes; "
+            "spell each class one way"
+        )
+    for sep in ",;|":
+        glued = sorted({n for row in names for n in row if sep != separator and sep in n})
+        if glued:
+            raise ManifestError(
+                f"column {column!r}: labels such as {glued[0]!r} hold {sep!r}, but separator is {separator!r}; "
+                f"set separator={sep!r} (--set separator='{sep}') if that separates labels"
+            )
+
+
 def _labels_column_layout(rows, column: str, separator: str, classes: list[str] | None):
     """Classes and a row parser for one labels column (``piano;voice``): listed → 1, others → 0."""
     names = [[x.strip() for x in values[column].split(separator) if x.strip()] for values in rows.values()]
+    if not classes:
+        _label_variants(names, column, separator)
     class_list = list(classes) if classes else sorted({n for row in names for n in row})
     if not class_list:
         raise ManifestError(f"column {column!r} holds no label at all; is separator={separator!r} right?")

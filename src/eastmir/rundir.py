@@ -1,0 +1,249 @@
+"""The run directory: its layout, its checkpoints, its metrics, its fingerprint and its lock.
+
+Every reader and writer of a run goes through :class:`RunDirectory`::
+
+    <workdir>/runs/<name>/
+      config.yaml                  the validated config the run trains with
+      fingerprint.json             what the run was started from (config and data), see below
+      metrics.json                 written last, atomically: the run is finished
+      checkpoints/best-epochNNN-<metric>0.xxxx.ckpt   the best by the validation metric
+      checkpoints/last.ckpt        written after every epoch: what a run resumes from
+      logs/version_0/metrics.csv   the training log, kept across resumes
+      .lock                        held by the one process training the run
+
+**Fingerprint.** A run records the validated config it was started with and
+a digest of the data it reads (:func:`data digest <eastmir.pipeline.rundata.RunData.fingerprint>`:
+clips, labels, store entries and their producers). Rerunning the command
+resumes the run only when both are the same (``trainer.max_epochs`` may be
+raised to train on); otherwise it stops naming the keys that changed and the
+two ways on (``--overwrite``, or another name).
+
+**Lock.** One process at a time trains a run: a second ``fit`` of the same
+run stops naming the process that holds it. The lock is an ``flock`` on
+``.lock``: the system releases it when its holder dies (``kill -9``
+included), so a dead holder's lock is simply taken over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from eastmir.errors import RunError
+from eastmir.fetch import atomic_write
+
+CHECKPOINT_EPOCH = re.compile(r"epoch(\d+)")
+# config keys whose value does not change what a run computes: a rerun may differ in them
+RESULT_NEUTRAL = ("requires",)
+# keys a resumed run may change: raising trainer.max_epochs continues the run where it stopped, to what a run
+# started with the higher value computes (the LR schedule and early stopping do not depend on it)
+RESUMABLE = ("trainer.max_epochs",)
+
+
+class RunDirectory:
+    """One run's folder (it need not exist yet)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDirectory({str(self.path)!r})"
+
+    @classmethod
+    def of(cls, workdir: str | Path, name: str) -> RunDirectory:
+        """The run ``name`` under ``workdir`` (``{workdir}/runs/<name>``)."""
+        return cls(Path(workdir) / "runs" / name)
+
+    # ------------------------------------------------------------------ paths
+    @property
+    def config_file(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def fingerprint_file(self) -> Path:
+        return self.path / "fingerprint.json"
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.checkpoints / "last.ckpt"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.path / "logs" / "version_0"
+
+    @property
+    def log_file(self) -> Path:
+        return self.log_dir / "metrics.csv"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.path / ".lock"
+
+    # ------------------------------------------------------------------ state
+    @property
+    def finished(self) -> bool:
+        return self.metrics_file.is_file()
+
+    @property
+    def started(self) -> bool:
+        """Whether a checkpoint of this run exists (it can be resumed)."""
+        return self.resume_checkpoint() is not None
+
+    def newest_best(self) -> Path | None:
+        """The best-…ckpt of the latest epoch, or ``None``."""
+        found = list(self.checkpoints.glob("best-*.ckpt")) if self.checkpoints.is_dir() else []
+
+        def epoch(path: Path) -> int:
+            match = CHECKPOINT_EPOCH.search(path.name)
+            return int(match.group(1)) if match else -1
+
+        return max(found, key=epoch) if found else None
+
+    def resume_checkpoint(self) -> Path | None:
+        """What an interrupted run resumes from: ``last.ckpt``, else the newest best checkpoint."""
+        return self.last_checkpoint if self.last_checkpoint.is_file() else self.newest_best()
+
+    def best_checkpoint(self) -> Path | None:
+        """The checkpoint the run was tested with (``metrics.json``), else the newest best one."""
+        if self.finished:
+            return self.path / self.read_metrics()["best_checkpoint"]
+        return self.newest_best()
+
+    # ------------------------------------------------------------------ files
+    def read_metrics(self) -> dict[str, Any]:
+        """``metrics.json``; a missing or damaged file is a one-line :class:`RunError` naming it."""
+        try:
+            blob = json.loads(self.metrics_file.read_text())
+        except FileNotFoundError:
+            raise RunError(f"{self.path}: not a finished run (no metrics.json)") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise RunError(
+                f"{self.metrics_file}: damaged ({err.__class__.__name__} at character {getattr(err, 'pos', 0)}); "
+                f"rerun `eastmir fit` for this run to write it again"
+            ) from None
+        if not isinstance(blob, dict) or "best_checkpoint" not in blob:
+            raise RunError(f"{self.metrics_file}: not an eastmir metrics file (no best_checkpoint)")
+        return blob
+
+    def write_metrics(self, metrics: dict[str, Any]) -> None:
+        atomic_write(self.metrics_file, json.dumps(metrics, indent=1))
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.config_file, yaml.safe_dump(config, sort_keys=False))
+
+    # ------------------------------------------------------------ fingerprint
+    def check_fingerprint(self, config: dict[str, Any], data: str | None = None) -> None:
+        """Stop with one line when this run was started from another config (or, given ``data``, other data).
+
+        A run started before fingerprints existed is compared with its ``config.yaml``.
+        """
+        recorded = self._recorded()
+        if recorded is None:
+            return
+        changed = _changed(flatten(recorded.get("config", {})), flatten(_comparable(config)))
+        if data is not None and recorded.get("data") not in (None, data):
+            changed.append("the data it reads (clips, labels, audio files or their store entries)")
+        if changed:
+            shown = "; ".join(changed[:6]) + (f"; and {len(changed) - 6} more" if len(changed) > 6 else "")
+            raise RunError(
+                f"{self.path} was started with other settings ({shown}); rerun with --overwrite to train it "
+                f"again from the start with these, or give this run another name (--set name=…)"
+            )
+
+    def write_fingerprint(self, config: dict[str, Any], data: str | None = None) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        blob = {"config": _comparable(config), "data": data}
+        atomic_write(self.fingerprint_file, json.dumps(blob, indent=1, sort_keys=True, default=str))
+
+    def _recorded(self) -> dict[str, Any] | None:
+        if self.fingerprint_file.is_file():
+            return json.loads(self.fingerprint_file.read_text())
+        if self.config_file.is_file() and (self.started or self.finished):  # a run from before fingerprints
+            return {"config": _comparable(yaml.safe_load(self.config_file.read_text()) or {})}
+        return None
+
+    # ------------------------------------------------------------------- lock
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold this run for the calling process; a second process gets a :class:`RunError` naming the holder."""
+        try:
+            import fcntl
+        except ImportError:  # Windows: no flock; the fingerprint still guards the run's contents
+            yield
+            return
+        created = [d for d in (self.path.parent, self.path) if not d.exists()]
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        held = False
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+                raise RunError(
+                    f"{self.path} is being trained by {holder}; wait for it to finish or stop it, "
+                    "or give this run another name (--set name=…)"
+                ) from None
+            held = True
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"process {os.getpid()} on {os.uname().nodename}\n".encode(), 0)
+            yield
+        finally:
+            if held and [p.name for p in self.path.iterdir()] == [self.lock_file.name]:  # nothing written
+                self.lock_file.unlink(missing_ok=True)
+                for folder in reversed(created):  # leave no folder this call made
+                    with contextlib.suppress(OSError):
+                        folder.rmdir()
+            os.close(fd)  # releases the flock
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` → ``{"a.b": 1}`` (lists stay values)."""
+    if not isinstance(tree, dict) or not tree:
+        return {prefix: tree} if prefix else {}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """The config as JSON values, without the keys that do not change a result."""
+    blob = json.loads(json.dumps(config, default=str))
+    for key in RESULT_NEUTRAL:
+        blob.pop(key, None)
+    blob.pop("task", None)  # filled in from the dataset once it is read
+    return blob
+
+
+def _changed(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    out = []
+    for key in sorted(before.keys() | now.keys()):
+        if key not in RESUMABLE and before.get(key, "<unset>") != now.get(key, "<unset>"):
+            out.append(f"{key}: {_short(before.get(key, '<unset>'))} → {_short(now.get(key, '<unset>'))}")
+    return out
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str) if not isinstance(value, str) else value
+    return text if len(text) <= 60 else text[:57] + "…"
+
+
+__all__ = ["CHECKPOINT_EPOCH", "RunDirectory", "flatten"]
