@@ -144,7 +144,7 @@ def test_bad_yaml_names_file(tmp_path):
         ("distilation.lambda=0.5", "unknown key distilation.lambda (did you mean distillation.lambda?)"),
         ("distillation.lambda=abc", "distillation.lambda: expected a number, got 'abc'"),
         ("trainer.max_epochs=abc", "trainer.max_epochs: expected an integer, got 'abc'"),
-        ("data.batch_size=0", "data.batch_size: must be above 0, got 0"),
+        ("data.batch_size=0", "data.batch_size: must be at least 2, got 0"),
         ("data.on_error=ignore", "data.on_error: Input should be 'raise' or 'skip', got 'ignore'"),
         ("distillation.feature.stages=[1, x]", "distillation.feature.stages"),
     ],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 from lightning.pytorch.callbacks import Callback
 
 from eastmir import load_run, pipeline
@@ -318,3 +320,231 @@ def test_short_clips_train_at_the_student_s_shortest_input_and_a_too_short_choic
     run_dir = pipeline.fit(load_config("folder/baseline", base, workdir=tmp_path), progress=False, overwrite=True)
     assert "clips are padded with silence to 1.9 s" in capsys.readouterr().out
     assert load_run(run_dir).system.hparams["clip_seconds"] == pytest.approx(1.9)
+
+
+# ------------------------------------------------------------------ one line, exit 2, nothing partial
+
+
+@pytest.fixture(scope="module")
+def finished(small_synth, small_synth_embeddings, workdir):
+    from eastmir.config import load_config
+
+    return pipeline.fit(load_config("synth/baseline", ["name=faults_run"], workdir=workdir), progress=False)
+
+
+class FullDisk:
+    """``open`` for writing whose ``write`` fails as a full disk does (ENOSPC, without a file name)."""
+
+    def __init__(self, real_open):
+        self.real_open = real_open
+
+    def __call__(self, file, mode="r", *args, **kwargs):
+        handle = self.real_open(file, mode, *args, **kwargs)
+        if "w" in mode:
+
+            def write(data):
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+            handle.write = write
+        return handle
+
+
+def test_a_full_disk_in_report_is_one_line_and_leaves_the_old_report(finished, tmp_path, monkeypatch, capsys):
+    from eastmir.cli import main
+
+    out = tmp_path / "report"
+    assert main(["report", str(finished), "--out", str(out)]) == 0
+    before = (out / "report.html").read_bytes()
+    capsys.readouterr()
+    monkeypatch.setattr("eastmir.fetch.open", FullDisk(open), raising=False)
+    assert main(["report", str(finished), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("eastmir: error: ") and err.count("\n") == 1
+    assert "no space left on the device; free some space" in err and str(out) in err
+    assert (out / "report.html").read_bytes() == before  # the old report, whole
+    assert not [p for p in out.rglob("*") if p.name.endswith(".part")]  # no temporary file left behind
+    assert all(p.stat().st_size > 0 for p in (out / "figures").glob("*.png"))
+
+
+def test_a_full_disk_in_features_is_one_line(small_synth, workdir, tmp_path, monkeypatch, capsys):
+    from eastmir.cli import main
+
+    monkeypatch.setattr("eastmir.fetch.open", FullDisk(open), raising=False)
+    argv = ["features", "--config", "synth/baseline", "--workdir", str(workdir), "--set", f"cache_dir={tmp_path}"]
+    argv.append("--no-progress")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"eastmir: error: {tmp_path}") and "no space left on the device" in err
+    assert not list(tmp_path.rglob("*.npy")) and not list(tmp_path.rglob(".*.part"))
+
+
+def test_an_export_that_fails_leaves_nothing_half_made(finished, tmp_path, monkeypatch):
+    from eastmir.inference import export as exporting
+    from eastmir.inference import load_run
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "model.md"))
+
+    monkeypatch.setattr(exporting, "model_card", full)
+    with pytest.raises(OSError):
+        exporting.export(load_run(finished), "torchscript", tmp_path / "model.pt")
+    assert list(tmp_path.iterdir()) == []  # neither a model without its card nor a temporary folder
+
+
+def test_a_read_only_store_that_holds_every_entry_still_serves_them(small_synth, store, monkeypatch):
+    """Before: filling a complete read-only store removed a failures.json that was not there, and crashed."""
+    from pathlib import Path
+
+    from eastmir.audio import FrontendConfig
+    from eastmir.data.features import build_logmels
+
+    build_logmels(small_synth, store, FrontendConfig(), progress=False)
+
+    def refused(self, *args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(self))
+
+    monkeypatch.setattr(Path, "unlink", refused)
+    monkeypatch.setattr("eastmir.fetch.open", lambda *a, **k: refused(a[0]), raising=False)
+    _, report = build_logmels(small_synth, store, FrontendConfig(), progress=False)
+    assert report.cached == len(small_synth.clips) and report.built == 0
+
+
+@pytest.mark.parametrize(("hop", "problem"), [("0", "above 0, got 0"), ("-1", "above 0, got -1"), ("nan", "nan")])
+def test_predict_refuses_a_hop_that_is_not_a_positive_number(finished, small_synth, hop, problem, capsys):
+    from eastmir.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["predict", str(finished), str(small_synth.audio_file(small_synth.clips[0])), "--hop", hop])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("eastmir: error: argument --hop: must be a number of seconds above 0") and problem in err
+
+
+def test_predict_out_into_a_new_folder_and_report_on_a_damaged_metrics_file(finished, small_synth, tmp_path, capsys):
+    import shutil
+
+    from eastmir.cli import main
+
+    out = tmp_path / "new" / "folder" / "tags.csv"
+    clip = str(small_synth.audio_file(small_synth.clips[0]))
+    assert main(["predict", str(finished), clip, "--format", "csv", "--out", str(out), "--no-progress"]) == 0
+    assert out.read_text().startswith("file,")
+    damaged = tmp_path / "damaged"
+    shutil.copytree(finished, damaged)
+    (damaged / "metrics.json").write_text((finished / "metrics.json").read_text()[:40])
+    capsys.readouterr()
+    assert main(["report", str(damaged)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"eastmir: error: {damaged / 'metrics.json'}: damaged (JSONDecodeError at character ")
+    assert err.endswith("); rerun `eastmir fit` for this run to write it again\n") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("distillation.lambda=nan", "distillation.lambda: must be a finite number, got 'nan'"),
+        ("optimizer.lr=inf", "optimizer.lr: must be a finite number, got 'inf'"),
+        ("data.batch_size=1", "data.batch_size: must be at least 2, got 1"),
+    ],
+)
+def test_impossible_numbers_are_named_as_what_they_are(workdir, override, message):
+    from eastmir.config import load_config
+
+    with pytest.raises(ConfigError) as info:
+        load_config("synth/east_final", [override], workdir=workdir)
+    assert str(info.value) == f"synth/east_final: {message}"
+
+
+def test_a_one_class_table_without_negatives_and_a_link_loop(tmp_path):
+    label_table(tmp_path, "path,labels", ["audio/c{i}.wav,piano"])
+    with pytest.raises(ManifestError, match="no class has both a clip with it and a clip without it"):
+        pipeline.prepare("folder", tmp_path, {}, progress=False)
+    label_table(tmp_path, "path,labels", ["audio/c{i}.wav,piano", "audio/c{i}.wav,"], n=30)  # one class: fine
+    with open(tmp_path / "labels.csv", "a") as fh:
+        fh.write("audio/loop.wav,piano\n")
+    os.symlink("loop.wav", tmp_path / "audio" / "loop.wav")
+    manifest = pipeline.prepare("folder", tmp_path, {"max_bad_fraction": 0.1}, progress=False)
+    assert manifest.classes == ["piano"] and len(manifest.clips) == 30
+    with open(tmp_path / "excluded.csv", newline="") as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert row["reason"] == "symlink loop" and row["file"] == "audio/loop.wav"
+
+
+def test_audio_paths_that_are_not_files_say_what_they_are(tmp_path, recwarn):
+    (tmp_path / "folder.wav").mkdir()
+    with pytest.raises(AudioDecodeError, match=r"folder\.wav: a folder, not an audio file$"):
+        load_audio(tmp_path / "folder.wav", 16000)
+    os.mkfifo(tmp_path / "pipe.wav")
+    with pytest.raises(AudioDecodeError, match=r"pipe.wav: not a regular file \(a pipe, socket or device\)"):
+        load_audio(tmp_path / "pipe.wav", 16000)
+    sf.write(tmp_path / "loud.wav", np.linspace(-50, 50, 16000, dtype=np.float32), 16000, subtype="FLOAT")
+    load_audio(tmp_path / "loud.wav", 16000)
+    (warning,) = [str(w.message) for w in recwarn]
+    assert warning.endswith("loud.wav: samples reach ±50, beyond full scale (±1); kept as they are")
+
+
+def test_a_teacher_without_spread_is_named(tmp_path, capsys):
+    from eastmir.data.clips import ClipRecord
+    from eastmir.data.store import write_entry
+    from eastmir.pipeline.rundata import _warn_without_spread
+
+    records = []
+    for i in range(10):
+        write_entry(tmp_path / f"{i}.npy", np.ones((3, 8), np.float32))
+        records.append(ClipRecord(str(i), np.zeros(2), np.ones(2, bool), embedding_entry=tmp_path / f"{i}.npy"))
+    _warn_without_spread(records, "broken")
+    assert "the broken embeddings do not vary over 10 training clips" in capsys.readouterr().out
+    write_entry(tmp_path / "0.npy", np.zeros((3, 8), np.float32))
+    _warn_without_spread(records, "fine")
+    assert capsys.readouterr().out == ""
+
+
+# ------------------------------------------------------------------ one inference path
+
+
+@pytest.mark.parametrize("time", [1, 50, 95, 96, 97, 143, 144, 145, 300, 1001])
+def test_the_scripted_windows_equal_the_exported_ones(time):
+    from eastmir.inference.windows import cut, cut_scripted, starts
+
+    x = torch.randn(2, 3, time)
+    windows, weights = cut(x, 96, 48, -1.5)
+    scripted = cut_scripted()(x, 96, 48, -1.5)
+    assert torch.equal(windows, scripted[0]) and torch.equal(weights, scripted[1])
+    kept = windows[0][weights > 0]
+    expected = starts(time, 96, 48)
+    assert len(kept) == len(expected) and int(weights.sum()) == len(expected)
+    for window, start in zip(kept, expected):
+        assert torch.equal(window[..., : max(0, min(96, time - start))], x[0, :, start : start + 96])
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_the_exported_model_and_predict_agree_on_every_length(finished, tmp_path, fmt):
+    """Before: they disagreed on any length but the training clip's (0.99 on a whole file, 0.27 on a short one)."""
+    from eastmir.inference import load_run
+    from eastmir.inference.export import Runner, export, min_samples
+    from eastmir.inference.predict import load_student
+
+    run = load_run(finished)
+    path, _, _ = export(run, fmt, tmp_path / ("model.onnx" if fmt == "onnx" else "model.pt"))
+    runner, student = Runner(path), load_student(finished, fast=False)
+    clip = round(run.system.hparams["clip_seconds"] * 16000)
+    rng = np.random.default_rng(1)
+    outputs = []
+    for length in (min_samples(run), clip // 4, clip - 1, clip, clip + 1, 2 * clip + 333, 5 * clip):
+        x = (0.2 * rng.standard_normal(length) * np.sin(np.arange(length) / (50 + length % 97))).astype(np.float32)
+        expected = student.predict(x, 16000).probabilities
+        got = runner(x[None])[0]
+        assert np.abs(got - expected).max() < 1e-4, length
+        outputs.append(got)
+    assert np.ptp(np.stack(outputs), axis=0).max() > 1e-7  # the comparison is not between constant outputs
+    with pytest.raises(RunError, match="is shorter than the model's minimum of 800"):
+        runner(np.zeros((1, 799), np.float32))
+    failure = next(iter(student.predict_files([write_wav(tmp_path / "blip.wav", 700)], progress=False)))
+    assert failure.reason == "too short: 700 samples (0.044 s) at 16000 Hz, below the model's minimum of 800 " + (
+        "(one analysis window)"
+    )
+
+
+def write_wav(path, samples):
+    sf.write(path, np.full(samples, 0.1, np.float32), 16000)
+    return path

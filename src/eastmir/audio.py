@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import math
+import os
 import re
 import warnings
 from dataclasses import asdict, dataclass
@@ -123,7 +124,13 @@ def read_audio(path: str | Path, warn: bool = True) -> tuple[np.ndarray, int]:
     """
     path = Path(path)
     if not path.is_file():
+        if path.is_dir():
+            raise AudioDecodeError(f"{path}: a folder, not an audio file", "not a file")
+        if path.exists():
+            raise AudioDecodeError(f"{path}: not a regular file (a pipe, socket or device); copy the audio into a file")
         raise AudioDecodeError(f"{path}: audio file not found (is the dataset root right?)", "missing file")
+    if not os.access(path, os.R_OK):
+        raise AudioDecodeError(f"{path}: permission denied; make the file readable (chmod +r)", "unreadable file")
     if path.stat().st_size == 0:
         raise AudioDecodeError(
             f"{path}: empty file (0 bytes); download or copy it again, or drop it from the manifest",
@@ -167,6 +174,12 @@ def read_audio(path: str | Path, warn: bool = True) -> tuple[np.ndarray, int]:
     peak = float(np.abs(audio).max())
     if peak == 0.0:
         warnings.warn(f"{path}: digital silence (every sample is 0); kept", AudioQualityWarning, stacklevel=2)
+    elif peak > 1.001:  # floating-point audio beyond full scale is not clipped: it is out of range
+        warnings.warn(
+            f"{path}: samples reach ±{peak:.3g}, beyond full scale (±1); kept as they are",
+            AudioQualityWarning,
+            stacklevel=2,
+        )
     else:
         clipped = float(np.mean(np.abs(audio) >= 0.999))
         if clipped > CLIPPED_FRACTION:

@@ -8,6 +8,8 @@ shows its traceback instead. Anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import errno
+import math
 import os
 import sys
 import warnings
@@ -17,6 +19,28 @@ from eastmir.audio import AudioDecodeError, AudioQualityWarning
 from eastmir.errors import EastmirError
 
 USER_ERRORS = (EastmirError, AudioDecodeError)
+# what the system refuses, and what to do about it
+SYSTEM_ERRORS = {
+    errno.ENOSPC: "no space left on the device; free some space (or point --workdir, --cache-dir or --out "
+    "elsewhere) and rerun the same command",
+    errno.EDQUOT: "disk quota exceeded; free some space and rerun the same command",
+    errno.EROFS: "the file system is read-only; point --workdir, --cache-dir or --out at a writable folder",
+    errno.EACCES: "permission denied; check the permissions of this path (or of $EASTMIR_CACHE), or use another",
+    errno.EPERM: "operation not permitted; check the permissions of this path, or use another",
+    errno.ELOOP: "too many levels of symbolic links (a link that points to itself); fix or remove the link",
+    errno.ENAMETOOLONG: "file name too long; use a shorter path",
+}
+
+
+def _positive_seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {text}")
+    return value
 
 
 class Parser(argparse.ArgumentParser):
@@ -120,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("audio", nargs="+", help="files, folders (searched recursively) or globs")
     pred.add_argument("--format", choices=("table", "jsonl", "csv"), default="table")
     pred.add_argument("--out", help="write here instead of the screen")
-    pred.add_argument("--hop", type=float, help="seconds between windows (default: half the training clip)")
+    pred.add_argument("--hop", type=_positive_seconds, help="seconds between windows (default: half the training clip)")
     pred.add_argument("--aggregate", choices=("mean", "max"), default="mean", help="over a file's windows")
     pred.add_argument("--curve", action="store_true", help="also the per-window probabilities (jsonl)")
     pred.add_argument("--batch-size", type=int, default=32)
@@ -478,6 +502,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("eastmir: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except OSError as err:
+        if args.debug or err.errno not in SYSTEM_ERRORS:
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"eastmir: error: {where}{SYSTEM_ERRORS[err.errno]}", file=sys.stderr)
+        return 2
     except SystemExit as stop:
         if type(stop).__name__ != "SIGTERMException":  # Lightning's, after a SIGTERM: stopped at a clean point
             raise

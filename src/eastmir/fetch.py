@@ -8,6 +8,7 @@ automatically and again on the next call.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
@@ -33,19 +34,24 @@ def part_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.part")
 
 
-def atomic_write(path: str | Path, data: str | bytes) -> Path:
+def atomic_write(path: str | Path, data: str | bytes, durable: bool = True) -> Path:
     """Write ``data`` to ``path`` through a temporary file renamed over it: a reader sees the old file or the
-    whole new one, never a part (an interrupted or failed write leaves ``path`` as it was)."""
+    whole new one, never a part (an interrupted or failed write leaves ``path`` as it was). ``durable``: flush
+    it to the disk before the rename (store entries skip that: their checksum finds a torn one)."""
     path = Path(path)
     tmp = part_name(path)
     try:
         with open(tmp, "wb") as fh:
             fh.write(data.encode() if isinstance(data, str) else data)
-            fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                fh.flush()
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if isinstance(err, OSError) and err.filename is None:  # (a full disk says so without a file name)
+            raise OSError(err.errno, err.strerror, str(path)) from err
         raise
     return path
 

@@ -61,7 +61,7 @@ PathStr = Annotated[str, AfterValidator(absolute_path)]
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 class DataSection(Section):
@@ -70,7 +70,7 @@ class DataSection(Section):
     dataset: str
     root: PathStr  # the folder `eastmir data prepare` wrote manifest.json into
     clip_seconds: PositiveFloat | None = None  # None: the most common clip duration of the manifest
-    batch_size: PositiveInt = 16
+    batch_size: int = Field(16, ge=2)  # BatchNorm needs two clips; with DDP: the global batch
     num_workers: NonNegativeInt = 0
     on_error: Literal["raise", "skip"] = "raise"
     stream: str | None = None  # a folder or bucket URL written by `eastmir pack`: read shards, not the store
@@ -87,7 +87,7 @@ class DataSection(Section):
 class ComponentSection(BaseModel):
     """``{name, ...options}``: the options are checked against the component's constructor."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
     name: str
 
 
@@ -262,6 +262,7 @@ TYPE_WORDS = {
     "extra_forbidden": "unknown key",
     "string_pattern_mismatch": "use letters, digits and . _ + - only (it names the run directory)",
     "literal_error": None,
+    "finite_number": "must be a finite number",
 }
 
 

@@ -37,7 +37,6 @@ import io
 import json
 import os
 import struct
-import threading
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +48,7 @@ from tqdm.auto import tqdm
 
 from eastmir.audio import AudioDecodeError
 from eastmir.errors import SourceError, StoreError
+from eastmir.fetch import atomic_write
 
 FOOTER = struct.Struct("<8sIQ")  # magic, CRC-32 of the .npy bytes, their length
 MAGIC = b"EASTMIR1"
@@ -120,11 +120,7 @@ def write_entry(path: Path, array: np.ndarray) -> None:
     buffer = io.BytesIO()
     np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
     payload = buffer.getvalue()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.part")
-    with open(tmp, "wb") as fh:
-        fh.write(payload)
-        fh.write(FOOTER.pack(MAGIC, zlib.crc32(payload), len(payload)))
-    os.replace(tmp, path)
+    atomic_write(path, payload + FOOTER.pack(MAGIC, zlib.crc32(payload), len(payload)), durable=False)
 
 
 def _corrupted(path: Path, why: str) -> StoreError:
@@ -281,12 +277,11 @@ def fill(
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, not {on_error!r}")
     report, todo = plan_fill(collection, items, verify)
-    bar = tqdm(total=len(todo), desc=desc, unit="clip", disable=not progress or not todo)
-    if workers > 0 and batch_size == 1 and len(todo) > 1:
-        _fill_in_workers(collection, todo, read, compute, workers, report, bar)
-    else:
-        _fill_here(collection, todo, read, compute, batch_size, report, bar)
-    bar.close()
+    with tqdm(total=len(todo), desc=desc, unit="clip", disable=not progress or not todo) as bar:
+        if workers > 0 and batch_size == 1 and len(todo) > 1:
+            _fill_in_workers(collection, todo, read, compute, workers, report, bar)
+        else:
+            _fill_here(collection, todo, read, compute, batch_size, report, bar)
     finish_fill(collection, report, on_error)
     return report
 
@@ -457,7 +452,8 @@ def _alive(pid: int) -> bool:
 def _record_failures(collection: Collection, report: FillReport, on_error: str) -> None:
     path = collection.failures_file
     if not report.failed:
-        path.unlink(missing_ok=True)
+        if path.exists():  # (a read-only store refuses even the removal of a file that is not there)
+            path.unlink()
         return
     path.write_text(json.dumps(report.failed, indent=1))
     first = "; ".join(f"{clip}: {why}" for clip, why in list(report.failed.items())[:3])

@@ -18,6 +18,7 @@ Backbone parameters exclude the classifier head, as in the paper.
 from __future__ import annotations
 
 import csv
+import io
 import statistics
 import tempfile
 import time
@@ -28,6 +29,7 @@ from pathlib import Path
 import torch
 
 from eastmir.audio import FrontendConfig
+from eastmir.fetch import atomic_write
 from eastmir.folding import optimise_for_inference
 from eastmir.inference.export import InferenceModel, quiet_export
 from eastmir.registry import STUDENTS
@@ -199,11 +201,12 @@ def markdown(rows: list[Row], threads: int) -> str:
 
 
 def write_csv(rows: list[Row], path: str | Path) -> None:
-    with open(path, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["model", "kind", "parameters", "input", *BACKENDS])
-        for r in rows:
-            writer.writerow([r.name, r.kind, r.parameters, r.input, *[r.speed.get(b) for b in BACKENDS]])
+    fh = io.StringIO(newline="")
+    writer = csv.writer(fh)
+    writer.writerow(["model", "kind", "parameters", "input", *BACKENDS])
+    for r in rows:
+        writer.writerow([r.name, r.kind, r.parameters, r.input, *[r.speed.get(b) for b in BACKENDS]])
+    atomic_write(path, fh.getvalue())
 
 
 __all__ = ["BACKENDS", "Row", "markdown", "measure", "write_csv"]

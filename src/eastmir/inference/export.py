@@ -23,6 +23,8 @@ import contextlib
 import io
 import json
 import logging
+import os
+import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,6 +39,7 @@ from eastmir.audio import FrontendConfig, LogMelFrontend
 from eastmir.errors import RunError
 from eastmir.folding import optimise_for_inference
 from eastmir.inference.run import LoadedRun
+from eastmir.inference.windows import HOP_FRACTION, aggregate, cut, cut_scripted
 
 FORMATS = ("onnx", "torchscript")
 
@@ -58,18 +61,48 @@ def quiet_export() -> Iterator[None]:
 
 
 class InferenceModel(nn.Module):
-    """Waveform ``(batch, samples)`` at the run's rate → probabilities ``(batch, classes)``."""
+    """Waveform ``(batch, samples)`` at the run's rate → probabilities ``(batch, classes)`` of the whole input.
 
-    def __init__(self, student: nn.Module, frontend: FrontendConfig | None, single_label: bool) -> None:
+    The input is cut into windows of the training clip length exactly as
+    ``eastmir predict`` cuts it (:mod:`eastmir.inference.windows`: a hop of
+    ``step``, the last window ending with the input, a short input padded with
+    silence) and the windows' probabilities are averaged, so the exported file
+    and ``predict`` give the same scores for any length.
+    """
+
+    def __init__(
+        self, student: nn.Module, frontend: FrontendConfig | None, single_label: bool, size: int, step: int
+    ) -> None:
         super().__init__()
         self.frontend = LogMelFrontend(frontend) if frontend is not None else None
         self.student = student
         self.single_label = single_label
+        self.size, self.step = size, step
+        self.pad = frontend.silence if frontend is not None else 0.0
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         x = self.frontend(waveform) if self.frontend is not None else waveform
-        logits = self.student(x).logits
-        return torch.softmax(logits, dim=1) if self.single_label else torch.sigmoid(logits)
+        window = cut_scripted() if torch.jit.is_tracing() else cut  # the tracer would fix the length
+        windows, weights = window(x, self.size, self.step, self.pad)  # (batch, n, ..., size)
+        batch, n = windows.shape[:2]
+        logits = self.student(windows.reshape(batch * n, *windows.shape[2:])).logits
+        probabilities = torch.softmax(logits, dim=1) if self.single_label else torch.sigmoid(logits)
+        return aggregate(probabilities.reshape(batch, n, -1), weights)
+
+
+def window_of(run: LoadedRun) -> tuple[int, int, int]:
+    """``(clip samples, window, step)``: the training clip in samples, and the window and hop in the student's
+    input frames (log-mel frames, or samples for a waveform student)."""
+    frontend = FrontendConfig(**run.config["frontend"])
+    seconds = run.system.hparams.get("clip_seconds") or run.config["data"]["clip_seconds"]
+    if not seconds:
+        raise RunError(f"{run.directory}: the run does not say its clip length; set data.clip_seconds")
+    samples = round(float(seconds) * frontend.sample_rate)
+    if run.input_key == "logmel":
+        size, per_second = frontend.n_frames(samples), frontend.sample_rate / frontend.hop_length
+    else:
+        size, per_second = samples, frontend.sample_rate
+    return samples, size, max(1, round(float(seconds) * HOP_FRACTION * per_second))
 
 
 def inference_model(run: LoadedRun, fast: bool = True) -> tuple[InferenceModel, int]:
@@ -77,8 +110,7 @@ def inference_model(run: LoadedRun, fast: bool = True) -> tuple[InferenceModel, 
     if run.input_key == "embedding":
         raise RunError(f"{run.directory} is a TeacherLR run: it needs its teacher's embeddings, not audio")
     frontend = FrontendConfig(**run.config["frontend"])
-    seconds = run.system.hparams.get("clip_seconds") or run.config["data"]["clip_seconds"] or 10.0
-    samples = round(float(seconds) * frontend.sample_rate)
+    samples, size, step = window_of(run)
     student = run.student.eval()
     if fast:
         example = (
@@ -86,16 +118,15 @@ def inference_model(run: LoadedRun, fast: bool = True) -> tuple[InferenceModel, 
         )
         student = optimise_for_inference(student, example, channels_last=False)
     single = (run.config["task"] or "multilabel") == "single_label"
-    model = InferenceModel(student, frontend if run.input_key == "logmel" else None, single).eval()
+    model = InferenceModel(student, frontend if run.input_key == "logmel" else None, single, size, step).eval()
     model.requires_grad_(False)
     return model, samples
 
 
 def min_samples(run: LoadedRun) -> int:
-    """The shortest waveform the exported model accepts."""
-    frontend = FrontendConfig(**run.config["frontend"])
-    frames = max(run.student.min_frames, 2)
-    return (frames - 1) * frontend.hop_length if run.input_key == "logmel" else frames
+    """The shortest waveform the exported model and ``predict`` accept: one analysis window of the front end
+    (shorter inputs are refused; longer ones shorter than a clip are padded with silence, as in training)."""
+    return FrontendConfig(**run.config["frontend"]).win_length
 
 
 def metadata(run: LoadedRun, quantize: str | None) -> dict[str, Any]:
@@ -108,9 +139,12 @@ def metadata(run: LoadedRun, quantize: str | None) -> dict[str, Any]:
         "thresholds": metrics.get("thresholds"),
         "sample_rate": config["frontend"]["sample_rate"],
         "clip_seconds": run.system.hparams.get("clip_seconds"),
+        "hop_seconds": HOP_FRACTION * float(run.system.hparams.get("clip_seconds") or 0),
+        "min_samples": min_samples(run),
         "frontend": config["frontend"],
-        "input": "waveform (batch, samples), float32, mono, at sample_rate",
-        "output": "probabilities (batch, classes): sigmoid (multilabel) or softmax (single_label)",
+        "input": "waveform (batch, samples), float32, mono, at sample_rate, at least min_samples long",
+        "output": "probabilities (batch, classes): sigmoid (multilabel) or softmax (single_label) per window of "
+        "clip_seconds every hop_seconds, averaged (as eastmir predict does)",
         "system": config["system"] or config["name"],
         "student": config["student"]["name"],
         "teacher": (config["teacher"] or {}).get("id") or (config["teacher"] or {}).get("name"),
@@ -183,12 +217,23 @@ class Runner:
             options.inter_op_num_threads = 1
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             self.module = None
+            meta = self.session.get_modelmeta().custom_metadata_map.get("eastmir")
         else:
+            extra = {"eastmir.json": ""}
             with quiet_export():
-                self.module = torch.jit.load(str(path))
+                self.module = torch.jit.load(str(path), _extra_files=extra)
             self.session = None
+            meta = extra["eastmir.json"]
+        self.metadata = json.loads(meta) if meta else {}
+        self.minimum = self.metadata.get("min_samples")
 
     def __call__(self, waveform: np.ndarray) -> np.ndarray:
+        waveform = np.asarray(waveform, np.float32)
+        if self.minimum is not None and waveform.shape[-1] < self.minimum:
+            raise RunError(
+                f"{self.path}: an input of {waveform.shape[-1]} samples is shorter than the model's minimum of "
+                f"{self.minimum} (one analysis window)"
+            )
         if self.session is not None:
             return self.session.run(None, {"waveform": np.asarray(waveform, np.float32)})[0]
         with torch.no_grad():
@@ -224,6 +269,32 @@ def test_split_scores(run: LoadedRun, score) -> dict[str, float] | None:
     return masked_metrics(torch.tensor(np.stack(probs)), torch.tensor(np.stack(targets)), torch.tensor(np.stack(masks)))
 
 
+def parity(run: LoadedRun, runner: Runner, samples: int, tolerance: float | None = 1e-3) -> str:
+    """Check the exported file against ``eastmir predict`` (eager, unfolded) on audio of several lengths, from
+    the shortest accepted to several clips; raise :class:`RunError` on a difference above 1e-3. The inputs
+    are varied enough that the outputs differ (checked), so a broken export cannot pass by giving one answer."""
+    from eastmir.inference.predict import TrainedStudent
+
+    reference = TrainedStudent(run, fast=False)
+    rng = np.random.default_rng(0)
+    lengths = (min_samples(run), samples // 3 + 17, samples, samples // 2 + 1234 + samples, 3 * samples + 5)
+    worst, outputs = 0.0, []
+    for i, length in enumerate(lengths):
+        t = np.arange(length) / reference.sample_rate
+        x = (0.3 * np.sin(2 * np.pi * (110 * 2 ** (i / 2)) * t) + 0.05 * rng.standard_normal(length)).astype(np.float32)
+        expected = reference.predict(x, reference.sample_rate).probabilities
+        got = runner(x[None])[0]
+        outputs.append(got)
+        worst = max(worst, float(np.abs(got - expected).max()))
+    spread = float(np.ptp(np.stack(outputs), axis=0).max())
+    if tolerance is not None and worst > tolerance:
+        raise RunError(f"{runner.path}: the exported model differs from predict by {worst:.2e}; please report this")
+    return (
+        f"largest difference to `eastmir predict` on audio of {len(lengths)} lengths ({lengths[0]} to "
+        f"{lengths[-1]} samples): {worst:.2e}; the outputs themselves vary by up to {spread:.2e} across them"
+    )
+
+
 def model_card(run: LoadedRun, path: Path, fmt: str, quantize: str | None, notes: list[str]) -> Path:
     meta = metadata(run, quantize)
     test = meta["test_metrics"] or {}
@@ -236,9 +307,11 @@ def model_card(run: LoadedRun, path: Path, fmt: str, quantize: str | None, notes
         "",
         "## Input and output",
         f"- input `waveform`: float32 `(batch, samples)`, mono, {meta['sample_rate']} Hz, any length of at least "
-        f"{min_samples(run)} samples; trained on clips of {meta['clip_seconds']} s (window longer recordings)",
+        f"{min_samples(run)} samples (one analysis window; shorter inputs give no meaningful answer)",
         f"- output `probabilities`: `(batch, {len(meta['classes'])})`, "
-        + ("softmax (one class per clip)" if meta["task"] == "single_label" else "sigmoid per class (multi-label)"),
+        + ("softmax (one class per clip)" if meta["task"] == "single_label" else "sigmoid per class (multi-label)")
+        + f" of windows of {meta['clip_seconds']} s (the training clip) every {meta['hop_seconds']:g} s, the last "
+        "ending with the input and a shorter input padded with silence, averaged: the scores of `eastmir predict`",
         f"- front end inside: log-mel {json.dumps(meta['frontend'])}",
         "",
         "## Classes and thresholds",
@@ -271,20 +344,24 @@ def export(
     if quantize not in (None, "int8"):
         raise RunError(f"unknown quantisation {quantize!r}; valid: int8")
     suffix = ".onnx" if fmt == "onnx" else ".pt"
-    path = Path(out) if out else run.directory / "export" / f"model{'-int8' if quantize else ''}{suffix}"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    final = Path(out) if out else run.directory / "export" / f"model{'-int8' if quantize else ''}{suffix}"
+    final.parent.mkdir(parents=True, exist_ok=True)
+    # everything is made in a temporary folder beside the result and moved into place once complete, so a
+    # full disk or an interrupt never leaves a model without its metadata or card
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=final.parent) as folder:
+        path = Path(folder) / final.name
+        notes = _export_into(run, fmt, path, quantize)
+        card = model_card(run, path, fmt, quantize, notes)
+        for made in sorted(Path(folder).iterdir(), key=lambda f: f == card):  # the card last
+            os.replace(made, final.parent / made.name)
+    return final, final.parent / card.name, notes
+
+
+def _export_into(run: LoadedRun, fmt: str, path: Path, quantize: str | None) -> list[str]:
     (export_onnx if fmt == "onnx" else export_torchscript)(run, path, quantize)
     reference, samples = inference_model(run, fast=False)
     runner = Runner(path)
-    rng = np.random.default_rng(0)
-    notes = []
-    worst = 0.0
-    for length in (samples, samples // 2 + 1234, 2 * samples):
-        x = (rng.standard_normal((1, max(length, min_samples(run)))) * 0.1).astype(np.float32)
-        with torch.no_grad():
-            expected = reference(torch.from_numpy(x)).numpy()
-        worst = max(worst, float(np.abs(runner(x) - expected).max()))
-    notes.append(f"largest difference to the eager model on random audio of three lengths: {worst:.2e}")
+    notes = [parity(run, runner, samples, None if quantize else 1e-3)]
     if quantize:
 
         def eager(x: np.ndarray) -> np.ndarray:
@@ -299,4 +376,4 @@ def export(
             )
         else:
             notes.append("int8 test mAP not measured: the run's test split is not on this machine")
-    return path, model_card(run, path, fmt, quantize, notes), notes
+    return notes

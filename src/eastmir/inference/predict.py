@@ -30,7 +30,9 @@ import torch
 from eastmir.audio import AudioDecodeError, FrontendConfig, LogMelFrontend, load_audio
 from eastmir.errors import RunError
 from eastmir.folding import optimise_for_inference
+from eastmir.inference.export import min_samples
 from eastmir.inference.run import LoadedRun, load_run
+from eastmir.inference.windows import HOP_FRACTION, cut, starts
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".opus"}
 AGGREGATIONS = ("mean", "max")
@@ -101,6 +103,7 @@ class TrainedStudent:
             raise RunError(f"{self.run.directory}: the run does not say its clip length; set data.clip_seconds")
         self.clip_seconds = float(seconds)
         self.window = self._length(round(self.clip_seconds * self.sample_rate))
+        self.minimum = min_samples(self.run)  # the exported model's too
         self.pad = self.frontend_config.silence if self.frontend is not None else 0.0
         student = self.run.student.eval()
         example = torch.zeros((1, self.frontend_config.n_mels, self.window) if self.frontend else (1, self.window))
@@ -123,23 +126,21 @@ class TrainedStudent:
         return self.sample_rate / self.frontend_config.hop_length if self.frontend is not None else self.sample_rate
 
     def windows(self, waveform: np.ndarray, hop: float | None = None) -> tuple[torch.Tensor, np.ndarray]:
-        """The inputs of every window ``(n, mels, frames)`` (or ``(n, samples)``) and their starts in seconds."""
+        """The inputs of every window ``(n, mels, frames)`` (or ``(n, samples)``) and their starts in seconds
+        (:mod:`eastmir.inference.windows`, the windowing the exported model holds too)."""
+        if len(waveform) < self.minimum:
+            raise AudioDecodeError(
+                f"too short: {len(waveform)} samples ({len(waveform) / self.sample_rate:.3f} s) at "
+                f"{self.sample_rate} Hz, below the model's minimum of {self.minimum} (one analysis window)"
+            )
         x = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))[None]
         if self.frontend is not None:
             with torch.no_grad():
                 x = self.frontend(x)
-        x = x[0]
-        total, size = x.shape[-1], self.window
-        if total <= size:
-            padded = torch.full((*x.shape[:-1], size), self.pad, dtype=x.dtype)
-            padded[..., :total] = x
-            return padded[None], np.zeros(1)
-        step = max(1, round((hop if hop else self.clip_seconds / 2) * self._per_second()))
-        starts = list(range(0, total - size + 1, step))
-        if starts[-1] != total - size:
-            starts.append(total - size)  # the last window ends with the recording
-        stacked = torch.stack([x[..., s : s + size] for s in starts])
-        return stacked, np.array(starts) / self._per_second()
+        step = max(1, round((hop if hop else self.clip_seconds * HOP_FRACTION) * self._per_second()))
+        cut_windows, weights = cut(x, self.window, step, self.pad)
+        kept = cut_windows[0][weights > 0]
+        return kept, np.array(starts(x.shape[-1], self.window, step)) / self._per_second()
 
     @torch.no_grad()
     def scores(self, inputs: torch.Tensor) -> np.ndarray:

@@ -131,6 +131,22 @@ def _records(
     return splits, dropped
 
 
+def _warn_without_spread(train: list[ClipRecord], teacher: str, sample: int = 64) -> None:
+    """Say so when the teacher's embeddings do not vary over the training clips (a sample of them): every
+    regulariser is then constant, and training would silently be the baseline."""
+    rows = [r for r in train[:: max(1, len(train) // sample)] if r.embedding_entry][:sample]
+    if len(rows) < 2:
+        return
+    means = np.stack([read_entry(r.embedding_entry).mean(axis=0) for r in rows])  # (clips, dim)
+    spread = float(means.std(axis=0).max())
+    if spread <= 1e-6 * max(1.0, float(np.abs(means).max())):
+        print(
+            f"eastmir: warning: the {teacher} embeddings do not vary over {len(rows)} training clips (largest "
+            f"standard deviation {spread:.1e}): the regulariser has nothing to teach; check the teacher's weights "
+            "or embedding files"
+        )
+
+
 def _embedding_frames(records: dict[str, list[ClipRecord]]) -> int | None:
     """The most common number of embedding frames: every clip's embedding is cropped or padded to it."""
     shapes = Counter(entry_shape(r.embedding_entry)[0] for rs in records.values() for r in rs if r.embedding_entry)
@@ -157,6 +173,8 @@ def run_data(config: dict, progress: bool = True) -> RunData:
     if inputs[0] is not None:
         producers["input"] = inputs[0].producer.key
     records, dropped = _records(manifest, inputs, embeddings)
+    if embeddings:
+        _warn_without_spread(records["train"], embeddings[0].producer.name)
     for split, n in dropped.items():
         if n:
             print(f"warning: {n} {split} clip(s) left out (unusable; see failures.json in the store)")

@@ -14,6 +14,7 @@ Each returns the file it wrote, or ``None`` when the runs give nothing to draw.
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from eastmir.fetch import atomic_write
 from eastmir.reporting.grid import NO_TEACHER, TITLES, Cell, RunRecord, mean_std
 from eastmir.rundir import RunDirectory
 
@@ -31,8 +33,10 @@ DPI = 120
 def _save(fig, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=DPI, format="png")
     plt.close(fig)
+    atomic_write(path, buffer.getvalue())  # never a 0-byte or half-written PNG
     return path
 
 

@@ -11,6 +11,7 @@ teacher's linear probe (TeacherLR) is the teacher row and is never bold.
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from eastmir.fetch import atomic_write
 from eastmir.rundir import RunDirectory
 from eastmir.schema import teacher_label
 
@@ -183,14 +185,15 @@ def grid_latex(cs: Sequence[Cell], metric: str, caption: str = "") -> str:
 
 def grid_csv(cs: Sequence[Cell], metrics: Sequence[str], path: str | Path) -> None:
     """One line per cell: system, teacher, fraction, seeds, then mean and std of every metric."""
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(
-            ["system", "teacher", "train_fraction", "seeds", *(f"{m}_{s}" for m in metrics for s in ("mean", "std"))]
-        )
-        for c in cs:
-            values = []
-            for m in metrics:
-                v = c.metric(m)
-                values += [f"{v[0]:.6f}", f"{v[1]:.6f}"] if v else ["", ""]
-            w.writerow([c.system, c.teacher, f"{c.fraction:g}", len(c.runs), *values])
+    fh = io.StringIO(newline="")
+    w = csv.writer(fh)
+    w.writerow(
+        ["system", "teacher", "train_fraction", "seeds", *(f"{m}_{s}" for m in metrics for s in ("mean", "std"))]
+    )
+    for c in cs:
+        values = []
+        for m in metrics:
+            v = c.metric(m)
+            values += [f"{v[0]:.6f}", f"{v[1]:.6f}"] if v else ["", ""]
+        w.writerow([c.system, c.teacher, f"{c.fraction:g}", len(c.runs), *values])
+    atomic_write(path, fh.getvalue())

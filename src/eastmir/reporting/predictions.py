@@ -6,15 +6,18 @@ import csv
 import io
 import json
 import sys
+from pathlib import Path
 from typing import Any
+
+from eastmir.fetch import atomic_write
 
 
 def write_predictions(predictions: list[Any], fmt: str, out: str | None, top: int = 3, curve: bool = False) -> None:
     """``predictions``: :class:`eastmir.inference.predict.Prediction` objects, in order."""
     text = {"table": _table, "jsonl": _jsonl, "csv": _csv}[fmt](predictions, top, curve)
     if out:
-        with open(out, "w", newline="") as fh:
-            fh.write(text)
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(out, text)
     else:
         sys.stdout.write(text)
 

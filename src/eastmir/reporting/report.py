@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from eastmir.errors import RunError
+from eastmir.fetch import atomic_write
 from eastmir.reporting import figures
 from eastmir.reporting.grid import TITLES, cells, grid_csv, grid_latex, grid_markdown, load_rows, metrics_of
 
@@ -88,11 +89,11 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "
         md += [f"## {heading}", "", table, ""]
     md += ["## Figures", ""] + [f"![{k}](figures/{p.name})" for k, p in made.items() if p] + [""]
     written["markdown"] = out / "report.md"
-    written["markdown"].write_text("\n".join(md))
+    atomic_write(written["markdown"], "\n".join(md))
     written["csv"] = out / "report.csv"
     grid_csv(cs, metrics, written["csv"])
     written["latex"] = out / "report.tex"
-    written["latex"].write_text("% \\usepackage{booktabs}\n" + "\n\n".join(latex) + "\n")
+    atomic_write(written["latex"], "% \\usepackage{booktabs}\n" + "\n\n".join(latex) + "\n")
     body = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(intro)}</p>"]
     for heading, table in sections:
         body += [f"<h2>{html.escape(heading)}</h2>", _markdown_to_html_table(table)]
@@ -109,5 +110,5 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "
         f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>" + "".join(body) + "</body></html>\n"
     )
     written["html"] = out / "report.html"
-    written["html"].write_text(page)
+    atomic_write(written["html"], page)
     return written

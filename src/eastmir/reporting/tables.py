@@ -8,10 +8,12 @@ report; a folder that is not a run is marked too.
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import yaml
 
+from eastmir.fetch import atomic_write
 from eastmir.rundir import RunDirectory
 from eastmir.schema import teacher_label
 
@@ -73,12 +75,13 @@ def markdown_table(rows: list[dict]) -> str:
 
 def write_csv(rows: list[dict], path: str | Path) -> None:
     cols = metric_columns(rows)
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["system", "student", "teacher", *cols, "epochs", "steps", "wall_seconds", "status"])
-        for r in rows:
-            w.writerow(
-                [r.get("system", r["name"]), r.get("student"), r.get("teacher") or ""]
-                + [r["test"].get(k) for k in cols]
-                + [r.get("epochs"), r.get("steps"), r.get("wall_seconds"), r.get("status", "finished")]
-            )
+    fh = io.StringIO(newline="")
+    w = csv.writer(fh)
+    w.writerow(["system", "student", "teacher", *cols, "epochs", "steps", "wall_seconds", "status"])
+    for r in rows:
+        w.writerow(
+            [r.get("system", r["name"]), r.get("student"), r.get("teacher") or ""]
+            + [r["test"].get(k) for k in cols]
+            + [r.get("epochs"), r.get("steps"), r.get("wall_seconds"), r.get("status", "finished")]
+        )
+    atomic_write(path, fh.getvalue())

@@ -121,6 +121,8 @@ def _stratified_split(labels: np.ndarray, fractions: tuple[float, float, float],
     n = len(labels)
     out = np.full(n, "train", dtype=object)
     y = (labels > 0.5).astype(int)
+    if y.shape[1] == 1:  # one class: stratify on having it or not (the splitter wants two columns)
+        y = np.concatenate([y, 1 - y], axis=1)
     _, f_valid, f_test = fractions
     rest = np.arange(n)
     for name, fraction, of in (("test", f_test, 1.0), ("valid", f_valid, 1.0 - f_test)):
@@ -213,7 +215,12 @@ def prepare(
         if not rel:
             excluded.add(rel, line, "", "empty path")
             continue
-        if not _inside(root, rel):
+        try:
+            inside = _inside(root, rel)
+        except (RuntimeError, OSError):  # Python raises RuntimeError (3.11) or OSError (3.13) on a link loop
+            excluded.add(rel, line, "", "symlink loop", f"{rel} is a symbolic link that leads back to itself")
+            continue
+        if not inside:
             excluded.add(
                 rel, line, "", "path leaves the root", f"{rel} is outside {root} (absolute, '..' or a symlink)"
             )
@@ -266,6 +273,13 @@ def prepare(
             f"{csv_path}: only {len(rows)} usable clip(s); a dataset needs at least 3 (train, valid, test)"
         )
 
+    labelled = np.stack([r.labels * r.mask for r in rows]), np.stack([(1 - r.labels) * r.mask for r in rows])
+    learnable = (labelled[0].any(axis=0) & labelled[1].any(axis=0)).any()
+    if not learnable or (chosen_task == "single_label" and len(class_list) < 2):
+        raise ManifestError(
+            f"{csv_path}: no class has both a clip with it and a clip without it, so there is nothing to learn; "
+            "add clips without the class (an empty labels cell) or clips of another class"
+        )
     unassigned = [i for i, r in enumerate(rows) if r.split is None]
     if unassigned:
         drawn = _stratified_split(np.stack([rows[i].labels * rows[i].mask for i in unassigned]), split_fractions, seed)
