@@ -548,3 +548,54 @@ def test_the_exported_model_and_predict_agree_on_every_length(finished, tmp_path
 def write_wav(path, samples):
     sf.write(path, np.full(samples, 0.1, np.float32), 16000)
     return path
+
+
+# ------------------------------------------------------------------ source identity by content
+
+
+def test_a_file_replaced_with_its_size_and_mtime_restored_is_not_served_a_stale_entry(small_synth, tmp_path):
+    """Before: two WAV files of the same length have the same size, so path + size + mtime served the old
+    file's log-mel (4.24 away from the new audio's), and `features --verify` agreed."""
+    import shutil
+
+    from eastmir.audio import FrontendConfig, LogMelFrontend
+    from eastmir.data.features import build_logmels
+    from eastmir.data.manifest import load_manifest
+    from eastmir.data.store import Store, read_entry
+
+    root = tmp_path / "copy"
+    shutil.copytree(small_synth.root, root)
+    manifest = load_manifest(root)
+    store, frontend = Store(tmp_path / "cache"), FrontendConfig()
+    _, before = build_logmels(manifest, store, frontend, progress=False)
+    victim, other = manifest.audio_file(manifest.clips[0]), manifest.audio_file(manifest.clips[1])
+    info = victim.stat()
+    assert other.stat().st_size == info.st_size
+    victim.write_bytes(other.read_bytes())  # another recording, the same size …
+    os.utime(victim, ns=(info.st_atime_ns, info.st_mtime_ns))  # … and the old modification time
+    for verify in (False, True):
+        collection, after = build_logmels(manifest, store, frontend, progress=False, verify=verify)
+        clip = manifest.clips[0].clip_id
+        assert after.keys[clip] != before.keys[clip] and after.keys[clip] == after.keys[manifest.clips[1].clip_id]
+        fresh = LogMelFrontend(frontend)(torch.from_numpy(load_audio(victim, 16000))[None])[0].numpy()
+        assert np.abs(read_entry(collection.entry(after.keys[clip])) - fresh).max() < 1e-4
+
+
+def test_prepare_records_each_file_s_content_and_a_moved_dataset_keeps_its_entries(small_synth, tmp_path):
+    import hashlib
+    import shutil
+
+    from eastmir.audio import FrontendConfig
+    from eastmir.data.features import build_logmels
+    from eastmir.data.manifest import load_manifest
+    from eastmir.data.store import Store
+
+    for clip in small_synth.clips[:5]:
+        blob = small_synth.audio_file(clip).read_bytes()
+        assert clip.content["sha256"] == hashlib.sha256(blob).hexdigest()
+    store = Store(tmp_path / "cache")
+    _, first = build_logmels(small_synth, store, FrontendConfig(), progress=False)
+    moved = tmp_path / "moved"
+    shutil.copytree(small_synth.root, moved)
+    _, second = build_logmels(load_manifest(moved), store, FrontendConfig(), progress=False)
+    assert second.cached == len(small_synth.clips) and second.built == 0 and second.keys == first.keys

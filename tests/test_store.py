@@ -60,16 +60,20 @@ def test_check_array_refuses_wrong_shape_and_non_finite():
         check_array(np.ones((0, 8)), (None, 8), "x")
 
 
-def test_source_key_follows_path_size_and_mtime(tmp_path):
+def test_source_key_follows_the_content(tmp_path):
     a, b = tmp_path / "a.wav", tmp_path / "b.wav"
     sf.write(a, np.zeros(1600, np.float32), 16000)
-    sf.write(b, np.zeros(1600, np.float32), 16000)
+    sf.write(b, np.full(1600, 0.5, np.float32), 16000)
     os.utime(b, ns=(a.stat().st_atime_ns, a.stat().st_mtime_ns))
-    assert source_key(a) != source_key(b)  # same size and mtime, another file
+    assert source_key(a) != source_key(b)  # same size and mtime, another content
     before = source_key(a)
     time.sleep(0.01)
     sf.write(a, np.ones(1600, np.float32) * 0.1, 16000)  # rewritten in place
     assert source_key(a) != before
+    c = tmp_path / "elsewhere" / "c.wav"
+    c.parent.mkdir()
+    c.write_bytes(b.read_bytes())
+    assert source_key(c) == source_key(b)  # a copy elsewhere: the same entry
 
 
 def test_producer_key_changes_with_every_setting():

@@ -38,7 +38,7 @@ def waveform_producer(sample_rate: int) -> Producer:
 
 
 def audio_items(manifest: Manifest) -> list[SourceItem]:
-    return [SourceItem(c.clip_id, manifest.audio_file(c)) for c in manifest.clips]
+    return [SourceItem(c.clip_id, manifest.audio_file(c), c.content) for c in manifest.clips]
 
 
 class DecodeAt:

@@ -42,9 +42,10 @@ class Clip:
     mask: np.ndarray  # (classes,) bool
     duration: float | None = None
     source: dict[str, Any] = field(default_factory=dict)
+    content: dict[str, Any] | None = None  # {"sha256", "stat"} of the audio file (eastmir.data.sources)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "clip_id": self.clip_id,
             "audio_path": self.audio_path,
             "split": self.split,
@@ -53,6 +54,9 @@ class Clip:
             "duration": self.duration,
             "source": self.source,
         }
+        if self.content is not None:
+            out["content"] = self.content
+        return out
 
 
 @dataclass
@@ -132,6 +136,7 @@ def load_manifest(path: str | Path) -> Manifest:
                 mask,
                 row.get("duration"),
                 row.get("source", {}),
+                row.get("content"),
             )
         )
     return Manifest(blob["dataset"], classes, clips, path.parent, task)

@@ -10,9 +10,10 @@ Layout under the cache root (``{workdir}/cache`` by default)::
 - The **producer key** hashes everything that changes an entry: the front-end
   settings, or the teacher's name, version, weights sha256 and options, and
   the entry shape it promises. Another setting is another folder.
-- The **source key** hashes the source file's identity: its absolute path,
-  size and modification time (nanoseconds). A re-rendered, replaced or moved
-  file gets a new key, so a stale entry is never read for it.
+- The **source key** is the source file's content (sha256; :mod:`eastmir.data.sources`
+  finds it the way git's index does: stat fields decide when to hash again).
+  A re-rendered or replaced file gets a new key, so a stale entry is never
+  read for it; a moved or copied dataset keeps its entries.
 - An **entry** is a standard ``.npy`` file followed by a 20-byte footer
   (``EASTMIR1``, CRC-32 and length of the ``.npy`` bytes): ``numpy.load``
   still opens it, and :func:`read_entry` detects a truncated or altered file.
@@ -47,6 +48,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from eastmir.audio import AudioDecodeError
+from eastmir.data.sources import SourceIndex, content_sha256, file_stat
 from eastmir.errors import SourceError, StoreError
 from eastmir.fetch import atomic_write
 
@@ -59,14 +61,17 @@ def _digest(text: str, length: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
-def source_key(path: str | Path) -> str:
-    """Identity of a source file: a hash of its absolute path, size and mtime (ns).
+def source_key(path: str | Path, known: dict | None = None, index: SourceIndex | None = None) -> str:
+    """Identity of a source file: the first 24 hex digits of its content's sha256 (:mod:`eastmir.data.sources`:
+    ``known`` is the manifest's record of it, ``index`` the store's; the stat fields only decide when to hash).
 
     Raises :class:`FileNotFoundError` when the file does not exist.
     """
-    path = Path(path).absolute()
-    info = path.stat()
-    return _digest(f"{path}\0{info.st_size}\0{info.st_mtime_ns}", 24)
+    if index is not None:
+        return index.sha256(path, known)[:24]
+    if known and tuple(known.get("stat", ())) == file_stat(path):
+        return known["sha256"][:24]
+    return content_sha256(path)[:24]
 
 
 def combined_key(keys: Sequence[str]) -> str:
@@ -226,10 +231,12 @@ class Store:
 
 @dataclass
 class SourceItem:
-    """One clip to store: its id (for messages) and the file its entry is made from."""
+    """One clip to store: its id (for messages), the file its entry is made from, and the manifest's record of
+    that file's content (``{"sha256", "stat"}``; ``None`` when it has none)."""
 
     clip_id: str
     path: Path
+    known: dict | None = None
 
 
 @dataclass
@@ -294,17 +301,22 @@ def plan_fill(
     remove_stale_parts(collection.folder)
     report = FillReport()
     todo: list[tuple[SourceItem, str]] = []
+    index = SourceIndex(collection.folder.parents[1])
     for item in items:
         try:
-            key = source_key(item.path)
+            key = source_key(item.path, item.known, index)
         except FileNotFoundError:
             report.failed[item.clip_id] = f"{item.path}: file not found"
+            continue
+        except IsADirectoryError:
+            report.failed[item.clip_id] = f"{item.path}: a folder, not a file"
             continue
         if collection.has(key) and not (verify and _corrupted_entry(collection, key)):
             report.cached += 1
             report.keys[item.clip_id] = key
         else:
             todo.append((item, key))
+    index.close()
     return report, todo
 
 

@@ -108,7 +108,9 @@ def extract_batched(
     num_nodes: int = 1,
 ) -> FillReport:
     """Embed every clip of ``manifest`` that has no entry in ``collection`` (see the module docstring)."""
-    items = [SourceItem(c.clip_id, teacher.source_file(manifest.audio_file(c), c.clip_id)) for c in manifest.clips]
+    from eastmir.pipeline.steps import teacher_items
+
+    items = teacher_items(teacher, manifest)
     report, todo = plan_fill(collection, items)
     if todo:
         for stale in collection.folder.glob(RESULTS.format("*")):

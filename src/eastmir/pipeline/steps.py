@@ -10,6 +10,7 @@ from pathlib import Path
 from eastmir.audio import FrontendConfig
 from eastmir.data.features import build_logmels, build_waveforms
 from eastmir.data.manifest import MANIFEST_NAME, Manifest, load_manifest
+from eastmir.data.sources import record_contents
 from eastmir.data.store import Collection, FillReport, Producer, SourceItem, Store, combined_key, fill, finish_fill
 from eastmir.errors import ConfigError, ManifestError
 from eastmir.registry import DATASETS, TEACHERS
@@ -26,7 +27,8 @@ def prepare(
     """Write ``root/manifest.json`` for ``dataset`` (``synth``: render it first); options are checked first.
 
     ``download``: fetch, verify and extract the official archives into ``root`` first
-    (:mod:`eastmir.data.download`; resumable).
+    (:mod:`eastmir.data.download`; resumable). Each clip's audio file is recorded with its content's sha256
+    (:mod:`eastmir.data.sources`), which keys its store entries.
     """
     prepare_fn = DATASETS.get(dataset)
     options = check_dataset_options(dataset, dict(options or {}))
@@ -34,7 +36,23 @@ def prepare(
         from eastmir.data.download import download_dataset
 
         download_dataset(dataset, root, progress)
-    return prepare_fn(Path(root), progress=progress, **options)
+    manifest = prepare_fn(Path(root), progress=progress, **options)
+    present = [c for c in manifest.clips if manifest.audio_file(c).is_file()]
+    for clip, content in zip(present, record_contents([manifest.audio_file(c) for c in present])):
+        clip.content = content
+    manifest.save()
+    return manifest
+
+
+def teacher_items(teacher: TeacherSource, manifest: Manifest) -> list[SourceItem]:
+    """What a teacher's entries are made from: each clip's source file (the audio, with the manifest's record
+    of its content, or the teacher's own file such as a user's embedding file)."""
+    items = []
+    for clip in manifest.clips:
+        audio = manifest.audio_file(clip)
+        source = teacher.source_file(audio, clip.clip_id)
+        items.append(SourceItem(clip.clip_id, source, clip.content if source == audio else None))
+    return items
 
 
 def open_dataset(config: dict) -> Manifest:
@@ -128,7 +146,7 @@ def extract(
             num_nodes,
         )
         return collection, report
-    items = [SourceItem(c.clip_id, teacher.source_file(manifest.audio_file(c), c.clip_id)) for c in manifest.clips]
+    items = teacher_items(teacher, manifest)
     report = fill(
         collection,
         items,

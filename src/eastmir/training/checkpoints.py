@@ -21,11 +21,13 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import pickle
 import random
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback
 
 from eastmir.errors import RunError, TrainingError
+from eastmir.fetch import part_name
 from eastmir.rundir import RunDirectory
 
 DIGEST_KEY = "eastmir_content_sha256"
@@ -76,13 +79,22 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return super().save_checkpoint(checkpoint, path, storage_options)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+        tmp = part_name(path)
         checkpoint = {**checkpoint, DIGEST_KEY: content_digest(checkpoint)}
-        with open(tmp, "wb") as fh:
-            torch.save(checkpoint, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as fh:
+                torch.save(checkpoint, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException as err:
+            tmp.unlink(missing_ok=True)
+            if isinstance(err, OSError) and err.filename is None:  # a full disk names no file
+                raise OSError(err.errno, err.strerror, str(path)) from err
+            if isinstance(err, RuntimeError) and shutil.disk_usage(path.parent).free < 64 * 2**20:
+                # torch's zip writer reports a full disk as "file write failed"
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from err
+            raise
 
     def load_checkpoint(self, path, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
         return read_checkpoint(path, map_location)
