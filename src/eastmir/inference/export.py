@@ -71,8 +71,15 @@ class InferenceModel(nn.Module):
     """
 
     def __init__(
-        self, student: nn.Module, frontend: FrontendConfig | None, single_label: bool, size: int, step: int
+        self,
+        student: nn.Module,
+        frontend: FrontendConfig | None,
+        single_label: bool,
+        size: int | None = None,
+        step: int | None = None,
     ) -> None:
+        """``size`` / ``step``: the window and hop in input frames; ``None``: the whole input is one window
+        (what ``eastmir complexity`` times)."""
         super().__init__()
         self.frontend = LogMelFrontend(frontend) if frontend is not None else None
         self.student = student
@@ -82,6 +89,9 @@ class InferenceModel(nn.Module):
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         x = self.frontend(waveform) if self.frontend is not None else waveform
+        if self.size is None or self.step is None:
+            logits = self.student(x).logits
+            return torch.softmax(logits, dim=1) if self.single_label else torch.sigmoid(logits)
         window = cut_scripted() if torch.jit.is_tracing() else cut  # the tracer would fix the length
         windows, weights = window(x, self.size, self.step, self.pad)  # (batch, n, ..., size)
         batch, n = windows.shape[:2]
