@@ -17,13 +17,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
 	$(BIN)/python -m pip install --quiet -e ".[test]" "$(TORCH)"
 	$(BIN)/python -m pip install --quiet --no-deps "tinysoundfont>=0.3.7"
-	command -v chromium >/dev/null || $(MAKE) chromium
+	command -v chromium >/dev/null || command -v chromium-browser >/dev/null || $(MAKE) chromium
 	touch $(STAMP)
 
-# Debian's chromium: the test of the HTML report opens it headless (through playwright, not its own browser build).
+# A Chromium for the test of the HTML report (opened headless through playwright): Debian's where apt is
+# there (CI), else playwright's own build (a Mac, another Linux), which the test finds through playwright.
 chromium:
-	if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends chromium
+	if command -v apt-get >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends chromium; \
+	else \
+		$(BIN)/python -m playwright install chromium; \
+	fi
 
 demo: $(STAMP)
 	$(BIN)/eastmir demo --workdir "$(WORKDIR)"

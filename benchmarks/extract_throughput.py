@@ -63,7 +63,7 @@ def main() -> None:
             "best extract / loop per file |"
         )
         print("|---|---:|---:|---:|---:|---:|---:|")
-        import eastmir.pipeline.extraction  # noqa: F401  (Lightning's import is not extraction time)
+        import eastmir.training.extraction  # noqa: F401  (Lightning's import is not extraction time)
 
         for name in args.teachers:
             factory = TEACHERS.get(name)

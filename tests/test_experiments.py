@@ -179,12 +179,12 @@ def test_report_writes_tables_figures_and_a_page_chromium_renders(toy_runs, tmp_
     assert rows >= 3 and errors == []
 
 
-def _chromium() -> str:
+def _chromium() -> str | None:
+    """Debian's chromium where it is installed, else None: playwright's own build (`make test` installs one of
+    them: apt where there is apt, `playwright install chromium` elsewhere)."""
     import shutil
 
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert path, "Debian's chromium is not installed: `make test` installs it (apt-get install chromium)"
-    return path
+    return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def test_generalisation_scores_another_dataset_without_training(toy_runs, workdir, tmp_path):

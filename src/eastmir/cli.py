@@ -227,13 +227,11 @@ def _data_prepare(args: argparse.Namespace) -> None:
 def _extract(args: argparse.Namespace) -> None:
     from eastmir import pipeline
     from eastmir.config import parse_overrides
-    from eastmir.data.manifest import load_manifest
-    from eastmir.data.store import Store
     from eastmir.schema import teacher_section
 
     section = teacher_section(args.teacher, parse_overrides(args.overrides))
-    manifest = load_manifest(args.dataset)
-    store = Store(Path(args.cache_dir).absolute() if args.cache_dir else _workdir(args.workdir) / "cache")
+    manifest = pipeline.load_dataset(args.dataset)
+    store = pipeline.store_at(Path(args.cache_dir).absolute() if args.cache_dir else _workdir(args.workdir) / "cache")
     teacher = pipeline.build_teacher(section, weights_dir=args.weights_dir)
     devices = int(args.devices) if args.devices.isdigit() else args.devices
     collection, report = pipeline.extract(
@@ -419,31 +417,13 @@ def _demo(args: argparse.Namespace) -> None:
 
 
 def _teachers(args: argparse.Namespace) -> None:
-    from eastmir.registry import TEACHERS
-    from eastmir.teachers import published, weights
+    from eastmir import pipeline
 
-    print("| teacher | dimension | frame period | sample rate | weights | licence | here now |")
-    print("|---|---|---|---|---|---|---|")
-    for name in TEACHERS.names():
-        cls = TEACHERS.get(name)
-        period = getattr(cls, "frame_seconds", None)
-        described = {"precomputed": "per clip or yours", "ensemble": "its finest member's"}
-        period = described.get(name) or (f"{period:.3f} s" if period else "one per clip")
-        rate = f"{cls.sample_rate} Hz" if getattr(cls, "sample_rate", None) else "—"
-        specs = cls.weights_specs
-        here = (
-            "—"
-            if not specs
-            else "yes"
-            if all(
-                (published.available if isinstance(s, published.PublishedWeights) else weights.available)(
-                    s, args.weights_dir
-                )
-                for s in specs
-            )
-            else "no (downloaded on first use)"
-        )
-        print(f"| {name} | {cls.dims} | {period} | {rate} | {cls.source} | {cls.licence} | {here} |")
+    rows = pipeline.teacher_catalogue(args.weights_dir)
+    print("| " + " | ".join(rows[0]) + " |")
+    print("|" + "---|" * len(rows[0]))
+    for row in rows:
+        print("| " + " | ".join(row.values()) + " |")
 
 
 def _configs(args: argparse.Namespace) -> None:

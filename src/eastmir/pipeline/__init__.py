@@ -15,7 +15,9 @@
   from object storage.
 - :func:`fit` (``eastmir fit``) trains and tests one run with Lightning.
 
-Only :func:`fit` imports Lightning (``eastmir features`` does not).
+Only :func:`fit` and a multi-process :func:`extract` import Lightning, through
+:mod:`eastmir.training` (``eastmir features`` does not); the command line
+reaches datasets, the store and teachers only through these functions.
 """
 
 from eastmir.pipeline.run import fit  # imports Lightning only when called
@@ -26,9 +28,12 @@ from eastmir.pipeline.steps import (
     embedding_producer,
     extract,
     features,
+    load_dataset,
     open_dataset,
     open_store,
     prepare,
+    store_at,
+    teacher_catalogue,
 )
 
 __all__ = [
@@ -39,9 +44,12 @@ __all__ = [
     "extract",
     "features",
     "fit",
+    "load_dataset",
     "open_dataset",
     "open_store",
     "pack",
     "prepare",
     "run_data",
+    "store_at",
+    "teacher_catalogue",
 ]

@@ -82,12 +82,10 @@ def _empty(run: RunDirectory) -> None:
 
 
 def _fit(config: dict, run: RunDirectory, progress: bool, callbacks: Sequence[Any]) -> Path:
-    import lightning as L
-
     from eastmir.training.checkpoints import check_resumable, read_checkpoint
     from eastmir.training.datamodule import ClipDataModule
     from eastmir.training.system import EastSystem
-    from eastmir.training.trainer import build_trainer, interrupts_as_keyboard, training_done, trim_log
+    from eastmir.training.trainer import build_trainer, interrupts_as_keyboard, seed_run, training_done, trim_log
 
     if run.checkpoints.is_dir():  # checkpoints a killed process wrote but never renamed into place
         remove_stale_parts(run.checkpoints)
@@ -106,7 +104,7 @@ def _fit(config: dict, run: RunDirectory, progress: bool, callbacks: Sequence[An
         run.write_fingerprint(config, digest)
     config["task"] = data.task
 
-    L.seed_everything(config["seed"], workers=True, verbose=False)
+    seed_run(config["seed"])
     if _first_process():
         run.write_config(config)
     system = EastSystem(

@@ -44,6 +44,46 @@ def prepare(
     return manifest
 
 
+def load_dataset(root: str | Path) -> Manifest:
+    """The dataset prepared at ``root`` (its ``manifest.json``)."""
+    return load_manifest(root)
+
+
+def store_at(root: str | Path) -> Store:
+    """The store whose root is ``root``."""
+    return Store(Path(root))
+
+
+def teacher_catalogue(weights_dir: str | Path | None = None) -> list[dict[str, str]]:
+    """Every registered teacher: dimension, frame period, sample rate, weights source, licence and whether its
+    weights are on this machine (``eastmir teachers``)."""
+    rows = []
+    described = {"precomputed": "per clip or yours", "ensemble": "its finest member's"}
+    for name in TEACHERS.names():
+        cls = TEACHERS.get(name)
+        period = getattr(cls, "frame_seconds", None)
+        specs = cls.weights_specs
+        here = (
+            "—"
+            if not specs
+            else "yes"
+            if all(s.available(weights_dir) for s in specs)
+            else "no (downloaded on first use)"
+        )
+        rows.append(
+            {
+                "teacher": name,
+                "dimension": cls.dims,
+                "frame period": described.get(name) or (f"{period:.3f} s" if period else "one per clip"),
+                "sample rate": f"{cls.sample_rate} Hz" if getattr(cls, "sample_rate", None) else "—",
+                "weights": cls.source,
+                "licence": cls.licence,
+                "here now": here if specs else "—",
+            }
+        )
+    return rows
+
+
 def teacher_items(teacher: TeacherSource, manifest: Manifest) -> list[SourceItem]:
     """What a teacher's entries are made from: each clip's source file (the audio, with the manifest's record
     of its content, or the teacher's own file such as a user's embedding file)."""
@@ -119,7 +159,7 @@ def extract(
     A network teacher runs as a batched prediction job (audio decoded in
     ``workers`` loader processes, batches of ``batch_size`` clips, spread
     over ``devices`` / ``num_nodes`` with ``strategy``:
-    :mod:`eastmir.pipeline.extraction`); ``precomputed`` imports its files.
+    :mod:`eastmir.training.extraction`); ``precomputed`` imports its files.
     An ensemble extracts each member (stored on their own, as if run alone),
     then stores every clip's combined entry (:func:`extract_ensemble`).
     """
@@ -129,11 +169,11 @@ def extract(
         return extract_ensemble(teacher, members, store, on_error)
     collection = store.collection(embedding_producer(teacher))
     if isinstance(teacher, Teacher):
-        from eastmir.pipeline.extraction import extract_batched
+        from eastmir.training.extraction import extract_batched
 
         report = extract_batched(
             teacher,
-            manifest,
+            teacher_items(teacher, manifest),
             store,
             collection,
             batch_size,

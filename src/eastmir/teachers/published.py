@@ -55,6 +55,10 @@ class PublishedWeights:
         check = self.checksum or "no published checksum (sha256 recorded on first download)"
         return f"{self.url} ({check})"
 
+    def available(self, weights_dir: str | Path | None = None) -> bool:
+        """Whether the file is on this machine (cached, or in ``weights_dir``)."""
+        return available(self, weights_dir)
+
 
 def require(module: str, extra: str, teacher: str) -> ModuleType:
     """``import module``, or a one-line error naming the extra that installs it."""

@@ -52,6 +52,10 @@ class WheelWeights:
     def requirement(self) -> str:
         return f"{self.package}=={self.version}"
 
+    def available(self, weights_dir: str | Path | None = None) -> bool:
+        """Whether the files are on this machine (cached, or in ``weights_dir``)."""
+        return available(self, weights_dir)
+
 
 def default_cache_dir() -> Path:
     """``$EASTMIR_CACHE`` or ``~/.cache/eastmir``: downloads shared by every work directory."""

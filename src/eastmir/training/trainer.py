@@ -108,6 +108,11 @@ def build_trainer(
     return trainer, best
 
 
+def seed_run(seed: int) -> None:
+    """Seed Python, numpy, torch and the data loader workers for a run (Lightning's ``seed_everything``)."""
+    L.seed_everything(seed, workers=True, verbose=False)
+
+
 def training_done(checkpoint: Path, max_epochs: int) -> bool:
     """Whether the run that saved ``checkpoint`` had already stopped (early stopping or its last epoch)."""
     state = read_checkpoint(checkpoint)

@@ -28,7 +28,6 @@ import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
 from eastmir.audio import AudioDecodeError
-from eastmir.data.manifest import Manifest
 from eastmir.data.store import (
     Collection,
     FillReport,
@@ -95,7 +94,7 @@ class Extraction(L.LightningModule):
 
 def extract_batched(
     teacher: Teacher,
-    manifest: Manifest,
+    items: list[SourceItem],
     store: Store,
     collection: Collection,
     batch_size: int = 8,
@@ -107,10 +106,7 @@ def extract_batched(
     accelerator: str = "cpu",
     num_nodes: int = 1,
 ) -> FillReport:
-    """Embed every clip of ``manifest`` that has no entry in ``collection`` (see the module docstring)."""
-    from eastmir.pipeline.steps import teacher_items
-
-    items = teacher_items(teacher, manifest)
+    """Embed every item (a clip's source file) that has no entry in ``collection`` (see the module docstring)."""
     report, todo = plan_fill(collection, items)
     if todo:
         for stale in collection.folder.glob(RESULTS.format("*")):
