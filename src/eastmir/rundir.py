@@ -227,6 +227,7 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     """The config as JSON values, without the keys that do not change a result."""
     blob = json.loads(json.dumps(config, default=str))
+    blob.pop("config_version", None)  # a run of an earlier release compares by its (migrated) values
     for key in RESULT_NEUTRAL:
         blob.pop(key, None)
     blob.pop("task", None)  # filled in from the dataset once it is read

@@ -17,8 +17,9 @@ from typing import Any
 import torch
 
 from eastmir.audio import FrontendConfig, LogMelFrontend
-from eastmir.errors import RunError, TrainingError
+from eastmir.errors import ConfigError, RunError, TrainingError
 from eastmir.rundir import RunDirectory
+from eastmir.schema import migrate
 from eastmir.training.checkpoints import read_checkpoint
 from eastmir.training.system import EastSystem
 
@@ -78,9 +79,11 @@ def load_run(path: str | Path, which: str = "best") -> LoadedRun:
     hp = state.get("hyper_parameters") or {}
     if "config" not in hp or "num_classes" not in hp:
         raise RunError(f"{checkpoint}: not an eastmir checkpoint (no run config in its hyper-parameters)")
-    system = EastSystem(
-        hp["config"], hp["num_classes"], hp.get("embedding_dim"), hp.get("classes"), hp.get("clip_seconds")
-    )
+    try:
+        config = migrate(hp["config"], f"{checkpoint}: its run config")  # a run saved by an earlier release
+    except ConfigError as err:
+        raise RunError(str(err)) from None
+    system = EastSystem(config, hp["num_classes"], hp.get("embedding_dim"), hp.get("classes"), hp.get("clip_seconds"))
     system.load_state_dict(state["state_dict"], strict=True)
     system.eval()
     metrics = run.read_metrics() if run.finished else None
