@@ -599,3 +599,17 @@ def test_prepare_records_each_file_s_content_and_a_moved_dataset_keeps_its_entri
     shutil.copytree(small_synth.root, moved)
     _, second = build_logmels(load_manifest(moved), store, FrontendConfig(), progress=False)
     assert second.cached == len(small_synth.clips) and second.built == 0 and second.keys == first.keys
+
+
+def test_an_unusable_cache_folder_is_one_line(small_synth, tmp_path, monkeypatch, capsys):
+    """$EASTMIR_CACHE under a file (as root, a read-only or forbidden folder cannot be made here)."""
+    from eastmir.cli import main
+
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("EASTMIR_CACHE", str(tmp_path / "a-file" / "cache"))
+    argv = ["extract", "--teacher", "aisfx", "--dataset", str(small_synth.root), "--cache-dir", str(tmp_path / "s")]
+    assert main([*argv, "--no-progress"]) == 2
+    assert capsys.readouterr().err == (
+        f"eastmir: error: {tmp_path / 'a-file' / 'cache' / 'weights'}: a part of this path is a file, not a folder; "
+        "check the path (or $EASTMIR_CACHE, --workdir)\n"
+    )
