@@ -127,3 +127,52 @@ def test_distance_correlation_of_one_repeated_sample_is_zero_not_nan():
 def test_regularisers_refuse_options_they_do_not_have(name):
     with pytest.raises(TypeError, match="unexpected keyword argument 'temprature'"):
         REGULARISERS.build(name, student_dim=8, teacher_dim=8, temprature=2)
+
+
+# ---------------------------------------------------------------- bias-corrected distance correlation
+
+
+@pytest.mark.parametrize(("n", "cx", "cy"), [(4, 2, 2), (8, 5, 3), (16, 256, 128), (32, 512, 512)])
+def test_unbiased_distance_correlation_equals_dcor(n, cx, cy):
+
+    from eastmir.losses.distance_correlation import u_squared_distance_correlation
+
+    rng = np.random.default_rng(n)
+    x, y = rng.standard_normal((n, cx)), rng.standard_normal((n, cy))
+    y_related = np.concatenate([x[:, :2] ** 2, y[:, :1]], axis=1)
+    for other in (y, y_related):
+        ours = u_squared_distance_correlation(torch.from_numpy(x)[None], torch.from_numpy(other)[None]).item()
+        assert ours == pytest.approx(dcor.u_distance_correlation_sqr(x, other), abs=1e-6)
+    if cx >= 256:  # where the biased estimator saturates, the unbiased one stays near 0 for unrelated features
+        assert dcor.distance_correlation_sqr(x, y) > 0.95 and abs(ours) < 0.3
+
+
+def test_unbiased_distance_correlation_is_scale_invariant_with_finite_gradients():
+    from eastmir.losses.distance_correlation import DistanceCorrelationLoss
+
+    loss = DistanceCorrelationLoss(estimator="unbiased")
+    g = torch.Generator().manual_seed(3)
+    student, teacher = torch.randn(12, 5, 64, generator=g, dtype=torch.float64), torch.randn(12, 5, 32, generator=g)
+    student[1] = student[0]  # two identical samples: a zero distance
+    reference = loss(student, teacher.double())
+    for scale in (1e-6, 1e-3, 1e2, 1e4):
+        x = (student * scale).requires_grad_(True)
+        value = loss(x, teacher.double() * scale)
+        value.backward()
+        assert value.item() == pytest.approx(reference.item(), abs=1e-9) and torch.isfinite(x.grad).all()
+    few = loss(torch.randn(3, 5, 8, requires_grad=True), torch.randn(3, 5, 4))  # below 4 samples: R² counts as 0
+    assert few.item() == 1.0
+
+
+def test_the_unbiased_estimator_s_batch_size_is_checked_with_the_config(workdir):
+    from eastmir.config import load_config
+    from eastmir.errors import ConfigError
+
+    cfg = load_config("synth/east_final", ["distillation.feature.estimator=unbiased"], workdir=workdir)
+    assert cfg["distillation"]["feature"]["estimator"] == "unbiased"
+    with pytest.raises(ConfigError, match="estimator: unbiased needs at least 4 clips per batch"):
+        load_config(
+            "synth/east_final", ["distillation.feature.estimator=unbiased", "data.batch_size=3"], workdir=workdir
+        )
+    with pytest.raises(ConfigError, match=r"distillation\.feature\.estimator"):
+        load_config("synth/east_final", ["distillation.feature.estimator=jackknife"], workdir=workdir)

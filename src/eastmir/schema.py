@@ -534,6 +534,11 @@ def _combinations(cfg: dict) -> list[str]:
                 )
         if isinstance(stages, list) and not stages:
             problems.append("distillation.feature.stages: give 'all' or at least one stage")
+        if feature.get("estimator") == "unbiased" and cfg["data"]["batch_size"] < 4:
+            problems.append(
+                "distillation.feature.estimator: unbiased needs at least 4 clips per batch (n(n-3) > 0); "
+                f"data.batch_size is {cfg['data']['batch_size']}"
+            )
     if cfg["teacher"]:
         options = {k: v for k, v in cfg["teacher"].items() if k != "name"}
         refusal = TEACHERS.get(cfg["teacher"]["name"]).refuses(cfg["data"]["dataset"], options)
