@@ -176,3 +176,13 @@ def test_the_unbiased_estimator_s_batch_size_is_checked_with_the_config(workdir)
         )
     with pytest.raises(ConfigError, match=r"distillation\.feature\.estimator"):
         load_config("synth/east_final", ["distillation.feature.estimator=jackknife"], workdir=workdir)
+
+
+def test_east_final_trains_with_the_unbiased_estimator(small_synth, small_synth_embeddings, small_config):
+    import json
+
+    from eastmir import pipeline
+
+    cfg = small_config("east_final", "name=unbiased_dc", "distillation.feature.estimator=unbiased")
+    metrics = json.loads((pipeline.fit(cfg, progress=False) / "metrics.json").read_text())
+    assert 0 < metrics["test"]["mAP"] <= 1 and metrics["steps"] > 0
