@@ -613,3 +613,21 @@ def test_an_unusable_cache_folder_is_one_line(small_synth, tmp_path, monkeypatch
         f"eastmir: error: {tmp_path / 'a-file' / 'cache' / 'weights'}: a part of this path is a file, not a folder; "
         "check the path (or $EASTMIR_CACHE, --workdir)\n"
     )
+
+
+def test_one_process_at_a_time_fills_a_store_collection(small_synth, tmp_path):
+    from eastmir.audio import FrontendConfig
+    from eastmir.data.features import build_logmels, logmel_producer
+    from eastmir.data.store import Store
+    from eastmir.errors import StoreError
+
+    store = Store(tmp_path / "cache")
+    collection = store.collection(logmel_producer(FrontendConfig()))
+    with collection.building(), pytest.raises(StoreError) as info:
+        build_logmels(small_synth, store, FrontendConfig(), progress=False)
+    assert str(info.value) == (
+        f"{collection.folder} is being filled by process {os.getpid()} on {os.uname().nodename}; wait for it to "
+        "finish, then rerun (what it stored is reused)"
+    )
+    _, report = build_logmels(small_synth, store, FrontendConfig(), progress=False)  # released: it goes on
+    assert report.built == len(small_synth.clips)

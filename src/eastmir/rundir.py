@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,6 +38,7 @@ import yaml
 
 from eastmir.errors import RunError
 from eastmir.fetch import atomic_write
+from eastmir.filelock import Held, hold
 
 CHECKPOINT_EPOCH = re.compile(r"epoch(\d+)")
 # config keys whose value does not change what a run computes: a rerun may differ in them
@@ -183,35 +183,23 @@ class RunDirectory:
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Hold this run for the calling process; a second process gets a :class:`RunError` naming the holder."""
-        try:
-            import fcntl
-        except ImportError:  # Windows: no flock; the fingerprint still guards the run's contents
-            yield
-            return
         created = [d for d in (self.path.parent, self.path) if not d.exists()]
         self.path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
-        held = False
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-                raise RunError(
-                    f"{self.path} is being trained by {holder}; wait for it to finish or stop it, "
-                    "or give this run another name (--set name=…)"
-                ) from None
-            held = True
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"process {os.getpid()} on {os.uname().nodename}\n".encode(), 0)
-            yield
-        finally:
-            if held and [p.name for p in self.path.iterdir()] == [self.lock_file.name]:  # nothing written
-                self.lock_file.unlink(missing_ok=True)
-                for folder in reversed(created):  # leave no folder this call made
-                    with contextlib.suppress(OSError):
-                        folder.rmdir()
-            os.close(fd)  # releases the flock
+            with hold(self.lock_file):
+                try:
+                    yield
+                finally:
+                    if [p.name for p in self.path.iterdir()] == [self.lock_file.name]:  # nothing was written
+                        self.lock_file.unlink(missing_ok=True)
+                        for folder in reversed(created):  # leave no folder this call made
+                            with contextlib.suppress(OSError):
+                                folder.rmdir()
+        except Held as held:
+            raise RunError(
+                f"{self.path} is being trained by {held.holder}; wait for it to finish or stop it, "
+                "or give this run another name (--set name=…)"
+            ) from None
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

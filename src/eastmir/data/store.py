@@ -39,7 +39,8 @@ import json
 import os
 import struct
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ from eastmir.audio import AudioDecodeError
 from eastmir.data.sources import SourceIndex, content_sha256, file_stat
 from eastmir.errors import SourceError, StoreError
 from eastmir.fetch import atomic_write
+from eastmir.filelock import Held, first_process, hold
 
 FOOTER = struct.Struct("<8sIQ")  # magic, CRC-32 of the .npy bytes, their length
 MAGIC = b"EASTMIR1"
@@ -210,6 +212,23 @@ class Collection:
     def failures_file(self) -> Path:
         return self.folder / "failures.json"
 
+    @contextmanager
+    def building(self) -> Iterator[None]:
+        """Hold this collection while filling it: a second process that would build it at the same time gets a
+        :class:`StoreError` naming the holder (a dead holder's lock is taken over). Only the first process of a
+        multi-process job locks: its other ranks fill their share under it."""
+        if not first_process():
+            yield
+            return
+        try:
+            with hold(self.folder / ".building"):
+                yield
+        except Held as held:
+            raise StoreError(
+                f"{self.folder} is being filled by {held.holder}; wait for it to finish, then rerun "
+                "(what it stored is reused)"
+            ) from None
+
 
 class Store:
     """The cache root; :meth:`collection` opens (or creates) the folder of one producer."""
@@ -283,6 +302,11 @@ def fill(
     """
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, not {on_error!r}")
+    with collection.building():
+        return _fill(collection, items, read, compute, batch_size, on_error, progress, desc, workers, verify)
+
+
+def _fill(collection, items, read, compute, batch_size, on_error, progress, desc, workers, verify) -> FillReport:
     report, todo = plan_fill(collection, items, verify)
     with tqdm(total=len(todo), desc=desc, unit="clip", disable=not progress or not todo) as bar:
         if workers > 0 and batch_size == 1 and len(todo) > 1:

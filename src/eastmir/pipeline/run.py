@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -13,6 +12,7 @@ import torch
 
 from eastmir.data.store import remove_stale_parts
 from eastmir.errors import ConfigError, TrainingError
+from eastmir.filelock import first_process
 from eastmir.pipeline.rundata import RunData, run_data
 from eastmir.rundir import RunDirectory
 from eastmir.schema import teacher_label, validate_config
@@ -38,11 +38,6 @@ def _check_prerequisites(config: dict) -> dict | None:
     return read_teacher_head(kd["teacher_run"])
 
 
-def _first_process() -> bool:
-    """Whether this is the process that owns the run directory (DDP relaunches the command for other ranks)."""
-    return os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
-
-
 def fit(
     config: dict,
     progress: bool = True,
@@ -61,7 +56,7 @@ def fit(
     """
     config = validate_config(config, config.get("name", "config") if isinstance(config, dict) else "config")
     run = RunDirectory.of(config["workdir"], config["name"])
-    if not _first_process():
+    if not first_process():
         return _fit(config, run, progress, callbacks)
     with run.lock():
         if overwrite:
@@ -99,13 +94,13 @@ def _fit(config: dict, run: RunDirectory, progress: bool, callbacks: Sequence[An
 
     data = run_data(config, progress)
     digest = data.fingerprint()
-    if _first_process():
+    if first_process():
         run.check_fingerprint(config, digest)
         run.write_fingerprint(config, digest)
     config["task"] = data.task
 
     seed_run(config["seed"])
-    if _first_process():
+    if first_process():
         run.write_config(config)
     system = EastSystem(
         config,

@@ -171,20 +171,21 @@ def extract(
     if isinstance(teacher, Teacher):
         from eastmir.training.extraction import extract_batched
 
-        report = extract_batched(
-            teacher,
-            teacher_items(teacher, manifest),
-            store,
-            collection,
-            batch_size,
-            on_error,
-            progress,
-            workers,
-            devices,
-            strategy,
-            accelerator,
-            num_nodes,
-        )
+        with collection.building():
+            report = extract_batched(
+                teacher,
+                teacher_items(teacher, manifest),
+                store,
+                collection,
+                batch_size,
+                on_error,
+                progress,
+                workers,
+                devices,
+                strategy,
+                accelerator,
+                num_nodes,
+            )
         return collection, report
     items = teacher_items(teacher, manifest)
     report = fill(
