@@ -214,8 +214,8 @@ def test_a_dataset_with_every_bad_clip_skips_them_with_a_report_line_when_asked(
 def test_a_bad_embedding_file_is_named_and_never_imported(tiny, tmp_path, capsys, content, problem):
     folder = tmp_path / "embeddings"
     folder.mkdir()
-    for clip in tiny.clips:
-        np.save(folder / f"{clip.clip_id}.npy", np.ones((4, 8), np.float32))
+    for i, clip in enumerate(tiny.clips):  # distinct files: entries are keyed by content
+        np.save(folder / f"{clip.clip_id}.npy", np.full((4, 8), i + 1, np.float32))
     victim = folder / f"{tiny.clips[3].clip_id}.npy"
     if content is None:
         victim.unlink()
