@@ -17,7 +17,6 @@ which dataset it reads.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from eastmir.errors import ManifestError
+from eastmir.fetch import atomic_write
 
 __all__ = ["MANIFEST_NAME", "SPLITS", "Clip", "Manifest", "ManifestError", "load_manifest"]
 
@@ -86,9 +86,7 @@ class Manifest:
         path = Path(path) if path else self.root / MANIFEST_NAME
         blob = {"dataset": self.dataset, "classes": self.classes, "task": self.task}
         blob["clips"] = [c.to_json() for c in self.clips]
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(blob, indent=1))
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(blob, indent=1))
         return path
 
 

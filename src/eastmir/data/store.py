@@ -242,9 +242,7 @@ class Store:
         meta = folder / "producer.json"
         text = json.dumps(producer.describe(), indent=1, sort_keys=True, default=str)
         if not meta.is_file() or meta.read_text() != text:
-            tmp = meta.with_name(f".producer.{os.getpid()}.part")
-            tmp.write_text(text)
-            os.replace(tmp, meta)
+            atomic_write(meta, text)
         return Collection(folder, producer)
 
 
