@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from eastmir import fetch
 from eastmir.cli import main
 from eastmir.data import download
 from eastmir.data.download import Archive, DownloadError, extract
@@ -122,7 +123,7 @@ def test_a_transfer_cut_half_way_resumes_where_it_stopped(server, tmp_path, monk
     other = tmp_path / "again"
     server.ranges.clear()
     server.cut_next = 10  # every try is cut: the command stops, keeping what it has
-    monkeypatch.setattr(download, "transfer", _one_try(download.transfer))
+    monkeypatch.setattr(fetch, "transfer", _one_try(fetch.transfer))
     assert prepare(other) == 2
     part = other / "ESC-50-master.zip.part"
     assert part.stat().st_size == size // 2
@@ -146,7 +147,7 @@ def test_a_corrupted_archive_is_named_with_both_sums_and_never_extracted(server,
     err = capsys.readouterr().err
     actual = hashlib.sha256(bytes(blob)).hexdigest()
     expected = download.DOWNLOADS["esc50"][0].checksum.split(":")[1]
-    assert err.startswith(f"eastmir: error: ESC-50-master.zip: sha256 {actual} does not match the expected {expected}")
+    assert err.startswith(f"eastmir: error: ESC-50-master.zip: sha256 {actual} does not match the published {expected}")
     assert not (tmp_path / "ESC-50-master.zip").exists() and not (tmp_path / "meta").exists()
 
 

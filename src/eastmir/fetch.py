@@ -1,19 +1,36 @@
-"""Fetching a file over HTTP(S) safely: resumable transfers and checksums; and :func:`atomic_write`.
+"""The one fetcher: a published file over HTTP(S), resumable and checked before use; and :func:`atomic_write`.
 
-Used by dataset downloads (:mod:`eastmir.data.download`) and teacher weights
-(:mod:`eastmir.teachers.published`). A transfer goes to a ``.part`` file and
-continues an interrupted one with an HTTP ``Range`` request, a few times
-automatically and again on the next call.
+Dataset archives (:mod:`eastmir.data.download`) and teacher weights
+(:mod:`eastmir.teachers.published`) both go through :func:`fetch`:
+
+- A transfer goes to ``<file>.part`` and continues an interrupted one with an
+  HTTP ``Range`` request, a few times automatically and again on the next call.
+- The file is checked (:func:`check`) before it takes its name: against the
+  checksum its publisher gives (``md5:…``, ``sha1:…``, ``sha256:…``, or
+  torch hub's ``sha256-prefix:…``), and against the sha256 a
+  :class:`DigestRecord` holds from an earlier copy. Where the publisher gives
+  no checksum, the first verified copy's sha256 is recorded (trust on first
+  download, said so on screen) and every later copy must match it.
+
+Why not ``pooch``: its HTTP downloader starts an interrupted transfer again
+from the first byte (no ``Range``), a file whose hash no longer matches is
+downloaded again silently, it keeps no record for files published without a
+checksum, and on Python 3.11 its tar extractor has no member filter; each of
+those is a promise of ours. What remains is this one small module.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import threading
+from dataclasses import dataclass
+from functools import lru_cache
 from http.client import HTTPException
 from pathlib import Path
+from typing import Any
 from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
 
@@ -56,13 +73,116 @@ def atomic_write(path: str | Path, data: str | bytes, durable: bool = True) -> P
     return path
 
 
-def file_digest(path: Path, algorithm: str) -> str:
-    """The hex digest of ``path`` with ``algorithm`` (``md5``, ``sha1``, ``sha256``)."""
+def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
+    """The hex digest of ``path`` with ``algorithm`` (``md5``, ``sha1``, ``sha256``), remembered per path, size
+    and modification time (a weight file is hashed once per process)."""
+    info = Path(path).stat()
+    return _digest(str(Path(path).absolute()), info.st_size, info.st_mtime_ns, algorithm)
+
+
+@lru_cache(maxsize=128)
+def _digest(path: str, size: int, mtime_ns: int, algorithm: str) -> str:
     h = hashlib.new(algorithm)
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(CHUNK), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def sha256_of(path: str | Path) -> str:
+    """The sha256 of a file (:func:`file_digest`)."""
+    return file_digest(path, "sha256")
+
+
+@dataclass(frozen=True)
+class Published:
+    """A file as its publisher serves it: ``checksum`` is what the publisher gives (``"md5:…"``, ``"sha1:…"``,
+    ``"sha256:…"``, ``"sha256-prefix:…"``), or ``None`` when it gives none."""
+
+    url: str
+    filename: str
+    checksum: str | None
+    licence: str
+
+
+class ChecksumMismatch(FetchError):
+    """A file is not the published one (or not the copy recorded before)."""
+
+
+class DigestRecord:
+    """A JSON file of ``{filename: {"sha256": …, …}}``: every verified file's sha256 and what its caller adds
+    (e.g. ``extracted``). Written atomically."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def read(self) -> dict[str, dict[str, Any]]:
+        if not self.path.is_file():
+            return {}
+        blob = json.loads(self.path.read_text())
+        return {k: v if isinstance(v, dict) else {"sha256": v} for k, v in blob.items()}  # old records: name → sha
+
+    def get(self, filename: str) -> dict[str, Any]:
+        return self.read().get(filename, {})
+
+    def update(self, filename: str, **fields: Any) -> None:
+        record = self.read()
+        record[filename] = {**record.get(filename, {}), **fields}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.path, json.dumps(record, indent=1, sort_keys=True))
+
+
+def check(path: Path, published: Published, record: DigestRecord, label: str | None = None) -> str:
+    """``path``'s sha256, after checking it against the published checksum and the recorded sha256; recorded.
+
+    Raises :class:`ChecksumMismatch` naming the file, the actual and the expected sum and where the file comes
+    from (``label``: how the message names the file, default its path); the caller says what to do and whether
+    to remove it."""
+    label = label or str(path)
+    sha256 = sha256_of(path)
+    if published.checksum:
+        kind, expected = published.checksum.split(":", 1)
+        actual = sha256 if kind in ("sha256", "sha256-prefix") else file_digest(path, kind)
+        if not (actual.startswith(expected) if kind == "sha256-prefix" else actual == expected):
+            raise ChecksumMismatch(
+                f"{label}: {kind} {actual} does not match the published {expected}: not the official "
+                f"{published.filename} ({published.url})"
+            )
+    known = record.get(published.filename).get("sha256")
+    if known and known != sha256:
+        raise ChecksumMismatch(
+            f"{label}: sha256 {sha256} differs from the {known} recorded for {published.filename} in {record.path}"
+            + (
+                "; its publisher gives no checksum, so one of the two copies is not the official file"
+                if not published.checksum
+                else ""
+            )
+        )
+    if not known:
+        if not published.checksum:
+            where = record.path.name
+            print(f"note: {published.filename}: its publisher gives no checksum; recorded sha256 {sha256} in {where}")
+        record.update(published.filename, url=published.url, sha256=sha256, licence=published.licence)
+    return sha256
+
+
+def fetch(published: Published, folder: Path, record: DigestRecord, progress: bool = True) -> Path:
+    """``folder/<filename>``: downloaded if missing (resuming a kept ``.part``), and checked (:func:`check`)
+    before it takes its name; a download that fails the check is removed, so the next call fetches it anew.
+    A file already there is returned as it is (the caller checks it when it should)."""
+    path = Path(folder) / published.filename
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_name(path.name + ".part")
+    transfer(published.url, part, progress)
+    try:
+        check(part, published, record, published.filename)
+    except ChecksumMismatch as err:
+        part.unlink(missing_ok=True)
+        raise ChecksumMismatch(f"{err}; the download was removed: rerun to fetch it again") from None
+    os.replace(part, path)
+    return path
 
 
 def transfer(url: str, part: Path, progress: bool = True, attempts: int = 4, timeout: float = 60.0) -> None:

@@ -17,8 +17,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import tarfile
 import zipfile
@@ -26,8 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eastmir.errors import ManifestError
-from eastmir.fetch import CHUNK, FetchError, file_digest
-from eastmir.fetch import transfer as fetch_transfer
+from eastmir.fetch import CHUNK, ChecksumMismatch, DigestRecord, FetchError, Published, check, fetch
 
 
 class DownloadError(ManifestError):
@@ -35,11 +32,9 @@ class DownloadError(ManifestError):
 
 
 @dataclass(frozen=True)
-class Archive:
-    url: str
-    filename: str
-    checksum: str | None  # "md5:…", "sha1:…" or "sha256:…" as published; None when the publisher gives none
-    licence: str
+class Archive(Published):
+    """A dataset archive (:class:`~eastmir.fetch.Published`) and how it is unpacked."""
+
     extract: str = "none"  # "tar", "zip", or "none" (used as it is)
     strip: int = 0  # leading path components dropped on extraction
     join: str | None = None  # parts of one split archive: concatenated into this file, then extracted as zip
@@ -95,45 +90,20 @@ DOWNLOADS: dict[str, list[Archive]] = {
 RECORD = "downloads.json"
 
 
-def _record(root: Path) -> dict:
-    path = root / RECORD
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def _save_record(root: Path, record: dict) -> None:
-    tmp = root / f".{RECORD}.part"
-    tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
-    os.replace(tmp, root / RECORD)
-
-
-def transfer(url: str, part: Path, progress: bool = True, attempts: int = 4, timeout: float = 60.0) -> None:
-    """Fetch ``url`` into ``part`` (resuming), as :func:`eastmir.fetch.transfer`; failures are DownloadErrors."""
+def _fetched(archive: Archive, root: Path, record: DigestRecord, progress: bool) -> Path:
+    """The archive in ``root``: fetched and checked (:func:`eastmir.fetch.fetch`), or already there and checked
+    once; a copy that fails the check is removed, so the next run fetches it anew."""
+    final = root / archive.filename
     try:
-        fetch_transfer(url, part, progress, attempts, timeout)
+        if final.exists() and not record.get(archive.filename).get("sha256"):
+            try:
+                check(final, archive, record, archive.filename)
+            except ChecksumMismatch as err:
+                final.unlink()
+                raise ChecksumMismatch(f"{err}; it was removed: rerun to download it again") from None
+        return fetch(archive, root, record, progress)
     except FetchError as err:
-        raise DownloadError(str(err)) from err
-
-
-def verify(path: Path, archive: Archive, record: dict) -> str:
-    """The sha256 of ``path`` after checking it against the published checksum and the recorded sha256."""
-    sha256 = file_digest(path, "sha256")
-    checks = []
-    if archive.checksum:
-        algorithm, expected = archive.checksum.split(":", 1)
-        checks.append((algorithm, expected, sha256 if algorithm == "sha256" else file_digest(path, algorithm)))
-    known = record.get(archive.filename, {}).get("sha256")
-    if known:
-        checks.append(("sha256", known, sha256))
-    for algorithm, expected, actual in checks:
-        if actual != expected:
-            path.unlink()
-            raise DownloadError(
-                f"{archive.filename}: {algorithm} {actual} does not match the expected {expected}; the file is "
-                f"corrupted or not the published one ({archive.url}). It was removed: rerun to download it again"
-            )
-    if not checks:
-        print(f"note: {archive.filename}: its publisher gives no checksum; recorded sha256 {sha256} in {RECORD}")
-    return sha256
+        raise DownloadError(str(err)) from None
 
 
 def _member_path(name: str, strip: int) -> str | None:
@@ -184,32 +154,22 @@ def download_dataset(name: str, root: str | Path, progress: bool = True) -> None
         raise ManifestError(f"{name}: no download is known; datasets with --download: {', '.join(DOWNLOADS)}")
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    record = _record(root)
+    record = DigestRecord(root / RECORD)
     joined: dict[str, list[Path]] = {}
     for archive in DOWNLOADS[name]:
-        final = root / archive.filename
-        extracted = record.get(archive.join or archive.filename, {}).get("extracted")
-        if not extracted and not (final.exists() and record.get(archive.filename, {}).get("sha256")):
-            if not final.exists():
-                part = final.with_name(final.name + ".part")
-                transfer(archive.url, part, progress)
-                os.replace(part, final)
-            sha256 = verify(final, archive, record)
-            record[archive.filename] = {"url": archive.url, "sha256": sha256, "licence": archive.licence}
-            _save_record(root, record)
-        if archive.join:
-            joined.setdefault(archive.join, []).append(final)
-        elif archive.extract != "none" and not extracted:
-            extract(final, archive.extract, root, archive.strip)
-            record[archive.filename]["extracted"] = True
-            _save_record(root, record)
+        if not record.get(archive.join or archive.filename).get("extracted"):
+            final = _fetched(archive, root, record, progress)
+            if archive.join:
+                joined.setdefault(archive.join, []).append(final)
+            elif archive.extract != "none":
+                extract(final, archive.extract, root, archive.strip)
+                record.update(archive.filename, extracted=True)
     for whole, parts in joined.items():
-        if record.get(whole, {}).get("extracted"):
+        if record.get(whole).get("extracted"):
             continue
         with open(root / whole, "wb") as out:
             for p in parts:
                 with open(p, "rb") as src:
                     shutil.copyfileobj(src, out, CHUNK)
         extract(root / whole, "zip", root)
-        record[whole] = {"joined_from": [p.name for p in parts], "extracted": True}
-        _save_record(root, record)
+        record.update(whole, joined_from=[p.name for p in parts], extracted=True)

@@ -28,10 +28,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from eastmir.audio import mel_filterbank
+from eastmir.fetch import sha256_of
 from eastmir.folding import optimise_for_inference
 from eastmir.registry import TEACHERS
 from eastmir.teachers.base import Teacher
-from eastmir.teachers.weights import WheelWeights, fetch_wheel_member, sha256_of
+from eastmir.teachers.weights import WheelWeights, fetch_wheel_member
 
 AISFX_WEIGHTS = WheelWeights(
     package="aisfx",

@@ -20,10 +20,10 @@ from typing import Any, Literal
 
 import torch
 
+from eastmir.fetch import sha256_of
 from eastmir.registry import TEACHERS
 from eastmir.teachers.base import Teacher
 from eastmir.teachers.published import PublishedWeights, load_checkpoint, load_into, locate_weights, require
-from eastmir.teachers.weights import sha256_of
 
 MODELS = "https://github.com/torchopenl3/torchopenl3-models/raw/master"
 SAMPLE_RATE = 48000

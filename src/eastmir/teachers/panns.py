@@ -24,10 +24,10 @@ from typing import Any
 
 import torch
 
+from eastmir.fetch import sha256_of
 from eastmir.registry import TEACHERS
 from eastmir.teachers.base import Teacher
 from eastmir.teachers.published import PublishedWeights, load_checkpoint, load_into, locate_weights, require
-from eastmir.teachers.weights import sha256_of
 
 WEIGHTS = PublishedWeights(
     "https://zenodo.org/record/3987831/files/Cnn14_mAP%3D0.431.pth?download=1",

@@ -21,10 +21,10 @@ from typing import Any
 
 import torch
 
+from eastmir.fetch import sha256_of
 from eastmir.registry import TEACHERS
 from eastmir.teachers.base import Teacher
 from eastmir.teachers.published import PublishedWeights, load_checkpoint, load_into, locate_weights, require
-from eastmir.teachers.weights import sha256_of
 
 WEIGHTS = PublishedWeights(
     "https://github.com/kkoutini/PaSST/releases/download/v0.0.1-audioset/passt-s-f128-p16-s10-ap.476-swa.pt",

@@ -22,33 +22,24 @@ loaded, so other weights never share a store entry.
 from __future__ import annotations
 
 import importlib
-import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
 from eastmir.errors import ConfigError, WeightsUnavailable
-from eastmir.fetch import FetchError, file_digest, transfer
-from eastmir.teachers.weights import default_cache_dir, sha256_of, weights_dir_from_env
+from eastmir.fetch import ChecksumMismatch, DigestRecord, FetchError, Published, check, fetch
+from eastmir.teachers.weights import default_cache_dir, weights_dir_from_env
 
 RECORD = "weights.json"
 
 
 @dataclass(frozen=True)
-class PublishedWeights:
-    """A weight file from its official source.
-
-    ``checksum`` as its publisher gives it: ``"md5:…"``, ``"sha256:…"``, or
-    ``"sha256-prefix:…"`` (torch hub's convention: the first hex digits of the
-    sha256 in the file name); ``None`` when it publishes none.
+class PublishedWeights(Published):
+    """A weight file from its official source (:class:`~eastmir.fetch.Published`); ``checksum`` as its
+    publisher gives it: ``"md5:…"``, ``"sha256:…"``, or ``"sha256-prefix:…"`` (torch hub's convention: the
+    first hex digits of the sha256 in the file name); ``None`` when it publishes none.
     """
-
-    url: str
-    filename: str
-    checksum: str | None
-    licence: str
 
     @property
     def describe(self) -> str:
@@ -75,47 +66,17 @@ def _cache() -> Path:
     return default_cache_dir() / "weights"
 
 
-def _recorded(filename: str) -> str | None:
-    path = _cache() / RECORD
-    return json.loads(path.read_text()).get(filename) if path.is_file() else None
-
-
-def _record(filename: str, sha256: str) -> None:
-    path = _cache() / RECORD
-    record = json.loads(path.read_text()) if path.is_file() else {}
-    record[filename] = sha256
-    tmp = path.with_name(f".{RECORD}.{os.getpid()}.part")
-    tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+def _record() -> DigestRecord:
+    return DigestRecord(_cache() / RECORD)
 
 
 def verify(path: Path, spec: PublishedWeights) -> str:
     """The sha256 of ``path`` after checking it against the published checksum (or the recorded sha256)."""
-    sha256 = sha256_of(path)
-    if spec.checksum:
-        kind, expected = spec.checksum.split(":", 1)
-        if kind == "sha256-prefix":
-            ok, actual = sha256.startswith(expected), sha256
-        else:
-            actual = sha256 if kind == "sha256" else file_digest(path, kind)
-            ok = actual == expected
-        if not ok:
-            raise WeightsUnavailable(
-                f"{path}: {kind} {actual} does not match the published {expected}: not the official "
-                f"{spec.filename}; download it again from {spec.url} (or pass your own weights as weights_file)"
-            )
-        return sha256
-    known = _recorded(spec.filename)
-    if known and known != sha256:
-        raise WeightsUnavailable(
-            f"{path}: sha256 {sha256} differs from the {known} recorded for {spec.filename} in "
-            f"{_cache() / RECORD}; its publisher gives no checksum, so one of the two copies is not the official file"
-        )
-    if not known:
-        _cache().mkdir(parents=True, exist_ok=True)
-        _record(spec.filename, sha256)
-        print(f"note: {spec.filename}: its publisher gives no checksum; recorded sha256 {sha256} in {RECORD}")
-    return sha256
+    try:
+        return check(path, spec, _record())
+    except ChecksumMismatch as err:
+        advice = f"download it again from {spec.url} (or pass your own weights as weights_file)"
+        raise WeightsUnavailable(f"{err}; {advice}") from None
 
 
 def available(spec: PublishedWeights, weights_dir: str | Path | None = None) -> bool:
@@ -147,25 +108,18 @@ def locate_weights(
         verify(path, spec)
         return path
     cache = _cache()
-    path = cache / spec.filename
-    if not path.is_file():
-        cache.mkdir(parents=True, exist_ok=True)
-        part = path.with_name(path.name + ".part")
+    if not (cache / spec.filename).is_file():
         try:
-            transfer(spec.url, part, progress)
+            return fetch(spec, cache, _record(), progress)
+        except ChecksumMismatch as err:
+            raise WeightsUnavailable(f"teacher {teacher}: {err}") from None
         except FetchError as err:
             raise WeightsUnavailable(
                 f"teacher {teacher}: {spec.filename} is not on this machine and could not be downloaded ({err}); "
                 f"download it from {spec.url} and put it in {cache}, or in a folder you pass as --weights-dir "
                 "(or EASTMIR_WEIGHTS)"
             ) from None
-        try:
-            verify(part, spec)
-        except WeightsUnavailable:
-            part.unlink(missing_ok=True)
-            raise
-        part.replace(path)
-        return path
+    path = cache / spec.filename
     verify(path, spec)
     return path
 

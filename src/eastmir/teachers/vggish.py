@@ -23,10 +23,10 @@ from typing import Any
 
 import torch
 
+from eastmir.fetch import sha256_of
 from eastmir.registry import TEACHERS
 from eastmir.teachers.base import Teacher
 from eastmir.teachers.published import PublishedWeights, load_checkpoint, load_into, locate_weights, require
-from eastmir.teachers.weights import sha256_of
 
 RELEASE = "https://github.com/harritaylor/torchvggish/releases/download/v0.1"
 WEIGHTS = PublishedWeights(

