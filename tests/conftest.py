@@ -64,7 +64,7 @@ def small_config(workdir):
     """``small_config(name, *overrides, workdir=…)``: a synth config trained for one epoch on the small set."""
     from eastmir.config import load_config
 
-    def make(name: str, *overrides: str, workdir: Path = workdir) -> dict:
+    def make(name: str, *overrides: str, workdir: Path = workdir):
         base = ["trainer.max_epochs=1", "data.batch_size=16", *overrides]
         return load_config(f"synth/{name}", base, workdir=workdir)
 

@@ -1,10 +1,8 @@
 import pytest
 import torch
 
-from eastmir.audio import FrontendConfig
 from eastmir.config import load_config, shipped_names
 from eastmir.errors import ConfigError
-from eastmir.registry import STUDENTS
 from eastmir.training.system import EastSystem
 
 SHIPPED = shipped_names()
@@ -12,11 +10,11 @@ N_CLASSES = {"synth": 17, "openmic": 20, "magnatagatune": 50, "folder": 5}
 
 
 def generated_batch(config, num_classes, dim, n=3, max_seconds=2.0):
-    seconds = min(config["data"].get("clip_seconds") or 3.0, max_seconds)
-    front = FrontendConfig(**config.get("frontend", {}))
+    seconds = min(config.data.clip_seconds or 3.0, max_seconds)
+    front = config.frontend
     samples = int(seconds * front.sample_rate)
-    key = STUDENTS.get(config["student"]["name"]).input_key
-    teacher = config.get("teacher") or {}
+    key = config.student.capabilities.input_key
+    teacher = config.teacher.options if config.teacher else {}
     frame = teacher.get("frame_seconds", 1.16)
     frames = max(1, int(seconds / frame)) if frame else 1
     batch = {
@@ -39,14 +37,14 @@ def test_the_shipped_configs_are_all_there():
 @pytest.mark.parametrize("name", SHIPPED)
 def test_every_shipped_config_trains_one_step(name, tmp_path):
     config = load_config(name, workdir=tmp_path)
-    dataset = config["data"]["dataset"]
+    dataset = config.data.dataset
     num_classes = N_CLASSES[dataset]
-    dim = (config.get("teacher") or {}).get("dim", 512)
-    kd = (config.get("distillation") or {}).get("kd")
-    system = EastSystem(config, num_classes=num_classes, embedding_dim=dim if config.get("teacher") else None)
+    dim = config.teacher.options.get("dim", 512) if config.teacher else 512
+    kd = config.kd
+    system = EastSystem(config, num_classes=num_classes, embedding_dim=dim if config.teacher else None)
     if kd:
-        assert kd["teacher_run"].startswith(str(tmp_path / "runs"))
-        assert config["requires"], "a KD run names the TeacherLR run it needs"
+        assert kd.teacher_run.startswith(str(tmp_path / "runs"))
+        assert config.requires, "a KD run names the TeacherLR run it needs"
     optimizer = system.configure_optimizers()["optimizer"]
     batch = generated_batch(config, num_classes, dim)
     before = [p.detach().clone() for p in system.student.parameters()]
@@ -55,36 +53,36 @@ def test_every_shipped_config_trains_one_step(name, tmp_path):
     optimizer.step()
     assert torch.isfinite(loss)
     assert any(not torch.equal(a, b) for a, b in zip(before, system.student.parameters()))
-    assert str(tmp_path) in config["data"]["root"]
+    assert str(tmp_path) in config.data.root
 
 
 def test_overrides_and_workdir(tmp_path):
     cfg = load_config("synth/east_final", ["distillation.lambda=0.3", "trainer.max_epochs=2"], workdir=tmp_path)
-    assert cfg["distillation"]["lambda"] == 0.3 and cfg["trainer"]["max_epochs"] == 2
-    assert cfg["student"]["name"] == "mobile_fcn" and cfg["data"]["root"] == f"{tmp_path}/data/synth"
+    assert cfg.lam == 0.3 and cfg.trainer.max_epochs == 2
+    assert cfg.student.name == "mobile_fcn" and cfg.data.root == f"{tmp_path}/data/synth"
 
 
 def test_student_of_another_name_replaces_rather_than_merges(tmp_path):
     cfg = load_config("magnatagatune_harmonic_cnn/baseline", workdir=tmp_path)
-    assert cfg["student"] == {"name": "harmonic_cnn"}  # no n_mels leaked from Mobile FCN's base
+    assert cfg.to_dict()["student"] == {"name": "harmonic_cnn"}  # no n_mels leaked from Mobile FCN's base
 
 
 def test_table_runs_compose_published_settings(tmp_path):
     passt = load_config("openmic/east_final-passt", workdir=tmp_path)
-    assert passt["name"] == "openmic-east_final-passt" and passt["system"] == "EAsT_Final"
-    assert passt["distillation"]["lambda"] == 0.9 and passt["teacher"] == {"name": "passt"}
-    vggish = load_config("openmic/east_final-vggish", workdir=tmp_path)["teacher"]  # the features OpenMIC ships
-    assert vggish["name"] == "precomputed" and vggish["path"] == f"{tmp_path}/data/openmic/embeddings/vggish"
-    assert load_config("openmic/east_kd-vggish", workdir=tmp_path)["distillation"]["lambda"] == 0.8
+    assert passt.name == "openmic-east_final-passt" and passt.system == "EAsT_Final"
+    assert passt.lam == 0.9 and passt.to_dict()["teacher"] == {"name": "passt"}
+    vggish = load_config("openmic/east_final-vggish", workdir=tmp_path).teacher  # the features OpenMIC ships
+    assert vggish.name == "precomputed" and vggish.options["path"] == f"{tmp_path}/data/openmic/embeddings/vggish"
+    assert load_config("openmic/east_kd-vggish", workdir=tmp_path).lam == 0.8
     kd = load_config("openmic/kd-panns", workdir=tmp_path)
-    assert kd["distillation"]["kd"]["teacher_run"] == f"{tmp_path}/runs/openmic-teacher_lr-panns"
-    assert kd["requires"] == ["openmic/teacher_lr-panns"]
-    assert load_config("openmic/teacher_lr-vggish", workdir=tmp_path)["optimizer"]["lr"] == 0.2
-    assert load_config("openmic/teacher_lr-passt", workdir=tmp_path)["optimizer"]["lr"] == 0.1
-    assert load_config("magnatagatune/teacher_lr-passt", workdir=tmp_path)["optimizer"]["lr"] == 0.2
-    assert load_config("magnatagatune/east_all-panns", workdir=tmp_path)["distillation"]["lambda"] == 0.6
+    assert kd.kd.teacher_run == f"{tmp_path}/runs/openmic-teacher_lr-panns"
+    assert kd.requires == ["openmic/teacher_lr-panns"]
+    assert load_config("openmic/teacher_lr-vggish", workdir=tmp_path).optimizer.lr == 0.2
+    assert load_config("openmic/teacher_lr-passt", workdir=tmp_path).optimizer.lr == 0.1
+    assert load_config("magnatagatune/teacher_lr-passt", workdir=tmp_path).optimizer.lr == 0.2
+    assert load_config("magnatagatune/east_all-panns", workdir=tmp_path).lam == 0.6
     teacher_lr = load_config("openmic/teacher_lr-openl3", workdir=tmp_path)
-    assert (teacher_lr["augment"] is None and "distillation" not in teacher_lr) or not teacher_lr["distillation"]
+    assert teacher_lr.augment is None and teacher_lr.distillation is None
 
 
 def test_parts_compose_on_the_command_line(tmp_path):
@@ -93,8 +91,8 @@ def test_parts_compose_on_the_command_line(tmp_path):
         ["name=mine", "distillation.lambda=0.7", "data.root=/data/openmic"],
         workdir=tmp_path,
     )
-    assert cfg["system"] == "EAsT_All" and cfg["distillation"]["lambda"] == 0.7
-    assert cfg["teacher"]["path"] == "/data/openmic/embeddings/vggish"  # {data_root} follows data.root
+    assert cfg.system == "EAsT_All" and cfg.lam == 0.7
+    assert cfg.teacher.options["path"] == "/data/openmic/embeddings/vggish"  # {data_root} follows data.root
 
 
 @pytest.mark.parametrize(
@@ -170,5 +168,5 @@ def test_yaml_with_python_tags_is_refused(tmp_path):
 def test_relative_paths_are_made_absolute_once(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = load_config("synth/baseline", ["data.root=some/data"], workdir="work")
-    assert cfg["data"]["root"] == f"{tmp_path}/some/data" and cfg["workdir"] == f"{tmp_path}/work"
-    assert cfg["cache_dir"] == f"{tmp_path}/work/cache"
+    assert cfg.data.root == f"{tmp_path}/some/data" and cfg.workdir == f"{tmp_path}/work"
+    assert cfg.cache_dir == f"{tmp_path}/work/cache"

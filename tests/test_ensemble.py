@@ -103,8 +103,8 @@ def test_members_are_validated_as_teachers(tmp_path):
     with pytest.raises(ConfigError, match="cannot be a member"):
         load("teacher={name: ensemble, members: [{name: aisfx}, {name: ensemble, members: []}]}")
     config = load(ENSEMBLE, "teacher.combine=separate", "teacher.weights=[3, 1]")
-    assert config["teacher"]["weights"] == [3.0, 1.0]
-    assert config["teacher"]["members"][1] == {"name": "musicnn"}
+    assert config.teacher.options["weights"] == [3.0, 1.0]
+    assert config.teacher.options["members"][1] == {"name": "musicnn"} and config.teacher.is_ensemble
 
 
 def test_a_refusing_member_refuses_the_ensemble(tmp_path):

@@ -193,7 +193,7 @@ def test_the_training_log_survives_every_resume(small_synth, small_config):
     for epoch in (0, 1):
         with pytest.raises(KeyboardInterrupt):
             pipeline.fit(cfg, progress=False, callbacks=[CtrlCAt(epoch)])
-    run = RunDirectory.of(cfg["workdir"], "twice_interrupted")
+    run = RunDirectory.of(cfg.workdir, "twice_interrupted")
     assert markdown_table(read_runs([run.path])).count("unfinished: epoch 2 of 3") == 1
     pipeline.fit(cfg, progress=False)
     with open(run.log_file, newline="") as fh:
@@ -204,7 +204,7 @@ def test_the_training_log_survives_every_resume(small_synth, small_config):
 
 def test_one_process_at_a_time_trains_a_run_and_a_dead_holder_is_taken_over(small_synth, small_config):
     cfg = small_config("baseline", "name=locked")
-    run = RunDirectory.of(cfg["workdir"], "locked")
+    run = RunDirectory.of(cfg.workdir, "locked")
     with run.lock(), pytest.raises(RunError) as info:
         pipeline.fit(cfg, progress=False)
     assert str(info.value) == (

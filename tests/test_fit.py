@@ -45,8 +45,7 @@ def test_training_resumes_from_last_checkpoint(small_synth, small_synth_embeddin
     run_dir = fit(cfg, progress=False)
     one = json.loads((run_dir / "metrics.json").read_text())
     (run_dir / "metrics.json").unlink()  # as if stopped after epoch 1
-    cfg["trainer"]["max_epochs"] = 2
-    two = json.loads((fit(cfg, progress=False) / "metrics.json").read_text())
+    two = json.loads((fit(cfg.changed({"trainer": {"max_epochs": 2}}), progress=False) / "metrics.json").read_text())
     assert two["steps"] == 2 * one["steps"]
 
 

@@ -43,7 +43,7 @@ def untrained_run(name, tmp_path):
     with torch.no_grad():  # non-trivial batch-norm statistics
         system.train()
         key = system.student.input_key
-        shape = (8, config["frontend"]["n_mels"], 200) if key == "logmel" else (8, 80000)
+        shape = (8, config.frontend.n_mels, 200) if key == "logmel" else (8, 80000)
         system.student(torch.randn(*shape))
     system.eval()
     return LoadedRun(tmp_path, tmp_path / "none.ckpt", system, system.classes, system.config, None)
@@ -128,7 +128,6 @@ def test_fit_stores_validation_thresholds(trained, small_synth):
 def test_predict_equals_the_test_time_outputs_and_survives_a_corrupt_file(
     trained, small_synth, store, tmp_path, capsys
 ):
-    from eastmir.audio import FrontendConfig
     from eastmir.data.features import build_logmels
     from eastmir.data.store import read_entry
 
@@ -144,7 +143,7 @@ def test_predict_equals_the_test_time_outputs_and_survives_a_corrupt_file(
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(lines) == len(test_clips)  # every readable file predicted
     run = load_run(trained)
-    logmels, report = build_logmels(small_synth, store, FrontendConfig(**run.config["frontend"]), progress=False)
+    logmels, report = build_logmels(small_synth, store, run.config.frontend, progress=False)
     for line, clip in zip(lines, sorted(test_clips, key=lambda c: c.clip_id)):
         assert line["file"].endswith(f"{clip.clip_id}.wav") and line["windows"] == 1
         x = torch.from_numpy(read_entry(logmels.entry(report.keys[clip.clip_id]))[None].copy())

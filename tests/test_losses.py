@@ -169,7 +169,7 @@ def test_the_unbiased_estimator_s_batch_size_is_checked_with_the_config(workdir)
     from eastmir.errors import ConfigError
 
     cfg = load_config("synth/east_final", ["distillation.feature.estimator=unbiased"], workdir=workdir)
-    assert cfg["distillation"]["feature"]["estimator"] == "unbiased"
+    assert cfg.feature.options["estimator"] == "unbiased"
     with pytest.raises(ConfigError, match="estimator: unbiased needs at least 4 clips per batch"):
         load_config(
             "synth/east_final", ["distillation.feature.estimator=unbiased", "data.batch_size=3"], workdir=workdir

@@ -128,5 +128,5 @@ def test_mtt_weights_refuse_to_teach_magnatagatune(tmp_path):
         ["teacher={name: musicnn, weights: mtt, allow_test_leakage: true}"],
         workdir=tmp_path,
     )
-    assert forced["teacher"]["allow_test_leakage"]
+    assert forced.teacher.options["allow_test_leakage"]
     assert load_config("magnatagatune/east_final-vggish", ["teacher={name: musicnn}"], workdir=tmp_path)

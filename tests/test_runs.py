@@ -136,21 +136,21 @@ def test_a_run_saved_by_the_release_before_config_versions_still_loads(data_dir,
     load, never refused, and gives the logits it gave then."""
     import numpy as np
 
-    from eastmir.schema import CONFIG_VERSION
+    from eastmir.config import CONFIG_VERSION
 
     saved = data_dir / "runs" / "v1-baseline"
     run = load_run(saved)
     x = torch.randn(3, 96, 101, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(run.logits(x), torch.from_numpy(np.load(saved / "logits_of_seeded_input.npy")), atol=1e-6)
-    assert run.config["config_version"] == CONFIG_VERSION and run.classes[:2] == ["accordion", "banjo"]
+    assert run.config.config_version == CONFIG_VERSION and run.classes[:2] == ["accordion", "banjo"]
     copy = tmp_path / "v1-baseline"
     shutil.copytree(saved, copy)
     assert load_student(copy).predict(np.zeros(32000, np.float32), 16000).probabilities.shape == (17,)
 
 
 def test_a_config_from_a_newer_release_is_refused_in_one_line():
+    from eastmir.config import CONFIG_VERSION, migrate
     from eastmir.errors import ConfigError
-    from eastmir.schema import CONFIG_VERSION, migrate
 
     assert migrate({"name": "x"}) == {"name": "x", "config_version": CONFIG_VERSION}
     with pytest.raises(ConfigError, match=f"written by a newer eastmir \\(config version {CONFIG_VERSION + 1};"):

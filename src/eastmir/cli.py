@@ -228,8 +228,7 @@ def _data_prepare(args: argparse.Namespace) -> None:
 
 def _extract(args: argparse.Namespace) -> None:
     from eastmir import pipeline
-    from eastmir.config import parse_overrides
-    from eastmir.schema import teacher_section
+    from eastmir.config import parse_overrides, teacher_section
 
     section = teacher_section(args.teacher, parse_overrides(args.overrides))
     manifest = pipeline.load_dataset(args.dataset)
@@ -240,14 +239,14 @@ def _extract(args: argparse.Namespace) -> None:
         teacher,
         manifest,
         store,
-        args.batch_size,
-        args.on_error,
-        not args.no_progress,
-        args.workers,
-        devices,
-        args.strategy,
-        args.accelerator,
-        args.num_nodes,
+        batch_size=args.batch_size,
+        on_error=args.on_error,
+        progress=not args.no_progress,
+        workers=args.workers,
+        devices=devices,
+        strategy=args.strategy,
+        accelerator=args.accelerator,
+        num_nodes=args.num_nodes,
     )
     period = f"frame period {teacher.frame_seconds:.3f} s" if teacher.frame_seconds else "one vector per clip"
     print(f"{teacher.label} (dim {teacher.dim}, {period}): {report.summary(collection)}")
@@ -324,14 +323,9 @@ def _complexity(args: argparse.Namespace) -> None:
 
 def _run_dirs(arguments: list[str]) -> list[Path]:
     """Run directories as given, or the run directories inside a folder (e.g. ``WORKDIR/runs``)."""
-    out: list[Path] = []
-    for argument in arguments:
-        path = Path(argument)
-        if path.is_dir() and not (path / "config.yaml").is_file() and any(path.glob("*/config.yaml")):
-            out += sorted(p.parent for p in path.glob("*/config.yaml"))
-        else:
-            out.append(path)
-    return out
+    from eastmir.rundir import RunDirectory
+
+    return [run.path for run in RunDirectory.found_in(arguments)]
 
 
 def _report(args: argparse.Namespace) -> None:

@@ -15,9 +15,10 @@ import time
 from pathlib import Path
 
 from eastmir import pipeline
-from eastmir.config import load_config, shipped_config_dir, with_teacher
+from eastmir.config import RunConfig, load_config, shipped_config_dir, with_teacher
 from eastmir.errors import UnknownNameError, did_you_mean
 from eastmir.reporting.tables import markdown_table, read_runs, write_csv
+from eastmir.rundir import runs_folder
 
 DEFAULT_SYSTEMS = ("baseline", "teacher_lr", "east_final")
 # The teacher whose EAsT_Final gained the most validation mAP over Baseline on the demo data (README):
@@ -44,20 +45,20 @@ def run_demo(
     for s in systems:
         if s not in valid:
             raise UnknownNameError(f"unknown demo system {s!r}{did_you_mean(s, valid)}; valid: {', '.join(valid)}")
-    configs: dict[str, dict] = {}
+    configs: dict[str, RunConfig] = {}
 
-    def config(name: str) -> dict:
+    def config(name: str) -> RunConfig:
         if name not in configs:
             configs[name] = with_teacher(load_config(name, overrides, workdir=workdir), teacher)
         return configs[name]
 
-    root = config(f"synth/{systems[0]}")["data"]["root"]
+    root = config(f"synth/{systems[0]}").data.root
     pipeline.prepare("synth", root, {**DEMO_DATA, **(data_options or {})}, progress)
     done: dict[str, Path] = {}
 
     def run(name: str) -> Path:
         if name not in done:
-            for needed in config(name)["requires"]:  # e.g. KD needs its TeacherLR head
+            for needed in config(name).requires:  # e.g. KD needs its TeacherLR head
                 run(needed)
             print(f"\n=== {name} ===", flush=True)
             done[name] = pipeline.fit(config(name), progress=progress)
@@ -66,7 +67,7 @@ def run_demo(
     run_dirs = [run(f"synth/{s}") for s in systems]
     rows = read_runs(run_dirs)
     table = markdown_table(rows)
-    out = Path(workdir) / "runs"
+    out = runs_folder(workdir)
     (out / "demo_results.md").write_text(
         f"# eastmir demo: synth, Mobile FCN student, {teacher} teacher (test split)\n\n" + table + "\n"
     )

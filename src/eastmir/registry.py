@@ -1,5 +1,6 @@
-"""One generic name → class registry, used for students, teachers, datasets
-and regularisers, so no module needs an if/elif chain over model names.
+"""One generic name → class registry, used for students, teachers, datasets,
+regularisers, optimisers and teacher compressions, so no module needs an
+if/elif chain over names: a new component is one file that registers itself.
 
 Each registry knows the package whose import registers its built-in entries,
 and imports it lazily on first use (nothing is read or imported at import
@@ -36,6 +37,10 @@ class Registry(Generic[T]):
 
         return add
 
+    def remove(self, name: str) -> None:
+        """Forget ``name`` (a plug-in unloaded, or a test's own component)."""
+        self._entries.pop(name, None)
+
     def _load_builtins(self) -> None:
         if self._package is not None:
             importlib.import_module(self._package)
@@ -66,3 +71,5 @@ STUDENTS: Registry = Registry("student", "eastmir.students")
 TEACHERS: Registry = Registry("teacher", "eastmir.teachers")
 DATASETS: Registry = Registry("dataset", "eastmir.data.datasets")
 REGULARISERS: Registry = Registry("regulariser", "eastmir.losses")
+OPTIMISERS: Registry = Registry("optimiser", "eastmir.training.optimisers")
+COMPRESSIONS: Registry = Registry("compression", "eastmir.training.compression")

@@ -41,6 +41,7 @@ from eastmir.fetch import atomic_write
 from eastmir.filelock import Held, hold
 
 CHECKPOINT_EPOCH = re.compile(r"epoch(\d+)")
+CONFIG_FILE = "config.yaml"
 # config keys whose value does not change what a run computes: a rerun may differ in them
 RESULT_NEUTRAL = ("requires",)
 # keys a resumed run may change: raising trainer.max_epochs continues the run where it stopped, to what a run
@@ -60,12 +61,25 @@ class RunDirectory:
     @classmethod
     def of(cls, workdir: str | Path, name: str) -> RunDirectory:
         """The run ``name`` under ``workdir`` (``{workdir}/runs/<name>``)."""
-        return cls(Path(workdir) / "runs" / name)
+        return cls(runs_folder(workdir) / name)
+
+    @classmethod
+    def found_in(cls, paths: list[str | Path]) -> list[RunDirectory]:
+        """Run directories as given, or the run directories inside a folder given (e.g. ``WORKDIR/runs``)."""
+        out: list[RunDirectory] = []
+        for given in paths:
+            path = Path(given)
+            inside = sorted(p.parent for p in path.glob(f"*/{CONFIG_FILE}")) if path.is_dir() else []
+            if not (path / CONFIG_FILE).is_file() and inside:
+                out += [cls(p) for p in inside]
+            else:
+                out.append(cls(path))
+        return out
 
     # ------------------------------------------------------------------ paths
     @property
     def config_file(self) -> Path:
-        return self.path / "config.yaml"
+        return self.path / CONFIG_FILE
 
     @property
     def fingerprint_file(self) -> Path:
@@ -202,6 +216,11 @@ class RunDirectory:
             ) from None
 
 
+def runs_folder(workdir: str | Path) -> Path:
+    """Where a work directory keeps its runs (and the demo its tables): ``{workdir}/runs``."""
+    return Path(workdir) / "runs"
+
+
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     """``{"a": {"b": 1}}`` → ``{"a.b": 1}`` (lists stay values)."""
     if not isinstance(tree, dict) or not tree:
@@ -235,4 +254,4 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "…"
 
 
-__all__ = ["CHECKPOINT_EPOCH", "RunDirectory", "flatten"]
+__all__ = ["CHECKPOINT_EPOCH", "CONFIG_FILE", "RunDirectory", "flatten", "runs_folder"]

@@ -25,9 +25,8 @@ from typing import Any
 import numpy as np
 
 from eastmir import pipeline
-from eastmir.config import load_config, run_tables, with_name_suffix, with_teacher
+from eastmir.config import RunConfig, load_config, run_tables, with_name_suffix, with_teacher
 from eastmir.errors import ConfigError
-from eastmir.schema import validate_config
 
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 
@@ -51,14 +50,11 @@ def _suffix(fraction: float, seed: int) -> str:
     return f"frac{fraction:g}-seed{seed}"
 
 
-def limited_data_config(config: dict, fraction: float, seed: int, source: str) -> dict:
+def limited_data_config(config: RunConfig, fraction: float, seed: int, source: str) -> RunConfig:
     """``config`` on the nested ``fraction`` subset drawn by ``seed`` (also its training seed), renamed."""
     suffix = _suffix(fraction, seed)
-    config = with_name_suffix(config, suffix)
-    config["seed"] = seed
-    config["data"]["train_fraction"] = fraction
-    config["data"]["subset_seed"] = seed
-    return validate_config(config, f"{source} ({suffix})")
+    changes = {"seed": seed, "data": {"train_fraction": fraction, "subset_seed": seed}}
+    return with_name_suffix(config, suffix).changed(changes, f"{source} ({suffix})")
 
 
 def limited_data(
@@ -79,19 +75,19 @@ def limited_data(
 
     def run(name: str, teacher: str | None, fraction: float, seed: int) -> Path:
         config = load_config(name, list(overrides), workdir=workdir)
-        if teacher and config["teacher"]:
+        if teacher and config.teacher:
             config = with_teacher(config, teacher)
         config = limited_data_config(config, fraction, seed, name)
-        if config["name"] not in done:
-            for needed in config["requires"]:
+        if config.name not in done:
+            for needed in config.requires:
                 run(needed, teacher, fraction, seed)
-            print(f"\n=== {config['name']} ===", flush=True)
-            done[config["name"]] = pipeline.fit(config, progress=progress)
-        return done[config["name"]]
+            print(f"\n=== {config.name} ===", flush=True)
+            done[config.name] = pipeline.fit(config, progress=progress)
+        return done[config.name]
 
     out = []
     for name in systems:
-        has_teacher = bool(load_config(name, list(overrides), workdir=workdir)["teacher"])
+        has_teacher = bool(load_config(name, list(overrides), workdir=workdir).teacher)
         for teacher in (teachers or [None]) if has_teacher else [None]:
             for fraction in fractions:
                 for seed in seeds:
@@ -171,7 +167,7 @@ def reproduce(recipe: str, workdir: str | Path, overrides: Sequence[str] = (), p
     def run(name: str) -> Path:
         if name not in done:
             config = load_config(name, list(overrides), workdir=workdir)
-            for needed in config["requires"]:
+            for needed in config.requires:
                 run(needed)
             print(f"\n=== {name} ===", flush=True)
             done[name] = pipeline.fit(config, progress=progress)

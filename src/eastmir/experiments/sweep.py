@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from eastmir import pipeline
-from eastmir.config import load_config
+from eastmir.config import RunConfig, load_config
 from eastmir.errors import ConfigError
 from eastmir.rundir import RunDirectory
 
@@ -159,10 +159,10 @@ def summary_table(best: Setting, settings: list[Setting]) -> str:
     return "\n".join(lines)
 
 
-Runner = Callable[[list[tuple[str, dict[str, Any], dict]]], list[Path]]
+Runner = Callable[[list[tuple[str, dict[str, Any], RunConfig]]], list[Path]]
 
 
-def run_sequentially(jobs: list[tuple[str, dict[str, Any], dict]], progress: bool = True) -> list[Path]:
+def run_sequentially(jobs: list[tuple[str, dict[str, Any], RunConfig]], progress: bool = True) -> list[Path]:
     """Fit every ``(name, point, config)`` in turn (finished runs are skipped by ``fit``)."""
     out = []
     for i, (name, _, config) in enumerate(jobs, 1):
@@ -185,7 +185,7 @@ def sweep(
     if not grid:
         raise ConfigError("--grid: give at least one KEY=V1,V2,…")
     points = expand(grid)
-    base = name or load_config(source, list(overrides), workdir=workdir)["name"]
+    base = name or load_config(source, list(overrides), workdir=workdir).name
     jobs = []
     for point in points:
         run_name = point_name(base, point)

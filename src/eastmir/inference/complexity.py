@@ -28,23 +28,13 @@ from pathlib import Path
 
 import torch
 
-from eastmir.audio import FrontendConfig
 from eastmir.fetch import atomic_write
 from eastmir.folding import optimise_for_inference
 from eastmir.inference.export import InferenceModel, quiet_export
 from eastmir.registry import STUDENTS
 
-OPENMIC = FrontendConfig(sample_rate=32000, n_mels=128, fmax=16000.0)
-MAGNATAGATUNE = FrontendConfig(sample_rate=16000, n_mels=96, fmax=8000.0)
-SHORT_CHUNK = FrontendConfig(sample_rate=16000, n_fft=512, win_length=512, hop_length=256, n_mels=128, fmax=8000.0)
-# student → (options, the front end of its recipe, or None for a waveform student at 16 kHz)
-STUDENT_SETTINGS = {
-    "mobile_fcn": ({"n_mels": 96}, MAGNATAGATUNE),
-    "fcn": ({"n_mels": 96}, MAGNATAGATUNE),
-    "cp_resnet": ({"rho": 7, "base_channels": 128}, OPENMIC),
-    "short_chunk_cnn": ({}, SHORT_CHUNK),
-    "harmonic_cnn": ({}, None),
-}
+# the paper's Table 2 times these two alone on a 128 × 1000 log-mel: their options for it
+TABLE2_OPTIONS = {"mobile_fcn": {"n_mels": 128}, "cp_resnet": {}}
 PAPER_ITS = {"mobile_fcn": 319.3, "cp_resnet": 205.3, "harmonic_cnn": 164.2, "short_chunk_cnn": 196.4}  # RTX 2070 S
 AUTHORS_HERE = {"mobile_fcn": 14.2, "cp_resnet": 5.7}  # their code, this machine kind, 128 × 1000 (REFERENCE §9)
 BACKENDS = ("eager", "eager, folded + channels-last", "TorchScript", "ONNX Runtime", "ONNX Runtime int8")
@@ -90,10 +80,17 @@ def _onnx(model: torch.nn.Module, example: torch.Tensor, path: Path, threads: in
     return lambda: session.run(None, feed)
 
 
+def measured_students() -> list[str]:
+    """Every registered student but probes (they read an embedding, not audio)."""
+    return [n for n in STUDENTS.names() if not STUDENTS.get(n).is_probe]
+
+
 def student_row(name: str, threads: int, workdir: Path) -> Row:
-    options, frontend = STUDENT_SETTINGS[name]
+    """One student, waveform → probabilities, with the options and front end its class declares."""
+    cls = STUDENTS.get(name)
+    frontend = cls.complexity_frontend if cls.input_key == "logmel" else None
     torch.manual_seed(0)
-    student = STUDENTS.build(name, num_classes=20, **options).eval()
+    student = STUDENTS.build(name, num_classes=20, **cls.complexity_options).eval()
     rate = frontend.sample_rate if frontend else 16000
     wave = torch.randn(1, 10 * rate) * 0.1
     plain = InferenceModel(student, frontend, False).eval()
@@ -117,7 +114,7 @@ def student_row(name: str, threads: int, workdir: Path) -> Row:
 
 def table2_row(name: str, threads: int, workdir: Path) -> Row:
     """The student alone on a 128 × 1000 log-mel, as the paper's Table 2 and the authors' measurements."""
-    options = {**STUDENT_SETTINGS[name][0], **({"n_mels": 128} if name == "mobile_fcn" else {})}
+    options = {**STUDENTS.get(name).complexity_options, **TABLE2_OPTIONS[name]}
     torch.manual_seed(0)
     student = STUDENTS.build(name, num_classes=20, **options).eval()
     x = torch.randn(1, 128, 1000)
@@ -153,9 +150,9 @@ def measure(threads: int = 1, students: list[str] | None = None) -> list[Row]:
     torch.set_num_threads(threads)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in students or list(STUDENT_SETTINGS):
+        for name in students or measured_students():
             rows.append(student_row(name, threads, Path(tmp)))
-        for name in ("mobile_fcn", "cp_resnet"):
+        for name in TABLE2_OPTIONS:
             if not students or name in students:
                 rows.append(table2_row(name, threads, Path(tmp)))
     return rows + teacher_rows()

@@ -27,6 +27,7 @@ import os
 import tempfile
 import warnings
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -103,8 +104,8 @@ class InferenceModel(nn.Module):
 def window_of(run: LoadedRun) -> tuple[int, int, int]:
     """``(clip samples, window, step)``: the training clip in samples, and the window and hop in the student's
     input frames (log-mel frames, or samples for a waveform student)."""
-    frontend = FrontendConfig(**run.config["frontend"])
-    seconds = run.system.hparams.get("clip_seconds") or run.config["data"]["clip_seconds"]
+    frontend = run.config.frontend
+    seconds = run.system.hparams.get("clip_seconds") or run.config.data.clip_seconds
     if not seconds:
         raise RunError(f"{run.directory}: the run does not say its clip length; set data.clip_seconds")
     samples = round(float(seconds) * frontend.sample_rate)
@@ -119,7 +120,7 @@ def inference_model(run: LoadedRun, fast: bool = True) -> tuple[InferenceModel, 
     """The run's waveform → probabilities model and its training clip length in samples."""
     if run.input_key == "embedding":
         raise RunError(f"{run.directory} is a TeacherLR run: it needs its teacher's embeddings, not audio")
-    frontend = FrontendConfig(**run.config["frontend"])
+    frontend = run.config.frontend
     samples, size, step = window_of(run)
     student = run.student.eval()
     if fast:
@@ -127,7 +128,7 @@ def inference_model(run: LoadedRun, fast: bool = True) -> tuple[InferenceModel, 
             LogMelFrontend(frontend)(torch.zeros(1, samples)) if run.input_key == "logmel" else torch.zeros(1, samples)
         )
         student = optimise_for_inference(student, example, channels_last=False)
-    single = (run.config["task"] or "multilabel") == "single_label"
+    single = run.config.task_kind == "single_label"
     model = InferenceModel(student, frontend if run.input_key == "logmel" else None, single, size, step).eval()
     model.requires_grad_(False)
     return model, samples
@@ -136,7 +137,7 @@ def inference_model(run: LoadedRun, fast: bool = True) -> tuple[InferenceModel, 
 def min_samples(run: LoadedRun) -> int:
     """The shortest waveform the exported model and ``predict`` accept: one analysis window of the front end
     (shorter inputs are refused; longer ones shorter than a clip are padded with silence, as in training)."""
-    return FrontendConfig(**run.config["frontend"]).win_length
+    return run.config.frontend.win_length
 
 
 def metadata(run: LoadedRun, quantize: str | None) -> dict[str, Any]:
@@ -145,20 +146,20 @@ def metadata(run: LoadedRun, quantize: str | None) -> dict[str, Any]:
     return {
         "eastmir_version": __version__,
         "classes": run.classes,
-        "task": config["task"] or "multilabel",
+        "task": config.task_kind,
         "thresholds": metrics.get("thresholds"),
-        "sample_rate": config["frontend"]["sample_rate"],
+        "sample_rate": config.frontend.sample_rate,
         "clip_seconds": run.system.hparams.get("clip_seconds"),
         "hop_seconds": HOP_FRACTION * float(run.system.hparams.get("clip_seconds") or 0),
         "min_samples": min_samples(run),
-        "frontend": config["frontend"],
+        "frontend": asdict(config.frontend),
         "input": "waveform (batch, samples), float32, mono, at sample_rate, at least min_samples long",
         "output": "probabilities (batch, classes): sigmoid (multilabel) or softmax (single_label) per window of "
         "clip_seconds every hop_seconds, averaged (as eastmir predict does)",
-        "system": config["system"] or config["name"],
-        "student": config["student"]["name"],
-        "teacher": (config["teacher"] or {}).get("id") or (config["teacher"] or {}).get("name"),
-        "dataset": metrics.get("dataset") or config["data"]["dataset"],
+        "system": config.system_label,
+        "student": config.student.name,
+        "teacher": config.teacher_label,
+        "dataset": metrics.get("dataset") or config.data.dataset,
         "test_metrics": metrics.get("test"),
         "quantize": quantize,
     }
@@ -258,11 +259,11 @@ def test_split_scores(run: LoadedRun, score) -> dict[str, float] | None:
     from eastmir.metrics import masked_metrics
 
     try:
-        manifest = load_manifest(run.config["data"]["root"])
+        manifest = load_manifest(run.config.data.root)
     except EastmirError:
         return None
-    sample_rate = run.config["frontend"]["sample_rate"]
-    seconds = run.system.hparams.get("clip_seconds") or run.config["data"]["clip_seconds"]
+    sample_rate = run.config.frontend.sample_rate
+    seconds = run.system.hparams.get("clip_seconds") or run.config.data.clip_seconds
     length = round(float(seconds) * sample_rate)
     probs, targets, masks = [], [], []
     for clip in manifest.split("test"):
@@ -334,8 +335,7 @@ def model_card(run: LoadedRun, path: Path, fmt: str, quantize: str | None, notes
         ],
         "",
         "## Training and test",
-        f"- data: {meta['dataset']} (`{run.config['data']['root']}`); system {meta['system']}, "
-        f"λ = {(run.config['distillation'] or {}).get('lambda', 0)}",
+        f"- data: {meta['dataset']} (`{run.config.data.root}`); system {meta['system']}, λ = {run.config.lam}",
         "- test split: " + (", ".join(f"{k} {v:.4f}" for k, v in test.items()) or "not measured"),
         *[f"- {n}" for n in notes],
         "",

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from eastmir.audio import AudioDecodeError, FrontendConfig, LogMelFrontend, load_audio
+from eastmir.audio import AudioDecodeError, LogMelFrontend, load_audio
 from eastmir.errors import RunError
 from eastmir.folding import optimise_for_inference
 from eastmir.inference.export import min_samples
@@ -95,10 +95,10 @@ class TrainedStudent:
                 "audio alone; predict with a student run"
             )
         config = self.run.config
-        self.frontend_config = FrontendConfig(**config["frontend"])
+        self.frontend_config = config.frontend
         self.sample_rate = self.frontend_config.sample_rate
         self.frontend = LogMelFrontend(self.frontend_config) if self.run.input_key == "logmel" else None
-        seconds = self.run.system.hparams.get("clip_seconds") or config["data"]["clip_seconds"]
+        seconds = self.run.system.hparams.get("clip_seconds") or config.data.clip_seconds
         if not seconds:
             raise RunError(f"{self.run.directory}: the run does not say its clip length; set data.clip_seconds")
         self.clip_seconds = float(seconds)
@@ -108,7 +108,7 @@ class TrainedStudent:
         student = self.run.student.eval()
         example = torch.zeros((1, self.frontend_config.n_mels, self.window) if self.frontend else (1, self.window))
         self.model = optimise_for_inference(student, example) if self.fast else student
-        self.single_label = (config["task"] or "multilabel") == "single_label"
+        self.single_label = config.task_kind == "single_label"
         thresholds = (self.run.metrics or {}).get("thresholds")
         self.thresholds = (
             None if self.single_label else np.array([(thresholds or {}).get(c, 0.5) for c in self.classes])

@@ -16,10 +16,10 @@ from typing import Any
 
 import torch
 
-from eastmir.audio import FrontendConfig, LogMelFrontend
+from eastmir.audio import LogMelFrontend
+from eastmir.config import RunConfig, migrate
 from eastmir.errors import ConfigError, RunError, TrainingError
 from eastmir.rundir import RunDirectory
-from eastmir.schema import migrate
 from eastmir.training.checkpoints import read_checkpoint
 from eastmir.training.system import EastSystem
 
@@ -32,7 +32,7 @@ class LoadedRun:
     checkpoint: Path
     system: EastSystem
     classes: list[str]
-    config: dict[str, Any]
+    config: RunConfig
     metrics: dict[str, Any] | None
 
     @property
@@ -47,7 +47,7 @@ class LoadedRun:
     def frontend(self) -> LogMelFrontend:
         """The log-mel front end the student was trained on: waveform ``(batch, samples)`` →
         log-mel ``(batch, mels, frames)``."""
-        return LogMelFrontend(FrontendConfig(**self.config["frontend"]))
+        return LogMelFrontend(self.config.frontend)
 
     @torch.no_grad()
     def logits(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -81,9 +81,11 @@ def load_run(path: str | Path, which: str = "best") -> LoadedRun:
         raise RunError(f"{checkpoint}: not an eastmir checkpoint (no run config in its hyper-parameters)")
     try:
         config = migrate(hp["config"], f"{checkpoint}: its run config")  # a run saved by an earlier release
+        system = EastSystem(
+            config, hp["num_classes"], hp.get("embedding_dim"), hp.get("classes"), hp.get("clip_seconds")
+        )
     except ConfigError as err:
-        raise RunError(str(err)) from None
-    system = EastSystem(config, hp["num_classes"], hp.get("embedding_dim"), hp.get("classes"), hp.get("clip_seconds"))
+        raise RunError(f"{checkpoint}: {err}" if str(checkpoint) not in str(err) else str(err)) from None
     system.load_state_dict(state["state_dict"], strict=True)
     system.eval()
     metrics = run.read_metrics() if run.finished else None

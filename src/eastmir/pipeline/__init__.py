@@ -1,47 +1,52 @@
-"""The data flow as plain functions, one per command::
+"""The data flow as plain functions, one module per command::
 
     prepare ─▶ manifest ─▶ features ─▶ store (student inputs) ─┐
                   │                                           ├─▶ fit ─▶ run directory
                   └──────▶ extract ──▶ store (embeddings) ─────┘
                                                      pack ─▶ shards ─▶ fit (data.stream)
 
-- :func:`prepare` (``eastmir data prepare``) writes a dataset's manifest
-  once; everything later reads it from ``data.root`` and never rewrites it.
-- :func:`features` (``eastmir features``) and :func:`extract` (``eastmir
-  extract``) fill the one store (:mod:`eastmir.data.store`) with what is
-  missing, keyed by settings and source-file identity; they are safe to
-  interrupt and run again. ``fit`` runs both itself (:func:`run_data`).
-- :func:`pack` (``eastmir pack``) writes a run's clips as shards to stream
-  from object storage.
-- :func:`fit` (``eastmir fit``) trains and tests one run with Lightning.
+- :mod:`~eastmir.pipeline.prepare` (``eastmir data prepare``) writes a
+  dataset's manifest once; everything later reads it from ``data.root`` and
+  never rewrites it.
+- :mod:`~eastmir.pipeline.features` (``eastmir features``) and
+  :mod:`~eastmir.pipeline.extract` (``eastmir extract``) fill the one store
+  (:mod:`eastmir.data.store`) with what is missing, keyed by settings and
+  source-file identity; they are safe to interrupt and run again.
+- :mod:`~eastmir.pipeline.rundata` is what ``fit`` trains on: it runs both
+  itself (:func:`run_data`).
+- :mod:`~eastmir.pipeline.pack` (``eastmir pack``) writes a run's clips as
+  shards to stream from object storage.
+- :mod:`~eastmir.pipeline.fit` (``eastmir fit``) trains and tests one run:
+  data, trainer and evaluation are single calls into :mod:`eastmir.training`.
 
-Only :func:`fit` and a multi-process :func:`extract` import Lightning, through
+Every function takes the frozen :class:`~eastmir.config.RunConfig`. Only
+``fit`` and a network teacher's ``extract`` import Lightning, through
 :mod:`eastmir.training` (``eastmir features`` does not); the command line
 reaches datasets, the store and teachers only through these functions.
 """
 
-from eastmir.pipeline.run import fit  # imports Lightning only when called
-from eastmir.pipeline.rundata import RunData, pack, run_data
-from eastmir.pipeline.steps import (
+from eastmir.data.jobs import ExtractionSettings
+from eastmir.pipeline.extract import (
     build_teacher,
-    clip_seconds,
     embedding_producer,
     extract,
-    features,
-    load_dataset,
-    open_dataset,
-    open_store,
-    prepare,
-    store_at,
+    extract_with,
     teacher_catalogue,
 )
+from eastmir.pipeline.features import features, open_store, store_at
+from eastmir.pipeline.fit import fit  # imports Lightning only when called
+from eastmir.pipeline.pack import pack
+from eastmir.pipeline.prepare import load_dataset, open_dataset, prepare
+from eastmir.pipeline.rundata import RunData, clip_seconds, run_data
 
 __all__ = [
+    "ExtractionSettings",
     "RunData",
     "build_teacher",
     "clip_seconds",
     "embedding_producer",
     "extract",
+    "extract_with",
     "features",
     "fit",
     "load_dataset",

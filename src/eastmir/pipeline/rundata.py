@@ -1,10 +1,12 @@
-"""What a run trains on: the usable clips of each split, from the store or streamed from packed shards.
+"""What a run trains on (``fit``'s data): the usable clips of each split, from the store or streamed
+from packed shards.
 
 :func:`run_data` fills the store with whatever is missing (teacher
 embeddings, student inputs), keeps the clips whose entries exist, and fixes
 the lengths every clip is cropped or padded to. With ``data.stream`` it
-reads a packed folder or bucket instead (:func:`pack` writes one) and needs
-neither the audio nor the store. Lightning is not imported here.
+reads a packed folder or bucket instead (:func:`eastmir.pipeline.pack.pack`
+writes one) and needs neither the audio nor the store. Lightning is not
+imported here.
 """
 
 from __future__ import annotations
@@ -13,20 +15,21 @@ import hashlib
 import json
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from eastmir.audio import FrontendConfig
+from eastmir.config import RunConfig
 from eastmir.data.clips import ClipRecord
+from eastmir.data.jobs import ExtractionSettings
 from eastmir.data.manifest import SPLITS, Manifest
 from eastmir.data.store import Collection, FillReport, entry_shape, read_entry
 from eastmir.data.subsets import with_train_fraction
 from eastmir.errors import ConfigError, ManifestError
-from eastmir.pipeline.steps import build_teacher, clip_seconds, extract, features, open_dataset, open_store
-from eastmir.registry import STUDENTS
-from eastmir.schema import input_key_for
+from eastmir.pipeline.extract import build_teacher, extract_with
+from eastmir.pipeline.features import features, open_store
+from eastmir.pipeline.prepare import open_dataset
 
 
 @dataclass
@@ -69,16 +72,25 @@ class RunData:
         return {s: len(r) for s, r in self.records.items()}
 
 
-def _lengths(config: dict, seconds: float, chosen: bool = True) -> tuple[str, int | None, float, float]:
+def clip_seconds(config: RunConfig, manifest: Manifest) -> float:
+    """The run's clip length: ``data.clip_seconds``, else the most common duration in the manifest."""
+    if config.data.clip_seconds:
+        return float(config.data.clip_seconds)
+    durations = Counter(c.duration for c in manifest.clips if c.duration)
+    if not durations:
+        raise ConfigError("set data.clip_seconds: the manifest gives no clip durations")
+    return float(durations.most_common(1)[0][0])
+
+
+def _lengths(config: RunConfig, seconds: float, chosen: bool = True) -> tuple[str, int | None, float, float]:
     """The input key, its fixed length, pad value and the clip length in seconds.
 
     A length the student cannot take is refused when the user ``chosen`` it
     (``data.clip_seconds``); the default (the most common duration) is raised
     to the student's shortest input instead, the clips padded with silence.
     """
-    frontend = FrontendConfig(**config["frontend"])
-    key = input_key_for(config)
-    student = STUDENTS.get(config["student"]["name"])
+    frontend, key, name = config.frontend, config.input_key, config.student.name
+    student = config.student.capabilities
     needed = student.min_frames if student.input_key == key else 1
 
     def length_of(s: float) -> int | None:
@@ -89,13 +101,13 @@ def _lengths(config: dict, seconds: float, chosen: bool = True) -> tuple[str, in
     if length is not None and length < needed:
         if chosen:
             raise ConfigError(
-                f"data.clip_seconds: {seconds:g} s gives {length} input frames, but {config['student']['name']} "
+                f"data.clip_seconds: {seconds:g} s gives {length} input frames, but {name} "
                 f"needs at least {needed}; set data.clip_seconds higher"
             )
         shortest = (needed - 1) * frontend.hop_length if key == "logmel" else needed
         raised = math.ceil(shortest / frontend.sample_rate * 1000) / 1000
         print(
-            f"note: the clips' most common duration, {seconds:g} s, is shorter than {config['student']['name']} "
+            f"note: the clips' most common duration, {seconds:g} s, is shorter than {name} "
             f"takes; clips are padded with silence to {raised:g} s (set data.clip_seconds to choose)"
         )
         seconds, length = raised, length_of(raised)
@@ -153,19 +165,19 @@ def _embedding_frames(records: dict[str, list[ClipRecord]]) -> int | None:
     return shapes.most_common(1)[0][0] if shapes else None
 
 
-def run_data(config: dict, progress: bool = True) -> RunData:
+def run_data(config: RunConfig, progress: bool = True) -> RunData:
     """The clips ``config`` trains on; fills the store with what is missing, or reads ``data.stream``."""
-    if config["data"]["stream"]:
+    data = config.data
+    if data.stream:
         return _streamed(config)
-    manifest = with_train_fraction(
-        open_dataset(config), config["data"]["train_fraction"], config["data"]["subset_seed"]
-    )
-    key, length, pad, seconds = _lengths(config, clip_seconds(config, manifest), bool(config["data"]["clip_seconds"]))
+    manifest = with_train_fraction(open_dataset(config), data.train_fraction, data.subset_seed)
+    key, length, pad, seconds = _lengths(config, clip_seconds(config, manifest), bool(data.clip_seconds))
     store = open_store(config)  # the lengths are checked first: nothing is computed for a run that cannot train
     embeddings, producers, parts = None, {}, None
-    if config["teacher"]:
-        teacher = build_teacher(config["teacher"])
-        embeddings = extract(teacher, manifest, store, on_error=config["data"]["on_error"], progress=progress)
+    if config.teacher:
+        teacher = build_teacher(config.teacher)
+        settings = ExtractionSettings(on_error=data.on_error, progress=progress)
+        embeddings = extract_with(teacher, manifest, store, settings)
         producers["embedding"] = embeddings[0].producer.key
         parts = getattr(teacher, "parts", None)
         del teacher
@@ -181,7 +193,7 @@ def run_data(config: dict, progress: bool = True) -> RunData:
     return RunData(
         manifest.dataset,
         manifest.classes,
-        config["task"] or manifest.task or "multilabel",
+        config.task or manifest.task or "multilabel",
         key,
         length,
         pad,
@@ -195,26 +207,26 @@ def run_data(config: dict, progress: bool = True) -> RunData:
     )
 
 
-def _streamed(config: dict) -> RunData:
+def _streamed(config: RunConfig) -> RunData:
     from eastmir.data.streaming import read_index
 
-    url = config["data"]["stream"]
-    if config["data"]["train_fraction"] < 1:
+    url = config.data.stream
+    if config.data.train_fraction < 1:
         raise ConfigError("data.train_fraction subsamples the store's clips: unset data.stream (or pack a subset)")
     index = read_index(url)
-    key = input_key_for(config)
+    key = config.input_key
     if index["input_key"] != key:
         raise ConfigError(f"{url} was packed for a student reading {index['input_key']!r}; this run reads {key!r}")
-    if index["frontend"] != config["frontend"] and key != "embedding":
+    if index["frontend"] != asdict(config.frontend) and key != "embedding":
         raise ConfigError(f"{url} was packed with another front end ({index['frontend']}); pack again for this run")
-    if bool(index.get("embedding_dim")) != bool(config["teacher"]):
+    if bool(index.get("embedding_dim")) != bool(config.teacher):
         raise ConfigError(f"{url} was packed {'with' if index.get('embedding_dim') else 'without'} teacher embeddings")
-    seconds = float(config["data"]["clip_seconds"] or index["clip_seconds"])
+    seconds = float(config.data.clip_seconds or index["clip_seconds"])
     key, length, pad, seconds = _lengths(config, seconds)
     return RunData(
         index["dataset"],
         index["classes"],
-        config["task"] or index["task"],
+        config.task or index["task"],
         key,
         length,
         pad,
@@ -225,37 +237,3 @@ def _streamed(config: dict) -> RunData:
         producers=index.get("producers", {}),
         embedding_parts=index.get("embedding_parts"),
     )
-
-
-def pack(config: dict, out: str | Path, shard_size: int = 1000, progress: bool = True) -> Path:
-    """Write the run's clips (inputs, embeddings, labels) as WebDataset shards plus ``index.json`` in ``out``."""
-    from eastmir.data.streaming import write_shards
-
-    if config["data"]["stream"]:
-        raise ConfigError("pack reads the store: unset data.stream")
-    data = run_data(config, progress)
-
-    def samples(split: str):
-        for r in data.records[split]:
-            yield {
-                "clip_id": r.clip_id,
-                "targets": r.targets,
-                "mask": r.mask,
-                "input": read_entry(r.input_entry) if r.input_entry else None,
-                "embedding": read_entry(r.embedding_entry) if r.embedding_entry else None,
-            }
-
-    meta = {
-        "dataset": data.dataset,
-        "classes": data.classes,
-        "task": data.task,
-        "input_key": data.input_key,
-        "frontend": config["frontend"],
-        "clip_seconds": data.clip_seconds,
-        "embedding_dim": data.embedding_dim,
-        "embedding_frames": data.embedding_frames,
-        "producers": data.producers,
-        "embedding_parts": data.embedding_parts,
-        "teacher": config["teacher"],
-    }
-    return write_shards(out, {split: samples(split) for split in SPLITS}, meta, shard_size)

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import yaml
 
+from eastmir.config import teacher_label
 from eastmir.fetch import atomic_write
+from eastmir.registry import STUDENTS
 from eastmir.rundir import RunDirectory
-from eastmir.schema import teacher_label
 
 NO_TEACHER = "—"
 TITLES = {"mAP": "mAP", "roc_auc": "ROC-AUC", "f1": "F1", "accuracy": "Accuracy"}
@@ -88,7 +89,8 @@ class Cell:
 
     @property
     def is_teacher_row(self) -> bool:
-        return self.student == "linear_probe"
+        """Whether the cell's runs are a probe on the teacher's embedding (TeacherLR), by the student's class."""
+        return self.student in STUDENTS and bool(STUDENTS.get(self.student).is_probe)
 
 
 def cells(rows: Sequence[RunRecord]) -> list[Cell]:

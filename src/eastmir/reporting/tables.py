@@ -13,9 +13,9 @@ from pathlib import Path
 
 import yaml
 
+from eastmir.config import teacher_label
 from eastmir.fetch import atomic_write
 from eastmir.rundir import RunDirectory
-from eastmir.schema import teacher_label
 
 TITLES = {"mAP": "mAP", "roc_auc": "ROC-AUC", "f1": "F1", "accuracy": "Accuracy"}
 

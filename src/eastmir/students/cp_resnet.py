@@ -25,11 +25,13 @@ frequency → ``(batch, time, channels)``, 16 input frames per stage frame.
 from __future__ import annotations
 
 import math
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from eastmir.audio import FrontendConfig
 from eastmir.registry import STUDENTS
 from eastmir.students.base import Student, StudentOutput
 
@@ -83,6 +85,8 @@ class BasicBlock(nn.Module):
 
 @STUDENTS.register("cp_resnet")
 class CPResNet(Student):
+    complexity_options: ClassVar[dict[str, Any]] = {"rho": 7, "base_channels": 128}  # the OpenMIC recipe
+    complexity_frontend = FrontendConfig(sample_rate=32000, n_mels=128, fmax=16000.0)
     """Log-mel ``(batch, mels, frames)`` → :class:`StudentOutput`."""
 
     stage_hops = (16, 16, 16)

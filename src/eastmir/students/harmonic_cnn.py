@@ -112,6 +112,7 @@ class HarmonicCNN(Student):
     """Waveform ``(batch, samples)`` at ``sample_rate`` → :class:`StudentOutput`."""
 
     input_key = "waveform"
+    complexity_frontend = None
     stage_hops = (8, 32, 288)
     min_frames = 288 * 256  # samples (it reads the waveform): the time pooling of 288 STFT frames of hop 256
     STAGE_AFTER = (2, 4, 6)

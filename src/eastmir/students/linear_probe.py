@@ -16,6 +16,8 @@ from eastmir.students.base import Student, StudentOutput
 @STUDENTS.register("linear_probe")
 class LinearProbe(Student):
     input_key = "embedding"
+    is_probe = True
+    complexity_frontend = None
 
     def __init__(self, num_classes: int, embedding_dim: int) -> None:
         super().__init__()

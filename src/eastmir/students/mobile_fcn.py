@@ -31,6 +31,8 @@ frame), after block 6 (256 ch, 96) and after block 8 (256 ch, 96).
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 import torch
 from torch import nn
 
@@ -63,6 +65,7 @@ class MobileFCN(Student):
     stage_dims = (128, 256, 256)
     stage_hops = (48, 96, 96)
     min_frames = 96  # total time pooling
+    complexity_options: ClassVar[dict[str, Any]] = {"n_mels": 96}
     STAGE_AFTER = (3, 5, 7)  # block indices (0-based) whose outputs are stages
 
     separable = True

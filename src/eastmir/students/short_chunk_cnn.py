@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from eastmir.audio import FrontendConfig
 from eastmir.registry import STUDENTS
 from eastmir.students.base import Student, StudentOutput
 
@@ -45,6 +46,9 @@ class ResidualBlock(nn.Module):
 
 @STUDENTS.register("short_chunk_cnn")
 class ShortChunkCNN(Student):
+    complexity_frontend = FrontendConfig(
+        sample_rate=16000, n_fft=512, win_length=512, hop_length=256, n_mels=128, fmax=8000.0
+    )
     """Log-mel ``(batch, mels, frames)`` → :class:`StudentOutput`."""
 
     stage_hops = (8, 32, 128)

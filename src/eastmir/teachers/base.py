@@ -44,6 +44,8 @@ class TeacherSource(ABC):
     source: str = ""  # where its weights come from, for `eastmir teachers`
     weights_specs: tuple = ()  # WheelWeights to look for (`eastmir teachers` says whether they are here)
     dims: str = ""  # its embedding width(s), for `eastmir teachers`
+    period_words: str | None = None  # its frame period in words, where it has no one period (`eastmir teachers`)
+    is_ensemble: bool = False  # combines other teachers (teacher.members): `musicnn+aisfx` builds one
 
     @classmethod
     def refuses(cls, dataset: str, options: dict[str, Any]) -> str | None:

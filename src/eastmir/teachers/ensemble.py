@@ -21,6 +21,7 @@ default). TeacherLR and KD read the concatenation.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,6 +50,12 @@ def align(embeddings: list[np.ndarray], periods: list[float | None]) -> np.ndarr
     return np.concatenate(parts, axis=1)
 
 
+def _split(member: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A member's ``{name, ...options}`` → ``(name, options)``."""
+    options = dict(member)
+    return options.pop("name"), options
+
+
 @TEACHERS.register("ensemble")
 class EnsembleTeacher(TeacherSource):
     """Several teachers' embeddings, time-aligned and concatenated (see the module docstring)."""
@@ -58,6 +65,8 @@ class EnsembleTeacher(TeacherSource):
     licence = "each member's"
     source = "its members' (teacher.members)"
     dims = "the sum of its members'"
+    period_words = "its finest member's"
+    is_ensemble = True
 
     def __init__(
         self,
@@ -71,11 +80,11 @@ class EnsembleTeacher(TeacherSource):
         if weights is not None and len(weights) != len(members):
             raise SourceError(f"teacher.weights has {len(weights)} values for {len(members)} members")
         self.members = []
-        for section in members:
-            options = {k: v for k, v in section.items() if k != "name"}
-            if weights_dir is not None and section["name"] != "precomputed":
+        for member in members:
+            name, options = _split(member)
+            if weights_dir is not None and "weights_dir" in inspect.signature(TEACHERS.get(name)).parameters:
                 options.setdefault("weights_dir", weights_dir)
-            self.members.append(TEACHERS.build(section["name"], **options))
+            self.members.append(TEACHERS.build(name, **options))
         self.combine = combine
         self.weights = list(weights) if weights else [1.0] * len(members)
         self.dim = sum(m.dim for m in self.members)
@@ -85,11 +94,11 @@ class EnsembleTeacher(TeacherSource):
     @classmethod
     def refuses(cls, dataset: str, options: dict[str, Any]) -> str | None:
         """A member's refusal (e.g. musicnn's MTT weights on MagnaTagATune) refuses the ensemble."""
-        for section in options.get("members") or []:
-            member_options = {k: v for k, v in section.items() if k != "name"}
-            refusal = TEACHERS.get(section["name"]).refuses(dataset, member_options)
+        for member in options.get("members") or []:
+            name, member_options = _split(member)
+            refusal = TEACHERS.get(name).refuses(dataset, member_options)
             if refusal:
-                return f"member {section['name']}: {refusal}"
+                return f"member {name}: {refusal}"
         return None
 
     @property

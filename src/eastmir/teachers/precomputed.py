@@ -42,6 +42,7 @@ class PrecomputedTeacher(TeacherSource):
     licence = "yours"
     source = "your own .npy files (teacher.path)"
     dims = "yours (teacher.dim)"
+    period_words = "per clip or yours"
 
     def __init__(
         self,

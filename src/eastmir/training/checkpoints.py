@@ -38,6 +38,7 @@ from lightning.pytorch.callbacks import Callback
 
 from eastmir.errors import RunError, TrainingError
 from eastmir.fetch import part_name
+from eastmir.registry import STUDENTS
 from eastmir.rundir import RunDirectory
 
 DIGEST_KEY = "eastmir_content_sha256"
@@ -184,8 +185,9 @@ def read_teacher_head(run_dir: str | Path) -> dict[str, torch.Tensor]:
             "e.g. `eastmir fit --config synth/teacher_lr`"
         )
     blob = run.read_metrics()
-    if blob.get("student") != "linear_probe":
-        raise RunError(f"{run.path} is a {blob.get('student')} run, not a TeacherLR (linear_probe) run")
+    student = blob.get("student")
+    if student not in STUDENTS or not STUDENTS.get(student).is_probe:
+        raise RunError(f"{run.path} is a {student} run, not a TeacherLR run (a probe on the embedding)")
     best = run.best_checkpoint()
     state = read_checkpoint(best)["state_dict"]
     try:

@@ -22,7 +22,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from eastmir.registry import COMPRESSIONS
 
+
+@COMPRESSIONS.register("linear")
 class LinearTeacherTransform(nn.Module):
     """``teacher (batch, T, C_t)`` → ``(compact (batch, T, C_s), logits (batch, classes))``."""
 
@@ -34,6 +37,3 @@ class LinearTeacherTransform(nn.Module):
     def forward(self, teacher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         compact = self.transform(teacher.detach())
         return compact, self.head(compact.mean(dim=1))
-
-
-TRANSFORMS = {"linear": LinearTeacherTransform}

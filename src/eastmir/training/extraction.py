@@ -28,11 +28,11 @@ import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
 from eastmir.audio import AudioDecodeError
+from eastmir.data.jobs import ExtractionSettings
 from eastmir.data.store import (
     Collection,
     FillReport,
     SourceItem,
-    Store,
     compute_each,
     compute_threads,
     finish_fill,
@@ -93,53 +93,45 @@ class Extraction(L.LightningModule):
 
 
 def extract_batched(
-    teacher: Teacher,
-    items: list[SourceItem],
-    store: Store,
-    collection: Collection,
-    batch_size: int = 8,
-    on_error: str = "raise",
-    progress: bool = True,
-    workers: int = 0,
-    devices: int | str = 1,
-    strategy: str = "auto",
-    accelerator: str = "cpu",
-    num_nodes: int = 1,
+    teacher: Teacher, items: list[SourceItem], collection: Collection, settings: ExtractionSettings
 ) -> FillReport:
     """Embed every item (a clip's source file) that has no entry in ``collection`` (see the module docstring)."""
     report, todo = plan_fill(collection, items)
     if todo:
         for stale in collection.folder.glob(RESULTS.format("*")):
             stale.unlink()
-        batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+        size = settings.batch_size
+        batches = [todo[i : i + size] for i in range(0, len(todo), size)]
         loader = DataLoader(
             PlannedBatches(batches, teacher),
             batch_size=1,
             collate_fn=_keep_list,
-            num_workers=workers,
+            num_workers=settings.workers,
             shuffle=False,
         )
         from eastmir.training.trainer import interrupts_as_keyboard, quiet_lightning
 
         quiet_lightning()
         trainer = L.Trainer(
-            accelerator=accelerator,
-            devices=devices,
-            strategy=strategy,
-            num_nodes=num_nodes,
+            accelerator=settings.accelerator,
+            devices=settings.devices,
+            strategy=settings.strategy,
+            num_nodes=settings.num_nodes,
             logger=False,
-            enable_progress_bar=progress,
+            enable_progress_bar=settings.progress,
             enable_model_summary=False,
             enable_checkpointing=False,
         )
         with interrupts_as_keyboard(trainer):
             trainer.predict(Extraction(teacher, collection), dataloaders=loader, return_predictions=False)
-        if trainer.world_size > 1 and strategy != "ddp_spawn":  # every rank runs on: wait, and let rank 0 report
+        if (
+            trainer.world_size > 1 and settings.strategy != "ddp_spawn"
+        ):  # every rank runs on: wait, and let rank 0 report
             trainer.strategy.barrier()
             if not trainer.is_global_zero:
                 return report
         _merge(collection, report)
-    finish_fill(collection, report, on_error)
+    finish_fill(collection, report, settings.on_error)
     return report
 
 

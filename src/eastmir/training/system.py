@@ -3,7 +3,7 @@
     L = (1 − λ)·L_pred + λ·L_reg  (+ L_teacher with embedding compression)
     L_reg = w_feature · mean over stages of d(stage, teacher) + w_kd · KD
 
-built entirely from the validated run config (:mod:`eastmir.schema`), the
+built entirely from the validated run config (:class:`eastmir.config.RunConfig`), the
 number of classes, the teacher's embedding width and the class names, which
 are its hyper-parameters: a checkpoint rebuilds the system without reading
 any other file (``eastmir.load_run``).
@@ -60,17 +60,16 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
-from eastmir.audio import FrontendConfig, LogMelFrontend
+from eastmir.audio import LogMelFrontend
+from eastmir.config import RunConfig, migrate, validate_config
 from eastmir.errors import TrainingError
 from eastmir.losses.knowledge_distillation import knowledge_distillation
 from eastmir.losses.prediction import cross_entropy, masked_binary_cross_entropy
 from eastmir.metrics import MaskedMultilabelMetrics, SingleLabelMetrics
-from eastmir.registry import REGULARISERS, STUDENTS
-from eastmir.schema import input_key_for, validate_config
+from eastmir.registry import COMPRESSIONS, OPTIMISERS, REGULARISERS, STUDENTS
 from eastmir.students.base import StudentOutput
 from eastmir.students.linear_probe import LinearProbe
 from eastmir.training.augment import jittered_range, mixup, spec_augment
-from eastmir.training.compression import TRANSFORMS
 
 
 def resolve_stages(spec: Any, n_stages: int) -> list[int]:
@@ -84,20 +83,23 @@ def resolve_stages(spec: Any, n_stages: int) -> list[int]:
 class EastSystem(L.LightningModule):
     def __init__(
         self,
-        config: dict,
+        config: RunConfig | dict,
         num_classes: int,
         embedding_dim: int | None = None,
         classes: list[str] | None = None,
         clip_seconds: float | None = None,
         embedding_parts: list[int] | None = None,
     ) -> None:
-        """``clip_seconds``: the clip length the run trains on (prediction windows take it);
-        ``embedding_parts``: the widths of an ensemble's members whose regularisers are separate."""
+        """``config``: the run's :class:`~eastmir.config.RunConfig` (a plain mapping when a checkpoint is
+        loaded: migrated and validated here); ``clip_seconds``: the clip length the run trains on
+        (prediction windows take it); ``embedding_parts``: the widths of an ensemble's members whose
+        regularisers are separate."""
         super().__init__()
-        config = validate_config(config, "the run config")
+        if not isinstance(config, RunConfig):  # the checkpoint edge: hyper-parameters are plain values
+            config = validate_config(migrate(config, "the checkpoint's config"), "the checkpoint's config")
         self.save_hyperparameters(
             {
-                "config": config,
+                "config": config.to_dict(),
                 "num_classes": num_classes,
                 "embedding_dim": embedding_dim,
                 "classes": list(classes) if classes else [f"class{i}" for i in range(num_classes)],
@@ -107,21 +109,19 @@ class EastSystem(L.LightningModule):
         )
         self.config = config
         self.classes = self.hparams["classes"]
-        self.task = config["task"] or "multilabel"
-        student_cfg = dict(config["student"])
-        name = student_cfg.pop("name")
-        if name == "linear_probe":
+        self.task = config.task_kind
+        options, name = config.student.options, config.student.name
+        if config.student.capabilities.is_probe:
             if embedding_dim is None:
-                raise TrainingError("student linear_probe (TeacherLR) needs the teacher's embedding width")
-            student_cfg["embedding_dim"] = embedding_dim
-        self.student = STUDENTS.build(name, num_classes=num_classes, **student_cfg)
-        if config["trainer"]["channels_last"]:
+                raise TrainingError(f"student {name} (TeacherLR) needs the teacher's embedding width")
+            options["embedding_dim"] = embedding_dim
+        self.student = STUDENTS.build(name, num_classes=num_classes, **options)
+        if config.trainer.channels_last:
             # measured 0.68-0.82x the step time on the CPU for the convolutional students (issue 9); same values
             self.student.to(memory_format=torch.channels_last)
 
-        dist = config["distillation"] or {}
-        self.lam = float(dist.get("lambda", 0.0))
-        if (dist.get("feature") or dist.get("kd")) and embedding_dim is None:
+        self.lam = config.lam
+        if (config.feature or config.kd) and embedding_dim is None:
             raise TrainingError("distillation needs the teacher's embedding width (embedding_dim)")
         self.stages: list[int] = []
         self.regularisers = nn.ModuleList()
@@ -129,40 +129,43 @@ class EastSystem(L.LightningModule):
         self.feature_weight = 0.0
         # (stage, slice of the embedding, weight) per regulariser: one target, or one per ensemble member
         self.targets: list[tuple[int, slice, float]] = []
-        if dist.get("feature"):
-            feature = dict(dist["feature"])
-            self.feature_weight = float(feature.pop("weight"))
-            self.stages = resolve_stages(feature.pop("stages"), len(self.student.stage_dims))
-            reg_name = feature.pop("name")
-            compression = dist.get("compression")
+        if config.feature:
+            feature = config.feature
+            self.feature_weight = feature.weight
+            self.stages = resolve_stages(feature.stages, len(self.student.stage_dims))
+            compression = config.compression
             parts = self._parts(embedding_dim, embedding_parts)
             for s in self.stages:
                 width = self.student.stage_dims[s]
                 for part, weight in parts:
                     part_dim = part.stop - part.start
                     if compression:
-                        self.transforms.append(TRANSFORMS[compression["name"]](part_dim, width, num_classes))
+                        self.transforms.append(
+                            COMPRESSIONS.build(
+                                compression.name, teacher_dim=part_dim, student_dim=width, num_classes=num_classes
+                            )
+                        )
                     target_dim = width if compression else part_dim
                     self.regularisers.append(
-                        REGULARISERS.build(reg_name, student_dim=width, teacher_dim=target_dim, **feature)
+                        REGULARISERS.build(feature.name, student_dim=width, teacher_dim=target_dim, **feature.options)
                     )
                     self.targets.append((s, part, weight))
 
         self.kd: dict[str, Any] | None = None
         self.teacher_head: LinearProbe | None = None
-        if dist.get("kd"):
-            kd = dist["kd"]
-            self.kd = {"weight": kd["weight"], "temperature": kd["temperature"], "hard": kd["hard"]}
+        if config.kd:
+            kd = config.kd
+            self.kd = {"weight": kd.weight, "temperature": kd.temperature, "hard": kd.hard}
             self.teacher_head = LinearProbe(num_classes, embedding_dim)
             self.teacher_head.requires_grad_(False)  # frozen; a linear layer, so train/eval mode is moot
 
-        aug = config["augment"] or {}
-        self.mixup_alpha = float(aug.get("mixup_alpha", 0.0))
-        self.spec_augment = aug.get("spec_augment")
-        self.jitter = (float(aug.get("fmin_jitter", 0.0)), float(aug.get("fmax_jitter", 0.0)))
+        aug = config.augmentation
+        self.mixup_alpha = aug.mixup_alpha
+        self.spec_augment = aug.spec_augment
+        self.jitter = (aug.fmin_jitter, aug.fmax_jitter)
         self.frontend = None
         if self.input_key == "waveform" and self.student.input_key == "logmel":
-            self.frontend = LogMelFrontend(FrontendConfig(**config["frontend"]))
+            self.frontend = LogMelFrontend(config.frontend)
 
         def metrics():
             return MaskedMultilabelMetrics() if self.task == "multilabel" else SingleLabelMetrics(num_classes)
@@ -176,7 +179,7 @@ class EastSystem(L.LightningModule):
             return [(slice(0, embedding_dim), 1.0)]
         if sum(parts) != embedding_dim:
             raise TrainingError(f"ensemble parts {parts} do not add up to the embedding width {embedding_dim}")
-        weights = (self.config["teacher"] or {}).get("weights") or [1.0] * len(parts)
+        weights = (self.config.teacher.options.get("weights") if self.config.teacher else None) or [1.0] * len(parts)
         total = float(sum(weights))
         edges = np.cumsum([0, *parts])
         return [(slice(int(a), int(b)), w / total) for a, b, w in zip(edges[:-1], edges[1:], weights)]
@@ -192,8 +195,8 @@ class EastSystem(L.LightningModule):
 
     @property
     def input_key(self) -> str:
-        """What the data module must serve (:func:`~eastmir.schema.input_key_for`)."""
-        return input_key_for(self.config)
+        """What the data module must serve (:attr:`~eastmir.config.RunConfig.input_key`)."""
+        return self.config.input_key
 
     def with_logmel(self, batch: dict[str, Any], train: bool) -> dict[str, Any]:
         """Compute the log-mel from ``batch["waveform"]`` when the front end runs per batch (jittered in training)."""
@@ -316,7 +319,7 @@ class EastSystem(L.LightningModule):
         if self.spec_augment and "logmel" in batch:
             sa = self.spec_augment
             # the batch is this step's own (fresh from the loader, or mixed): mask it in place
-            batch = dict(batch, logmel=spec_augment(batch["logmel"], sa["freq"], sa["time"], inplace=True))
+            batch = dict(batch, logmel=spec_augment(batch["logmel"], sa.freq, sa.time, inplace=True))
         terms = self.losses(batch)
         if not torch.isfinite(terms["loss"]):
             self._stop_on_non_finite(terms, batch)
@@ -359,16 +362,11 @@ class EastSystem(L.LightningModule):
         self.test_metrics.reset()
 
     def configure_optimizers(self):
-        opt_cfg = self.config["optimizer"]
+        optimiser = self.config.optimizer
         params = [p for p in self.parameters() if p.requires_grad]  # student, projections, transforms
-        if opt_cfg["name"] == "adam":
-            opt = torch.optim.Adam(params, lr=opt_cfg["lr"], weight_decay=opt_cfg["weight_decay"])
-        else:
-            opt = torch.optim.SGD(
-                params, lr=opt_cfg["lr"], momentum=opt_cfg["momentum"], weight_decay=opt_cfg["weight_decay"]
-            )
-        sched_cfg = self.config["scheduler"]
+        opt = OPTIMISERS.build(optimiser.name, **optimiser.model_dump(exclude={"name"}), params=params)
+        plateau = self.config.scheduler
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            opt, mode="min", factor=sched_cfg["factor"], patience=sched_cfg["patience"]
+            opt, mode="min", factor=plateau.factor, patience=plateau.patience
         )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val_loss"}}

@@ -31,6 +31,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
+from eastmir.config import RunConfig
 from eastmir.rundir import RunDirectory
 from eastmir.training.checkpoints import AtomicCheckpointIO, RngState, read_checkpoint
 
@@ -54,7 +55,7 @@ def quiet_lightning() -> None:
 
 
 def build_trainer(
-    config: dict,
+    config: RunConfig,
     run: RunDirectory,
     monitor: str,
     progress: bool = True,
@@ -63,8 +64,8 @@ def build_trainer(
 ) -> tuple[L.Trainer, ModelCheckpoint]:
     """The trainer and its best-checkpoint callback."""
     quiet_lightning()
-    t = config["trainer"]
-    if t["deterministic"]:
+    t = config.trainer
+    if t.deterministic:
         # cuBLAS needs a fixed workspace for deterministic GEMMs (torch.use_deterministic_algorithms on CUDA)
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     name = f"best-epoch{{epoch:03d}}-{monitor.removeprefix('val_')}{{{monitor}:.4f}}"
@@ -82,24 +83,22 @@ def build_trainer(
         dirpath=run.checkpoints, filename="last", monitor=None, save_top_k=1, enable_version_counter=False
     )
     # checked after each validation only: a run that max_steps ends mid-epoch has no val_loss to check
-    stop = EarlyStopping(
-        monitor="val_loss", mode="min", patience=t["early_stop_patience"], check_on_train_epoch_end=False
-    )
+    stop = EarlyStopping(monitor="val_loss", mode="min", patience=t.early_stop_patience, check_on_train_epoch_end=False)
     trainer = L.Trainer(
         default_root_dir=run.path,
         logger=KeptCSVLogger(run.path, name="logs", version=0),  # writes run.log_file
         callbacks=[best, last, stop, RngState(), *callbacks],
         plugins=[AtomicCheckpointIO()],
-        max_epochs=t["max_epochs"],
-        max_steps=t["max_steps"],
-        gradient_clip_val=t["gradient_clip_val"],
-        accelerator=t["accelerator"],
-        devices=t["devices"],
-        strategy=t["strategy"],
-        num_nodes=t["num_nodes"],
-        precision=t["precision"],
-        log_every_n_steps=t["log_every_n_steps"],
-        deterministic=t["deterministic"],
+        max_epochs=t.max_epochs,
+        max_steps=t.max_steps,
+        gradient_clip_val=t.gradient_clip_val,
+        accelerator=t.accelerator,
+        devices=t.devices,
+        strategy=t.strategy,
+        num_nodes=t.num_nodes,
+        precision=t.precision,
+        log_every_n_steps=t.log_every_n_steps,
+        deterministic=t.deterministic,
         use_distributed_sampler=False,  # ClipDataModule shards the batches itself
         num_sanity_val_steps=0 if resuming else 2,  # its loader would draw from the restored RNG
         enable_progress_bar=progress,

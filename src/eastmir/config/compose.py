@@ -14,8 +14,9 @@ component (a different ``name:``, e.g. another student) replaces the earlier
 one instead of merging into it. ``--set key.sub=value`` overrides (values
 parsed as YAML) come last. Then ``{workdir}`` is replaced by the work
 directory and ``{data_root}`` by ``data.root``, and the result is checked by
-:func:`eastmir.schema.validate_config`. The resolved config is saved in the
-run directory.
+:func:`eastmir.config.validate_config` into a frozen
+:class:`~eastmir.config.RunConfig`. The resolved config is saved in the run
+directory.
 """
 
 from __future__ import annotations
@@ -29,18 +30,9 @@ from typing import Any
 
 import yaml
 
+from eastmir.config.rules import teacher_section, validate_config
+from eastmir.config.schema import RunConfig
 from eastmir.errors import ConfigError, UnknownNameError, did_you_mean
-from eastmir.schema import input_key_for, teacher_label, teacher_section, validate_config
-
-__all__ = [
-    "ConfigError",
-    "RunTable",
-    "input_key_for",
-    "load_config",
-    "parse_overrides",
-    "shipped_names",
-    "with_teacher",
-]
 
 PLACEHOLDER = re.compile(r"\{(workdir|data_root|recipe|teacher)\}")
 
@@ -280,8 +272,8 @@ def load_config(
     sources: str | Path | list[str | Path],
     overrides: list[str] | None = None,
     workdir: str | Path | None = None,
-) -> dict:
-    """Read, compose, override, resolve and validate; returns the complete plain dict."""
+) -> RunConfig:
+    """Read, compose, override, resolve and validate; returns the frozen, complete :class:`RunConfig`."""
     sources = [sources] if isinstance(sources, (str, Path)) else list(sources)
     if not sources:
         raise ConfigError("no config given: pass --config NAME_OR_FILE (see `eastmir configs`)")
@@ -307,26 +299,25 @@ def load_config(
     return validate_config(config, label)
 
 
-def with_name_suffix(config: dict, suffix: str) -> dict:
-    """A copy of ``config`` named ``<name>-<suffix>``, its KD head read from the TeacherLR run of the same suffix."""
-    config = copy.deepcopy(config)
-    config["name"] = f"{config['name']}-{suffix}"
-    kd = (config["distillation"] or {}).get("kd")
-    if kd:
-        head = Path(kd["teacher_run"])
-        kd["teacher_run"] = str(head.with_name(f"{head.name}-{suffix}"))
-    return config
+def with_name_suffix(config: RunConfig, suffix: str) -> RunConfig:
+    """``config`` named ``<name>-<suffix>``, its KD head read from the TeacherLR run of the same suffix."""
+    changes: dict[str, Any] = {"name": f"{config.name}-{suffix}"}
+    if config.kd:
+        head = Path(config.kd.teacher_run)
+        changes["distillation"] = {"kd": {"teacher_run": str(head.with_name(f"{head.name}-{suffix}"))}}
+    return config.changed(changes)
 
 
-def with_teacher(config: dict, teacher: str) -> dict:
+def with_teacher(config: RunConfig, teacher: str) -> RunConfig:
     """``config`` taught by ``teacher`` (``musicnn``, ``musicnn+aisfx``, …) instead of its own teacher.
 
     The run is then named ``<name>-<teacher>``, and KD reads the head of the
     TeacherLR run of the same teacher. A config without a teacher (Baseline),
     or with this one already, is returned as it is.
     """
-    if not config["teacher"] or teacher_label(config["teacher"]) == teacher:
+    if not config.teacher or config.teacher_label == teacher:
         return config
-    config = with_name_suffix(config, teacher)
-    config["teacher"] = teacher_section(teacher)
-    return validate_config(config, f"{config['name']} (demo config with teacher {teacher})")
+    renamed = with_name_suffix(config, teacher)
+    return renamed.changed(
+        {"teacher": teacher_section(teacher)}, f"{renamed.name} (demo config with teacher {teacher})"
+    )

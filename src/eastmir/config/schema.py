@@ -1,0 +1,292 @@
+"""The typed run config: frozen pydantic models, one per section, passed down to every layer.
+
+Built on pydantic (v2): it is the maintained library that validates nested
+typed models with coercion, per-field constraints and error locations,
+validates stdlib dataclasses we already have (the front end's
+:class:`~eastmir.audio.FrontendConfig`), and builds a model from a function
+signature (:mod:`eastmir.config.rules` checks each component's options
+against the code itself). (OmegaConf structured configs cannot type the
+per-component options; jsonargparse would also own the command line.)
+
+A :class:`RunConfig` is made by :func:`eastmir.config.validate_config` only
+and never changes: code below the command line reads its attributes
+(``config.data.batch_size``, ``config.student.options``) and derived facts
+(:attr:`RunConfig.input_key`, :attr:`RunConfig.teacher_label`), and a
+changed copy is made with :meth:`RunConfig.changed`. Plain dicts exist only
+at the edges: the YAML files, ``--set`` overrides, ``config.yaml`` and the
+checkpoints (:meth:`RunConfig.to_dict`).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
+
+from eastmir.audio import FrontendConfig
+from eastmir.config.versions import CONFIG_VERSION
+from eastmir.registry import STUDENTS, TEACHERS
+
+
+def absolute_path(value: str) -> str:
+    """A path as given, made absolute against the current directory (``~`` expanded)."""
+    return os.path.abspath(os.path.expanduser(value))
+
+
+PathStr = Annotated[str, AfterValidator(absolute_path)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False, frozen=True)
+
+
+class DataSection(Section):
+    """Which prepared dataset a run reads, and how."""
+
+    dataset: str
+    root: PathStr  # the folder `eastmir data prepare` wrote manifest.json into
+    clip_seconds: PositiveFloat | None = None  # None: the most common clip duration of the manifest
+    batch_size: int = Field(16, ge=2)  # BatchNorm needs two clips; with DDP: the global batch
+    num_workers: NonNegativeInt = 0
+    on_error: Literal["raise", "skip"] = "raise"
+    stream: str | None = None  # a folder or bucket URL written by `eastmir pack`: read shards, not the store
+    train_fraction: float = Field(1.0, gt=0, le=1)  # train on a nested seeded subset (eastmir.data.subsets)
+    subset_seed: NonNegativeInt = 0  # which nested subsets; independent of the training seed
+
+    @field_validator("stream")
+    @classmethod
+    def _local_stream_absolute(cls, value: str | None) -> str | None:
+        return absolute_path(value) if value and "://" not in value else value
+
+
+class ComponentSection(BaseModel):
+    """``{name, ...options}``: the options are checked against the component's constructor
+    (:func:`eastmir.config.rules.check_options`)."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False, frozen=True)
+    name: str
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The component's keyword options (every key but ``name`` and the section's own fields), a copy."""
+        return copy.deepcopy(dict(self.model_extra or {}))
+
+
+class StudentSection(ComponentSection):
+    @property
+    def capabilities(self) -> type:
+        """The registered student class: what it reads, whether it is a probe, its complexity settings."""
+        return STUDENTS.get(self.name)
+
+
+class TeacherSection(ComponentSection):
+    @property
+    def is_ensemble(self) -> bool:
+        return bool(getattr(TEACHERS.get(self.name), "is_ensemble", False))
+
+    @property
+    def members(self) -> list[TeacherSection]:
+        """An ensemble's member sections (empty for one teacher)."""
+        return [TeacherSection.model_validate(m) for m in (self.options.get("members") or [])]
+
+    @property
+    def label(self) -> str:
+        """How tables name the teacher: its ``id`` (precomputed files), its name, or an ensemble's members
+        joined by ``+``."""
+        return teacher_label(self.model_dump(mode="json")) or self.name
+
+
+def teacher_label(section: dict | None) -> str | None:
+    """:attr:`TeacherSection.label` of a plain ``teacher:`` mapping (a saved config's)."""
+    if not section:
+        return None
+    name = section.get("name")
+    if name in TEACHERS and getattr(TEACHERS.get(name), "is_ensemble", False):
+        return "+".join(str(teacher_label(m)) for m in section.get("members") or [])
+    return section.get("id") or section.get("name")
+
+
+class FeatureSection(ComponentSection):
+    stages: Literal["all"] | list[int] | int = [-1]
+    weight: NonNegativeFloat = 1.0
+
+
+class KDSection(Section):
+    weight: NonNegativeFloat = 1.0
+    temperature: PositiveFloat = 2.0
+    hard: bool = False
+    teacher_run: PathStr  # a finished TeacherLR run directory
+
+
+class CompressionSection(Section):
+    name: str = "linear"  # registered in eastmir.registry.COMPRESSIONS
+
+
+class DistillationSection(Section):
+    lambda_: float = Field(0.0, alias="lambda", ge=0.0, le=1.0)
+    feature: FeatureSection | None = None
+    kd: KDSection | None = None
+    compression: CompressionSection | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DistillationSection:
+        if self.compression is not None and self.feature is None:
+            raise ValueError(
+                "distillation.compression needs distillation.feature (the distance to the compact embedding)"
+            )
+        if self.feature is None and self.kd is None and self.lambda_ > 0:
+            raise ValueError("distillation.lambda is set but there is neither distillation.feature nor distillation.kd")
+        return self
+
+
+class SpecAugmentSection(Section):
+    freq: NonNegativeInt = 0
+    time: NonNegativeInt = 0
+
+
+class AugmentSection(Section):
+    mixup_alpha: NonNegativeFloat = 0.0
+    spec_augment: SpecAugmentSection | None = None
+    fmin_jitter: NonNegativeFloat = 0.0  # Hz
+    fmax_jitter: NonNegativeFloat = 0.0  # Hz
+
+    @property
+    def jitters(self) -> bool:
+        """Whether the front end's band edges are jittered (the log-mel is then made per batch)."""
+        return bool(self.fmin_jitter or self.fmax_jitter)
+
+
+class OptimizerSection(Section):
+    name: str = "adam"  # registered in eastmir.registry.OPTIMISERS
+    lr: PositiveFloat = 1e-4
+    weight_decay: NonNegativeFloat = 0.0
+    momentum: NonNegativeFloat = 0.0
+
+
+class SchedulerSection(Section):
+    """ReduceLROnPlateau on the validation loss."""
+
+    factor: float = Field(0.2, gt=0.0, lt=1.0)
+    patience: NonNegativeInt = 5
+
+
+class TrainerSection(Section):
+    max_epochs: PositiveInt = 100
+    max_steps: int = Field(-1, ge=-1)
+    early_stop_patience: NonNegativeInt = 12  # epochs without a lower validation loss
+    gradient_clip_val: NonNegativeFloat | None = 1.0
+    accelerator: str = "auto"
+    devices: int | str | list[int] = "auto"
+    strategy: str = "auto"
+    num_nodes: PositiveInt = 1
+    precision: str | int = "32-true"
+    log_every_n_steps: PositiveInt = 10
+    deterministic: bool = False
+    channels_last: bool = True  # convolution weights in channels-last memory: faster steps, same numbers
+
+
+NO_AUGMENT = AugmentSection()
+
+
+class RunConfig(Section):
+    config_version: int = Field(CONFIG_VERSION, ge=CONFIG_VERSION, le=CONFIG_VERSION)  # older: migrate() first
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")  # the run directory's name
+    system: str | None = None  # how tables name the system (EAsT_Final, …)
+    seed: int = 0
+    task: Literal["multilabel", "single_label"] | None = None  # None: the dataset's own, else multilabel
+    workdir: PathStr
+    cache_dir: PathStr | None = None  # the store; default {workdir}/cache
+    threads: PositiveInt | None = None
+    requires: list[str] = []  # configs to run first (KD needs its TeacherLR run)
+    data: DataSection
+    frontend: FrontendConfig = FrontendConfig()
+    student: StudentSection
+    teacher: TeacherSection | None = None
+    distillation: DistillationSection | None = None
+    augment: AugmentSection | None = None
+    optimizer: OptimizerSection = OptimizerSection()
+    scheduler: SchedulerSection = SchedulerSection()
+    trainer: TrainerSection = TrainerSection()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_cache(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("cache_dir") is None and isinstance(data.get("workdir"), str):
+            data = {**data, "cache_dir": os.path.join(absolute_path(data["workdir"]), "cache")}
+        return data
+
+    # ------------------------------------------------------------ derived facts
+    @property
+    def feature(self) -> FeatureSection | None:
+        """The feature-map regulariser (``distillation.feature``), if any."""
+        return self.distillation.feature if self.distillation else None
+
+    @property
+    def kd(self) -> KDSection | None:
+        return self.distillation.kd if self.distillation else None
+
+    @property
+    def compression(self) -> CompressionSection | None:
+        return self.distillation.compression if self.distillation else None
+
+    @property
+    def lam(self) -> float:
+        """λ of ``(1-λ)·L_pred + λ·L_reg``."""
+        return self.distillation.lambda_ if self.distillation else 0.0
+
+    @property
+    def augmentation(self) -> AugmentSection:
+        """``augment``, or no augmentation."""
+        return self.augment or NO_AUGMENT
+
+    @property
+    def input_key(self) -> str:
+        """What a run's data module serves: the student's input (``logmel``, ``waveform`` or ``embedding``),
+        or ``waveform`` when a frequency jitter makes the log-mel per batch."""
+        key = self.student.capabilities.input_key
+        return "waveform" if key == "logmel" and self.augmentation.jitters else key
+
+    @property
+    def task_kind(self) -> str:
+        """``multilabel`` or ``single_label``: the task once the dataset filled it in, else multilabel."""
+        return self.task or "multilabel"
+
+    @property
+    def system_label(self) -> str:
+        """How tables name the system: ``system``, else the run's name."""
+        return self.system or self.name
+
+    @property
+    def teacher_label(self) -> str | None:
+        return self.teacher.label if self.teacher else None
+
+    @property
+    def learns_from_teacher(self) -> bool:
+        """Whether the run reads teacher embeddings: it distils, or its student is a probe on them."""
+        return bool(self.feature or self.kd or self.student.capabilities.is_probe)
+
+    # ----------------------------------------------------------------- edges
+    def to_dict(self) -> dict[str, Any]:
+        """The config as plain JSON values, keys as written in YAML (``lambda``): for ``config.yaml``, the
+        fingerprint and checkpoints."""
+        return self.model_dump(mode="json", by_alias=True)
+
+    def changed(self, changes: dict[str, Any], source: str | None = None) -> RunConfig:
+        """A checked copy with ``changes`` (nested, as in YAML) merged in."""
+        from eastmir.config.compose import deep_merge
+        from eastmir.config.rules import validate_config
+
+        return validate_config(deep_merge(self.to_dict(), changes), source or self.name)

@@ -1,0 +1,38 @@
+"""Config versions: every saved run records the version of the config schema it was written with, and
+:func:`migrate` brings an older one up to today's, one step per version, so runs saved by an earlier
+release keep loading when a key is renamed or removed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from eastmir.errors import ConfigError
+
+CONFIG_VERSION = 2  # 1: runs saved before config_version existed (eastmir of 2026-11-26); 2: the version is recorded
+
+
+def _from_1(config: dict) -> dict:
+    """Version 1 → 2: no key was renamed or removed; the version is written from now on."""
+    return config
+
+
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {1: _from_1}  # version → the step to the next version
+
+
+def migrate(config: dict, source: str = "config") -> dict:
+    """A saved run config brought to :data:`CONFIG_VERSION` (no ``config_version``: version 1), one step at a
+    time, so a run saved by an earlier release still loads when a key is renamed or removed later. A config
+    from a newer release is refused in one line."""
+    config = dict(config)
+    version = config.pop("config_version", 1)
+    if not isinstance(version, int) or version < 1:
+        raise ConfigError(f"{source}: config_version must be a whole number from 1, got {version!r}")
+    if version > CONFIG_VERSION:
+        raise ConfigError(
+            f"{source}: written by a newer eastmir (config version {version}; this one reads up to "
+            f"{CONFIG_VERSION}); upgrade eastmir to load it"
+        )
+    while version < CONFIG_VERSION:
+        config = MIGRATIONS[version](config)
+        version += 1
+    return {**config, "config_version": CONFIG_VERSION}

@@ -1,0 +1,74 @@
+"""The tail of a run: test the best checkpoint, choose thresholds on validation, and gather what
+``metrics.json`` records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from eastmir.metrics import choose_thresholds, per_class_average_precision
+from eastmir.training.checkpoints import read_checkpoint
+from eastmir.training.datamodule import ClipDataModule
+from eastmir.training.system import EastSystem
+from eastmir.training.trainer import interrupts_as_keyboard
+
+
+def evaluate(trainer: L.Trainer, system: EastSystem, dm: ClipDataModule, best_path: str | Path) -> dict[str, Any]:
+    """Test ``best_path``; returns ``test`` (metric → value), ``thresholds`` (class → the validation
+    threshold that maximises F1) and ``test_per_class_ap`` (class → AP, ``None`` without a labelled
+    positive), the last two for multi-label runs only, and ``best_<monitor>``."""
+    with interrupts_as_keyboard(trainer):
+        test = trainer.test(system, datamodule=dm, ckpt_path=str(best_path), verbose=False)[0]
+    multilabel = system.task == "multilabel"
+    return {
+        "test": {k.removeprefix("test_"): float(v) for k, v in test.items()},
+        f"best_{system.monitor}": best_score(read_checkpoint(best_path)),
+        "thresholds": validation_thresholds(system, dm) if multilabel else None,
+        "test_per_class_ap": per_class_test_ap(system, dm) if multilabel else None,
+    }
+
+
+def predictions(system: EastSystem, loader) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(probs, targets, mask)``, each ``(clips, classes)``, of the loaded checkpoint over ``loader``."""
+    probs, targets, mask = [], [], []
+    system.eval()
+    with torch.no_grad():
+        for batch in loader:
+            batch = {k: _onto(v, system) for k, v in batch.items()}
+            out = system.student(system.with_logmel(batch, train=False)[system.student.input_key])
+            probs.append(torch.sigmoid(out.logits).cpu().numpy())
+            batch = {k: v.cpu() if torch.is_tensor(v) else v for k, v in batch.items()}
+            targets.append(batch["targets"].numpy())
+            mask.append(batch["mask"].numpy())
+    return np.concatenate(probs), np.concatenate(targets), np.concatenate(mask)
+
+
+def _onto(value: Any, system: EastSystem) -> Any:
+    """A batch value on the system's device, floating point in its precision (``trainer.precision=64-true``)."""
+    if not torch.is_tensor(value):
+        return value
+    return value.to(system.device, dtype=system.dtype) if value.is_floating_point() else value.to(system.device)
+
+
+def validation_thresholds(system: EastSystem, dm: ClipDataModule) -> dict[str, float]:
+    """Per-class thresholds of the loaded checkpoint that maximise F1 on the validation split."""
+    chosen = choose_thresholds(*predictions(system, dm.full_loader("valid")))
+    return {c: round(float(t), 6) for c, t in zip(system.classes, chosen)}
+
+
+def per_class_test_ap(system: EastSystem, dm: ClipDataModule) -> dict[str, float | None]:
+    """Each class's test average precision (``None`` without a labelled positive), for the report's bars."""
+    aps = per_class_average_precision(*predictions(system, dm.full_loader("test")))
+    return {c: None if ap is None else round(ap, 6) for c, ap in zip(system.classes, aps)}
+
+
+def best_score(state: dict[str, Any]) -> float | None:
+    """The best-checkpoint callback's score in a checkpoint."""
+    for key, value in state.get("callbacks", {}).items():
+        if key.startswith("ModelCheckpoint") and value.get("best_model_score") is not None:
+            return float(value["best_model_score"])
+    return None
