@@ -131,20 +131,28 @@ def test_report_marks_unfinished_runs_instead_of_aborting(small_synth, small_syn
     assert table.splitlines()[2].startswith("| Baseline | mobile_fcn | — | 0.")
 
 
-def test_a_run_saved_by_the_release_before_config_versions_still_loads(data_dir, tmp_path):
-    """Checkpoints hold their config; a run saved before config_version existed (version 1) is migrated on
-    load, never refused, and gives the logits it gave then."""
+@pytest.mark.parametrize("name", ["v1-baseline", "v2-east_final"])
+def test_a_run_saved_by_an_earlier_release_still_loads(name, data_dir, tmp_path):
+    """Checkpoints hold their config; a run saved before config_version existed (version 1), or saved with
+    a plain-dict config before the typed RunConfig (version 2, with a teacher and a regulariser), is migrated
+    on load, never refused, and gives the logits it gave then."""
     import numpy as np
 
     from eastmir.config import CONFIG_VERSION
 
-    saved = data_dir / "runs" / "v1-baseline"
+    saved = data_dir / "runs" / name
     run = load_run(saved)
     x = torch.randn(3, 96, 101, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(run.logits(x), torch.from_numpy(np.load(saved / "logits_of_seeded_input.npy")), atol=1e-6)
     assert run.config.config_version == CONFIG_VERSION and run.classes[:2] == ["accordion", "banjo"]
-    copy = tmp_path / "v1-baseline"
+    copy = tmp_path / name
     shutil.copytree(saved, copy)
+    from eastmir.errors import RunError
+    from eastmir.rundir import RunDirectory
+
+    RunDirectory(copy).check_fingerprint(run.config.to_dict())  # the same settings: a rerun continues it
+    with pytest.raises(RunError, match="seed: 0 → 5"):
+        RunDirectory(copy).check_fingerprint(run.config.changed({"seed": 5}).to_dict())
     assert load_student(copy).predict(np.zeros(32000, np.float32), 16000).probabilities.shape == (17,)
 
 

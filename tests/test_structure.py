@@ -43,3 +43,46 @@ def test_one_build_loop_decodes_audio():
     assert callers <= {"features.py", "base.py", "predict.py", "export.py"}
     loops = [p.name for p in LIBRARY if "failures_file" in p.read_text()]
     assert "store.py" in loops
+
+
+def _string_key_lookups(path: Path) -> list[str]:
+    """``config["x"]`` / ``cfg["x"]`` / ``….config["x"]`` subscripts with a string key in ``path``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.slice, ast.Constant)
+            and isinstance(node.slice.value, str)
+        ):
+            value = node.value
+            name = value.id if isinstance(value, ast.Name) else value.attr if isinstance(value, ast.Attribute) else ""
+            if name in ("config", "cfg", "section", "dist", "aug", "opt_cfg", "sched_cfg"):
+                found.append(f"{path.name}:{node.lineno}")
+    return found
+
+
+def test_below_the_command_line_no_module_indexes_a_config_with_a_string_key():
+    """The config was validated into a model and dumped back to a dict: 127 string-keyed lookups in 14 modules.
+    Now a frozen RunConfig is passed down; plain dicts stay at the edges: the command line, and the config
+    package's input side, which composes YAML (config/compose.py) and validates it into a RunConfig
+    (config/rules.py)."""
+    edges = {"cli.py", "compose.py", "rules.py"}
+    offenders = [hit for p in LIBRARY if p.name not in edges for hit in _string_key_lookups(p)]
+    assert not offenders
+    assert _string_key_lookups(ROOT / "src" / "eastmir" / "config" / "compose.py")  # the check finds them
+
+
+def test_the_config_s_trip_through_fit_comes_back_to_a_file_at_most_8_times(
+    small_synth, small_synth_embeddings, small_config
+):
+    """Following ``config`` from ``pipeline.fit`` through the calls that pass it on returned to a file it had left
+    40 times before the typed config (the issue's count); ``tools/config_trip.py`` prints the trip."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("config_trip", ROOT / "tools" / "config_trip.py")
+    trip_tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(trip_tool)
+    calls = trip_tool.trace(small_config("east_final", "name=trip"))
+    trip, _files, climbs, returns = trip_tool.measure(calls)
+    assert trip[0] == "eastmir/pipeline/fit.py" and "eastmir/training/system.py" in trip
+    assert returns <= 8 and climbs <= 8, trip
