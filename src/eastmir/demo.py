@@ -17,6 +17,7 @@ from pathlib import Path
 from eastmir import pipeline
 from eastmir.config import RunConfig, load_config, shipped_config_dir, with_teacher
 from eastmir.errors import UnknownNameError, did_you_mean
+from eastmir.fetch import atomic_write
 from eastmir.reporting.tables import markdown_table, read_runs, write_csv
 from eastmir.rundir import runs_folder
 
@@ -68,8 +69,9 @@ def run_demo(
     rows = read_runs(run_dirs)
     table = markdown_table(rows)
     out = runs_folder(workdir)
-    (out / "demo_results.md").write_text(
-        f"# eastmir demo: synth, Mobile FCN student, {teacher} teacher (test split)\n\n" + table + "\n"
+    atomic_write(
+        out / "demo_results.md",
+        f"# eastmir demo: synth, Mobile FCN student, {teacher} teacher (test split)\n\n" + table + "\n",
     )
     write_csv(rows, out / "demo_results.csv")
     print("\n" + table)

@@ -26,11 +26,13 @@ import hashlib
 import json
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from http.client import HTTPException
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
 
@@ -51,15 +53,18 @@ def part_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.part")
 
 
-def atomic_write(path: str | Path, data: str | bytes, durable: bool = True) -> Path:
-    """Write ``data`` to ``path`` through a temporary file renamed over it: a reader sees the old file or the
-    whole new one, never a part (an interrupted or failed write leaves ``path`` as it was). ``durable``: flush
-    it to the disk before the rename (store entries skip that: their checksum finds a torn one)."""
+@contextmanager
+def atomic_writer(path: str | Path, durable: bool = True, text: bool = False) -> Iterator[IO]:
+    """A file handle to write ``path`` through: it goes to :func:`part_name` and is renamed over ``path`` when
+    the block ends without an error, so a reader sees the old file or the whole new one, never a part (an
+    interrupted or failed write leaves ``path`` as it was, and the crash clean-up knows the part's name).
+    ``durable``: flush it to the disk before the rename (store entries skip that: their checksum finds a torn
+    one). ``text``: a text handle (for csv writers), else binary."""
     path = Path(path)
     tmp = part_name(path)
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data.encode() if isinstance(data, str) else data)
+        with open(tmp, "w" if text else "wb", **({"newline": ""} if text else {})) as fh:
+            yield fh
             if durable:
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -70,7 +75,13 @@ def atomic_write(path: str | Path, data: str | bytes, durable: bool = True) -> P
         if isinstance(err, OSError) and err.filename is None:  # (a full disk says so without a file name)
             raise OSError(err.errno, err.strerror, str(path)) from err
         raise
-    return path
+
+
+def atomic_write(path: str | Path, data: str | bytes, durable: bool = True) -> Path:
+    """Write ``data`` to ``path`` whole or not at all (:func:`atomic_writer`)."""
+    with atomic_writer(path, durable) as fh:
+        fh.write(data.encode() if isinstance(data, str) else data)
+    return Path(path)
 
 
 def file_digest(path: str | Path, algorithm: str = "sha256") -> str:

@@ -11,12 +11,12 @@ on screen by reason. When more than ``max_bad_fraction`` of the rows are
 from __future__ import annotations
 
 import csv
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from eastmir.errors import ManifestError
+from eastmir.fetch import atomic_writer
 
 EXCLUDED_NAME = "excluded.csv"
 
@@ -48,13 +48,11 @@ class Exclusions:
 
     def write(self) -> Path:
         path = self.root / EXCLUDED_NAME
-        tmp = path.with_name(f".{EXCLUDED_NAME}.{os.getpid()}.part")
-        with open(tmp, "w", newline="") as fh:
+        with atomic_writer(path, text=True) as fh:
             writer = csv.writer(fh)
             writer.writerow(["file", "line", "clip_id", "reason", "detail"])
             for r in sorted(self.rows, key=lambda r: (r.line is None, r.line or 0, r.file)):
                 writer.writerow([r.file, "" if r.line is None else r.line, r.clip_id, r.kind, r.detail])
-        os.replace(tmp, path)
         return path
 
     def summary(self) -> str:

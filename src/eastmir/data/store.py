@@ -489,7 +489,7 @@ def _record_failures(collection: Collection, report: FillReport, on_error: str) 
         if path.exists():  # (a read-only store refuses even the removal of a file that is not there)
             path.unlink()
         return
-    path.write_text(json.dumps(report.failed, indent=1))
+    atomic_write(path, json.dumps(report.failed, indent=1))
     first = "; ".join(f"{clip}: {why}" for clip, why in list(report.failed.items())[:3])
     more = f" (and {len(report.failed) - 3} more)" if len(report.failed) > 3 else ""
     if on_error == "raise":

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from eastmir.errors import ManifestError
+from eastmir.fetch import atomic_write
 
 INDEX = "index.json"
 
@@ -79,7 +80,7 @@ def write_shards(out: str | Path, samples: dict[str, Iterable[dict]], meta: dict
                 n += 1
         shards = sorted(p.name for p in out.glob(f"{split}-*.tar"))
         index["splits"][split] = {"shards": shards, "clips": n}
-    (out / INDEX).write_text(json.dumps(index, indent=1))
+    atomic_write(out / INDEX, json.dumps(index, indent=1))
     return out / INDEX
 
 

@@ -27,6 +27,7 @@ import numpy as np
 from eastmir import pipeline
 from eastmir.config import RunConfig, load_config, run_tables, with_name_suffix, with_teacher
 from eastmir.errors import ConfigError
+from eastmir.fetch import atomic_write
 
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)
 
@@ -153,7 +154,7 @@ def generalisation(
         "test": result,
         "per_class_ap": dict(zip(mapping, per_class)),
     }
-    Path(run_dir, f"generalisation-{manifest.dataset}.json").write_text(json.dumps(blob, indent=1))
+    atomic_write(Path(run_dir, f"generalisation-{manifest.dataset}.json"), json.dumps(blob, indent=1))
     return blob
 
 

@@ -30,6 +30,7 @@ import yaml
 from eastmir import pipeline
 from eastmir.config import RunConfig, load_config
 from eastmir.errors import ConfigError
+from eastmir.fetch import atomic_write
 from eastmir.rundir import RunDirectory
 
 SEED = "seed"
@@ -204,7 +205,7 @@ def sweep(
     out = Path(workdir) / "sweeps" / base
     out.mkdir(parents=True, exist_ok=True)
     table = summary_table(best, settings)
-    (out / "sweep.md").write_text(f"# sweep of {source}\n\n{table}\n")
+    atomic_write(out / "sweep.md", f"# sweep of {source}\n\n{table}\n")
     blob = {
         "source": str(source),
         "grid": grid,
@@ -213,5 +214,5 @@ def sweep(
         "chosen_test": best.test(),
         "runs": [{"point": r.point, "run_dir": str(r.run_dir)} for r in runs],
     }
-    (out / "sweep.json").write_text(json.dumps(blob, indent=1))
+    atomic_write(out / "sweep.json", json.dumps(blob, indent=1))
     return best, settings, out

@@ -37,7 +37,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback
 
 from eastmir.errors import RunError, TrainingError
-from eastmir.fetch import part_name
+from eastmir.fetch import atomic_writer
 from eastmir.registry import STUDENTS
 from eastmir.rundir import RunDirectory
 
@@ -80,19 +80,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return super().save_checkpoint(checkpoint, path, storage_options)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = part_name(path)
         checkpoint = {**checkpoint, DIGEST_KEY: content_digest(checkpoint)}
         try:
-            with open(tmp, "wb") as fh:
+            with atomic_writer(path) as fh:
                 torch.save(checkpoint, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException as err:
-            tmp.unlink(missing_ok=True)
-            if isinstance(err, OSError) and err.filename is None:  # a full disk names no file
-                raise OSError(err.errno, err.strerror, str(path)) from err
-            if isinstance(err, RuntimeError) and shutil.disk_usage(path.parent).free < 64 * 2**20:
+        except RuntimeError as err:
+            if shutil.disk_usage(path.parent).free < 64 * 2**20:
                 # torch's zip writer reports a full disk as "file write failed"
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from err
             raise

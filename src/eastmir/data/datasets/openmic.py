@@ -21,21 +21,19 @@ to ``root/embeddings/vggish/<key>.npy`` (uint8, ``(10, 128)``) for the
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from eastmir.data.exclusions import Exclusions
 from eastmir.data.manifest import Clip, Manifest, ManifestError
+from eastmir.fetch import atomic_writer
 from eastmir.registry import DATASETS
 
 
 def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    with open(tmp, "wb") as fh:
+    with atomic_writer(path) as fh:
         np.save(fh, array, allow_pickle=False)
-    os.replace(tmp, path)
 
 
 def _read_keys(path: Path) -> list[str]:

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from eastmir.data.manifest import MANIFEST_NAME, Clip, Manifest, load_manifest
 from eastmir.errors import ConfigError
+from eastmir.fetch import atomic_write, atomic_writer
 from eastmir.registry import DATASETS
 
 DRUM_CHANNEL = 9
@@ -376,7 +377,7 @@ def prepare(root: str | Path, progress: bool = True, **options) -> Manifest:
             "choose another --root, or delete it"
         )
     (root / "audio").mkdir(parents=True, exist_ok=True)
-    settings_file.write_text(settings)
+    atomic_write(settings_file, settings)
     if (root / MANIFEST_NAME).exists():
         return load_manifest(root)
     clips = []
@@ -388,9 +389,8 @@ def prepare(root: str | Path, progress: bool = True, **options) -> Manifest:
         parts = plan_clip(config, index)
         if not path.exists():
             audio, parts = render_clip(config, index)
-            tmp = path.with_name(path.stem + ".part.wav")
-            sf.write(str(tmp), audio, config.sample_rate, subtype="PCM_16")
-            tmp.replace(path)
+            with atomic_writer(path, durable=False) as fh:
+                sf.write(fh, audio, config.sample_rate, subtype="PCM_16", format="WAV")
         labels, mask = label_vector(config, index, [p.label for p in parts])
         source = {
             "parts": [
