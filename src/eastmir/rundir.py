@@ -32,7 +32,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import yaml
 
@@ -47,6 +47,29 @@ RESULT_NEUTRAL = ("requires",)
 # keys a resumed run may change: raising trainer.max_epochs continues the run where it stopped, to what a run
 # started with the higher value computes (the LR schedule and early stopping do not depend on it)
 RESUMABLE = ("trainer.max_epochs",)
+
+
+class RunMetrics(TypedDict, total=False):
+    """``metrics.json``: what ``fit`` records once a run is tested (plus ``best_<monitor>``, the best
+    checkpoint's validation score under its metric's name)."""
+
+    name: str
+    system: str  # how tables name the system
+    student: str
+    teacher: str | None  # the teacher's label (an ensemble's members joined by +)
+    dataset: str
+    classes: list[str]
+    test: dict[str, float]  # metric → value on the test split, of the best checkpoint
+    best_checkpoint: str  # relative to the run directory
+    epochs: int
+    steps: int
+    n_clips: dict[str, int]  # split → clips used
+    left_out: dict[str, int]  # split → clips left out (unusable)
+    thresholds: dict[str, float] | None  # class → the validation threshold maximising F1 (multi-label)
+    test_per_class_ap: dict[str, float | None] | None  # class → test AP (None: no labelled positive)
+    train_fraction: float
+    backbone_parameters: int
+    wall_seconds: float
 
 
 class RunDirectory:
@@ -140,7 +163,7 @@ class RunDirectory:
         return self.newest_best()
 
     # ------------------------------------------------------------------ files
-    def read_metrics(self) -> dict[str, Any]:
+    def read_metrics(self) -> RunMetrics:
         """``metrics.json``; a missing or damaged file is a one-line :class:`RunError` naming it."""
         try:
             blob = json.loads(self.metrics_file.read_text())
@@ -155,7 +178,7 @@ class RunDirectory:
             raise RunError(f"{self.metrics_file}: not an eastmir metrics file (no best_checkpoint)")
         return blob
 
-    def write_metrics(self, metrics: dict[str, Any]) -> None:
+    def write_metrics(self, metrics: RunMetrics) -> None:
         atomic_write(self.metrics_file, json.dumps(metrics, indent=1))
 
     def write_config(self, config: dict[str, Any]) -> None:
@@ -254,4 +277,4 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "…"
 
 
-__all__ = ["CHECKPOINT_EPOCH", "CONFIG_FILE", "RunDirectory", "flatten", "runs_folder"]
+__all__ = ["CHECKPOINT_EPOCH", "CONFIG_FILE", "RunDirectory", "RunMetrics", "flatten", "runs_folder"]

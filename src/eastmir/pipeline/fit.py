@@ -15,7 +15,7 @@ from eastmir.data.store import remove_stale_parts
 from eastmir.errors import ConfigError, TrainingError
 from eastmir.filelock import first_process
 from eastmir.pipeline.rundata import RunData, run_data
-from eastmir.rundir import RunDirectory
+from eastmir.rundir import RunDirectory, RunMetrics
 
 
 def fit(
@@ -104,7 +104,7 @@ def _fit(config: RunConfig, run: RunDirectory, progress: bool, callbacks: Sequen
         _no_checkpoint(config, run, trainer.num_training_batches)
     results = evaluate(trainer, system, dm, best_path)
     last = read_checkpoint(run.resume_checkpoint())  # last.ckpt, or what the run resumed from if it had none
-    metrics = {
+    metrics: RunMetrics = {
         "name": config.name,
         "system": config.system_label,
         "student": config.student.name,
@@ -112,7 +112,6 @@ def _fit(config: RunConfig, run: RunDirectory, progress: bool, callbacks: Sequen
         "dataset": data.dataset,
         "classes": data.classes,
         "test": results["test"],
-        f"best_{system.monitor}": results[f"best_{system.monitor}"],
         "best_checkpoint": str(Path(best_path).relative_to(run.path)),
         "epochs": int(last["epoch"]) + 1,
         "steps": int(last["global_step"]),
@@ -124,6 +123,7 @@ def _fit(config: RunConfig, run: RunDirectory, progress: bool, callbacks: Sequen
         "backbone_parameters": system.student.backbone_parameters(),
         "wall_seconds": round(time.time() - started, 1),
     }
+    metrics[f"best_{system.monitor}"] = results[f"best_{system.monitor}"]  # type: ignore[literal-required]
     if trainer.is_global_zero:
         run.write_metrics(metrics)
     return run.path
