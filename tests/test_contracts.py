@@ -84,11 +84,13 @@ def test_a_student_of_no_registry_is_refused_naming_the_valid_ones(tmp_path):
         load_config("synth/baseline", ["student={name: toy_student}"], workdir=tmp_path)
 
 
-def test_optimisers_and_compressions_come_from_their_registries(tmp_path):
+def test_optimisers_schedulers_and_compressions_come_from_their_registries(tmp_path):
     from eastmir.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"optimizer.name: unknown optimiser 'adamw' \(did you mean adam\?\)"):
         load_config("synth/baseline", ["optimizer.name=adamw"], workdir=tmp_path)
     with pytest.raises(ConfigError, match=r"distillation.compression.name: unknown compression 'pca'"):
         load_config("synth/east_final", ["distillation.compression={name: pca}"], workdir=tmp_path)
+    with pytest.raises(ConfigError, match=r"scheduler.name: unknown scheduler 'cosine'; valid schedulers: plateau"):
+        load_config("synth/baseline", ["scheduler.name=cosine"], workdir=tmp_path)
     assert load_config("synth/baseline", ["optimizer.name=sgd"], workdir=tmp_path).optimizer.name == "sgd"

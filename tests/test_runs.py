@@ -147,12 +147,16 @@ def test_a_run_saved_by_an_earlier_release_still_loads(name, data_dir, tmp_path)
     assert run.config.config_version == CONFIG_VERSION and run.classes[:2] == ["accordion", "banjo"]
     copy = tmp_path / name
     shutil.copytree(saved, copy)
+    from eastmir.config import ADDED_KEYS
     from eastmir.errors import RunError
     from eastmir.rundir import RunDirectory
 
-    RunDirectory(copy).check_fingerprint(run.config.to_dict())  # the same settings: a rerun continues it
+    # the same settings (keys added since at the values that do what the run did): a rerun continues it
+    RunDirectory(copy).check_fingerprint(run.config.to_dict(), added=ADDED_KEYS)
     with pytest.raises(RunError, match="seed: 0 → 5"):
-        RunDirectory(copy).check_fingerprint(run.config.changed({"seed": 5}).to_dict())
+        RunDirectory(copy).check_fingerprint(run.config.changed({"seed": 5}).to_dict(), added=ADDED_KEYS)
+    with pytest.raises(RunError, match=r"scheduler\.name: <unset> → plateau"):  # without them it would refuse
+        RunDirectory(copy).check_fingerprint(run.config.to_dict())
     assert load_student(copy).predict(np.zeros(32000, np.float32), 16000).probabilities.shape == (17,)
 
 

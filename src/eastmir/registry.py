@@ -1,5 +1,5 @@
 """One generic name → class registry, used for students, teachers, datasets,
-regularisers, optimisers and teacher compressions, so no module needs an
+regularisers, optimisers, LR schedulers and teacher compressions, so no module needs an
 if/elif chain over names: a new component is one file that registers itself.
 
 Each registry knows the package whose import registers its built-in entries,
@@ -72,4 +72,5 @@ TEACHERS: Registry = Registry("teacher", "eastmir.teachers")
 DATASETS: Registry = Registry("dataset", "eastmir.data.datasets")
 REGULARISERS: Registry = Registry("regulariser", "eastmir.losses")
 OPTIMISERS: Registry = Registry("optimiser", "eastmir.training.optimisers")
+SCHEDULERS: Registry = Registry("scheduler", "eastmir.training.optimisers")
 COMPRESSIONS: Registry = Registry("compression", "eastmir.training.compression")

@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypedDict
@@ -186,15 +186,19 @@ class RunDirectory:
         atomic_write(self.config_file, yaml.safe_dump(config, sort_keys=False))
 
     # ------------------------------------------------------------ fingerprint
-    def check_fingerprint(self, config: dict[str, Any], data: str | None = None) -> None:
+    def check_fingerprint(
+        self, config: dict[str, Any], data: str | None = None, added: Mapping[str, Any] | None = None
+    ) -> None:
         """Stop with one line when this run was started from another config (or, given ``data``, other data).
 
-        A run started before fingerprints existed is compared with its ``config.yaml``.
+        A run started before fingerprints existed is compared with its ``config.yaml``. ``added``: flattened
+        keys a later release added, with the value that does what a run saved without them did (such a run
+        resumes when it has that value now).
         """
         recorded = self._recorded()
         if recorded is None:
             return
-        changed = _changed(flatten(recorded.get("config", {})), flatten(_comparable(config)))
+        changed = _changed(flatten(recorded.get("config", {})), flatten(_comparable(config)), added or {})
         if data is not None and recorded.get("data") not in (None, data):
             changed.append("the data it reads (clips, labels, audio files or their store entries)")
         if changed:
@@ -264,9 +268,11 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     return blob
 
 
-def _changed(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
+def _changed(before: dict[str, Any], now: dict[str, Any], added: Mapping[str, Any]) -> list[str]:
     out = []
     for key in sorted(before.keys() | now.keys()):
+        if key not in before and key in added and now.get(key) == added[key]:
+            continue  # a key added since the run started, at the value that does what it did
         if key not in RESUMABLE and before.get(key, "<unset>") != now.get(key, "<unset>"):
             out.append(f"{key}: {_short(before.get(key, '<unset>'))} → {_short(now.get(key, '<unset>'))}")
     return out

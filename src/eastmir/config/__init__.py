@@ -19,10 +19,11 @@ from eastmir.config.compose import (
 )
 from eastmir.config.rules import check_dataset_options, check_options, teacher_section, validate_config
 from eastmir.config.schema import RunConfig, TeacherSection, teacher_label
-from eastmir.config.versions import CONFIG_VERSION, migrate
+from eastmir.config.versions import ADDED_KEYS, CONFIG_VERSION, migrate
 from eastmir.errors import ConfigError
 
 __all__ = [
+    "ADDED_KEYS",
     "CONFIG_VERSION",
     "ConfigError",
     "RunConfig",

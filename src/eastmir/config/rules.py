@@ -25,7 +25,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from eastmir.config.messages import format_errors, suggest_key, unknown_keys
 from eastmir.config.schema import PathStr, RunConfig
 from eastmir.errors import ConfigError, UnknownNameError
-from eastmir.registry import COMPRESSIONS, DATASETS, OPTIMISERS, REGULARISERS, STUDENTS, TEACHERS, Registry
+from eastmir.registry import (
+    COMPRESSIONS,
+    DATASETS,
+    OPTIMISERS,
+    REGULARISERS,
+    SCHEDULERS,
+    STUDENTS,
+    TEACHERS,
+    Registry,
+)
 
 
 def options_model(obj: Callable, skip: tuple[str, ...] = ()) -> type[BaseModel]:
@@ -135,6 +144,7 @@ def validate_config(raw: dict, source: str = "config") -> RunConfig:
         )
         problems += more
     problems += _registered(OPTIMISERS, out["optimizer"]["name"], "optimizer.name")
+    problems += _registered(SCHEDULERS, out["scheduler"]["name"], "scheduler.name")
     if dist and dist["compression"]:
         problems += _registered(COMPRESSIONS, dist["compression"]["name"], "distillation.compression.name")
     if problems:

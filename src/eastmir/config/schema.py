@@ -177,8 +177,9 @@ class OptimizerSection(Section):
 
 
 class SchedulerSection(Section):
-    """ReduceLROnPlateau on the validation loss."""
+    """The learning-rate schedule; ``plateau``: ReduceLROnPlateau on the validation loss."""
 
+    name: str = "plateau"  # registered in eastmir.registry.SCHEDULERS (added in config version 3)
     factor: float = Field(0.2, gt=0.0, lt=1.0)
     patience: NonNegativeInt = 5
 

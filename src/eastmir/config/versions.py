@@ -5,10 +5,17 @@ release keep loading when a key is renamed or removed."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from eastmir.errors import ConfigError
 
-CONFIG_VERSION = 2  # 1: runs saved before config_version existed (eastmir of 2026-11-26); 2: the version is recorded
+CONFIG_VERSION = 3
+# 1: runs saved before config_version existed (eastmir of 2026-11-26); 2: the version is recorded;
+# 3: scheduler.name (the one schedule before it, ReduceLROnPlateau, is its default "plateau")
+
+# Keys added after version 1, with the value that does what a run saved without them did: a run started
+# before a key existed resumes under it (the fingerprint check takes the missing key as this value).
+ADDED_KEYS: dict[str, Any] = {"scheduler.name": "plateau"}
 
 
 def _from_1(config: dict) -> dict:
@@ -16,7 +23,12 @@ def _from_1(config: dict) -> dict:
     return config
 
 
-MIGRATIONS: dict[int, Callable[[dict], dict]] = {1: _from_1}  # version → the step to the next version
+def _from_2(config: dict) -> dict:
+    """Version 2 → 3: ``scheduler.name`` is new; its default, ``plateau``, is the schedule version 2 ran."""
+    return config
+
+
+MIGRATIONS: dict[int, Callable[[dict], dict]] = {1: _from_1, 2: _from_2}  # version → the step to the next
 
 
 def migrate(config: dict, source: str = "config") -> dict:

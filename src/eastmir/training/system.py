@@ -66,7 +66,7 @@ from eastmir.errors import TrainingError
 from eastmir.losses.knowledge_distillation import knowledge_distillation
 from eastmir.losses.prediction import cross_entropy, masked_binary_cross_entropy
 from eastmir.metrics import MaskedMultilabelMetrics, SingleLabelMetrics
-from eastmir.registry import COMPRESSIONS, OPTIMISERS, REGULARISERS, STUDENTS
+from eastmir.registry import COMPRESSIONS, OPTIMISERS, REGULARISERS, SCHEDULERS, STUDENTS
 from eastmir.students.base import StudentOutput
 from eastmir.students.linear_probe import LinearProbe
 from eastmir.training.augment import jittered_range, mixup, spec_augment
@@ -365,8 +365,6 @@ class EastSystem(L.LightningModule):
         optimiser = self.config.optimizer
         params = [p for p in self.parameters() if p.requires_grad]  # student, projections, transforms
         opt = OPTIMISERS.build(optimiser.name, **optimiser.model_dump(exclude={"name"}), params=params)
-        plateau = self.config.scheduler
-        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            opt, mode="min", factor=plateau.factor, patience=plateau.patience
-        )
+        scheduler = self.config.scheduler
+        sched = SCHEDULERS.build(scheduler.name, optimizer=opt, **scheduler.model_dump(exclude={"name"}))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val_loss"}}
