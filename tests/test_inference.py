@@ -34,10 +34,10 @@ STUDENTS_TO_SHIP = {
 }
 
 
-def untrained_run(name, tmp_path):
+def untrained_run(name, tmp_path, *more):
     """A run as load_run returns it, without training (export needs only its config and weights)."""
     overrides, seconds = STUDENTS_TO_SHIP[name]
-    config = load_config("synth/baseline", [*overrides, f"data.clip_seconds={seconds}"], workdir=tmp_path)
+    config = load_config("synth/baseline", [*overrides, f"data.clip_seconds={seconds}", *more], workdir=tmp_path)
     torch.manual_seed(0)
     system = EastSystem(config, 4, classes=["a", "b", "c", "d"], clip_seconds=seconds)
     with torch.no_grad():  # non-trivial batch-norm statistics
@@ -97,6 +97,17 @@ def test_exports_equal_eager_on_three_lengths(name, fmt, tmp_path):
     x = np.random.default_rng(1).standard_normal((3, samples + 5000)).astype(np.float32) * 0.1  # a batch of 3 too
     with torch.no_grad():
         assert np.allclose(runner(x), reference(torch.from_numpy(x)).numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_the_authors_front_end_exports_too(fmt, tmp_path):
+    """Pre-emphasis (one sample shorter), a symmetric window and reflect padding inside the exported graph."""
+    authors = ["frontend.preemphasis=0.97", "frontend.window=symmetric", "frontend.pad_mode=reflect"]
+    run = untrained_run("mobile_fcn", tmp_path, *authors)
+    assert run.config.frontend.preemphasis == 0.97
+    exported, _, notes = export(run, fmt, tmp_path / f"m.{'onnx' if fmt == 'onnx' else 'pt'}")
+    assert float(re.search(r"samples\): ([0-9.e+-]+);", notes[0]).group(1)) < 1e-4, notes
+    assert exported.is_file()
 
 
 def test_export_metadata_names_the_classes(tmp_path):

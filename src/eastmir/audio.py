@@ -257,9 +257,21 @@ def mel_filterbank(
     return torch.from_numpy(weights.T.astype(np.float32))
 
 
+ADDED_DEFAULTS = {"preemphasis": 0.0, "window": "periodic", "pad_mode": "constant"}  # fields added on 2026-11-30
+
+
 @dataclass(frozen=True)
 class FrontendConfig:
-    """Log-mel settings (REFERENCE.md §3). ``(log(mel + eps) + shift) / scale``."""
+    """Log-mel settings (REFERENCE.md §3). ``(log(mel + eps) + shift) / scale``.
+
+    ``preemphasis``, ``window`` and ``pad_mode`` choose between two front ends: the defaults are eastmir's
+    first one (no pre-emphasis, periodic Hann, zero padding); the paper recipes set the authors'
+    (``preemphasis: 0.97`` as a valid two-tap convolution, one sample shorter; a symmetric Hann; reflect
+    padding), which their golden arrays check (``tests/test_golden.py``). Both build the filterbank as Kaldi
+    does: triangles on the mel axis (``mel_scale: htk``; a scale factor such as Kaldi's 1127 vs 2595/ln 10
+    cancels), peak 1, evaluated at ``k · sample_rate / n_fft``, the Nyquist bin at weight 0 when ``fmax`` is
+    the Nyquist frequency.
+    """
 
     sample_rate: int = 16000
     n_fft: int = 1024
@@ -272,6 +284,9 @@ class FrontendConfig:
     log_eps: float = 1e-5
     norm_shift: float = 3.7
     norm_scale: float = 3.1
+    preemphasis: float = 0.0  # y[n] = x[n+1] - p·x[n] (the authors': 0.97); 0: none
+    window: str = "periodic"  # Hann: periodic (torch's default) or symmetric (the authors')
+    pad_mode: str = "constant"  # the centred STFT's padding: constant (zeros) or reflect (the authors')
 
     def __post_init__(self) -> None:
         if min(self.sample_rate, self.n_fft, self.win_length, self.hop_length, self.n_mels) < 1:
@@ -286,6 +301,12 @@ class FrontendConfig:
             raise ValueError(f"mel_scale must be htk or slaney, got {self.mel_scale!r}")
         if self.log_eps <= 0 or self.norm_scale == 0:
             raise ValueError("log_eps must be positive and norm_scale non-zero")
+        if not 0 <= self.preemphasis < 1:
+            raise ValueError(f"preemphasis must be in [0, 1), got {self.preemphasis}")
+        if self.window not in ("periodic", "symmetric"):
+            raise ValueError(f"window must be periodic or symmetric, got {self.window!r}")
+        if self.pad_mode not in ("constant", "reflect"):
+            raise ValueError(f"pad_mode must be constant or reflect, got {self.pad_mode!r}")
 
     @property
     def silence(self) -> float:
@@ -297,12 +318,27 @@ class FrontendConfig:
         return self.hop_length / self.sample_rate
 
     def n_frames(self, n_samples: int) -> int:
-        """Frames produced for a clip of ``n_samples`` (centred STFT)."""
-        return n_samples // self.hop_length + 1
+        """Frames produced for a clip of ``n_samples`` (centred STFT; pre-emphasis drops one sample)."""
+        return (n_samples - self.dropped) // self.hop_length + 1
+
+    def n_samples(self, n_frames: int) -> int:
+        """The fewest samples that give ``n_frames`` frames."""
+        return (n_frames - 1) * self.hop_length + self.dropped
+
+    @property
+    def dropped(self) -> int:
+        """Samples the pre-emphasis convolution drops (1 with pre-emphasis, else 0)."""
+        return 1 if self.preemphasis else 0
+
+    def identity(self) -> dict:
+        """The settings that key the store's log-mel entries: every field, except those added later that still
+        hold the value that computes what the front end computed before they existed (so entries made before
+        stay valid)."""
+        return {k: v for k, v in asdict(self).items() if not (k in ADDED_DEFAULTS and v == ADDED_DEFAULTS[k])}
 
     def cache_key(self) -> str:
         """Short hash of every setting: the log-mel cache folder name."""
-        blob = json.dumps(asdict(self), sort_keys=True).encode()
+        blob = json.dumps(self.identity(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
@@ -317,7 +353,8 @@ class LogMelFrontend(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        self.register_buffer("window", torch.hann_window(c.win_length), persistent=False)
+        window = torch.hann_window(c.win_length, periodic=c.window == "periodic")
+        self.register_buffer("window", window, persistent=False)
         fb = mel_filterbank(c.n_fft, c.sample_rate, c.n_mels, c.fmin, c.fmax, scale=c.mel_scale)
         self.register_buffer("filterbank", fb, persistent=False)
 
@@ -329,6 +366,8 @@ class LogMelFrontend(nn.Module):
             lo = c.fmin if fmin is None else fmin
             hi = c.fmax if fmax is None else fmax
             filterbank = mel_filterbank(c.n_fft, c.sample_rate, c.n_mels, lo, hi, scale=c.mel_scale).to(waveform.device)
+        if c.preemphasis:  # a valid two-tap convolution, as the authors': one sample shorter, nothing carried over
+            waveform = waveform[..., 1:] - c.preemphasis * waveform[..., :-1]
         spec = torch.stft(
             waveform,
             n_fft=c.n_fft,
@@ -336,7 +375,7 @@ class LogMelFrontend(nn.Module):
             win_length=c.win_length,
             window=self.window,
             center=True,
-            pad_mode="constant",
+            pad_mode=c.pad_mode,
             return_complex=True,
         )
         power = spec.real.square() + spec.imag.square()  # (batch, freqs, frames)

@@ -13,8 +13,6 @@ clip length (``eastmir.training.datamodule``).
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import numpy as np
 import torch
 
@@ -28,7 +26,7 @@ WAVEFORM_REVISION = 1
 
 
 def logmel_producer(frontend: FrontendConfig) -> Producer:
-    settings = {"frontend": asdict(frontend), "decoder": DECODER, "revision": LOGMEL_REVISION}
+    settings = {"frontend": frontend.identity(), "decoder": DECODER, "revision": LOGMEL_REVISION}
     return Producer("logmel", "logmel", settings, (frontend.n_mels, None))
 
 

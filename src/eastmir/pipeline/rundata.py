@@ -15,11 +15,12 @@ import hashlib
 import json
 import math
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from eastmir.audio import FrontendConfig
 from eastmir.config import RunConfig
 from eastmir.data.clips import ClipRecord
 from eastmir.data.jobs import ExtractionSettings
@@ -104,7 +105,7 @@ def _lengths(config: RunConfig, seconds: float, chosen: bool = True) -> tuple[st
                 f"data.clip_seconds: {seconds:g} s gives {length} input frames, but {name} "
                 f"needs at least {needed}; set data.clip_seconds higher"
             )
-        shortest = (needed - 1) * frontend.hop_length if key == "logmel" else needed
+        shortest = frontend.n_samples(needed) if key == "logmel" else needed
         raised = math.ceil(shortest / frontend.sample_rate * 1000) / 1000
         print(
             f"note: the clips' most common duration, {seconds:g} s, is shorter than {name} "
@@ -217,7 +218,7 @@ def _streamed(config: RunConfig) -> RunData:
     key = config.input_key
     if index["input_key"] != key:
         raise ConfigError(f"{url} was packed for a student reading {index['input_key']!r}; this run reads {key!r}")
-    if index["frontend"] != asdict(config.frontend) and key != "embedding":
+    if FrontendConfig(**index["frontend"]) != config.frontend and key != "embedding":
         raise ConfigError(f"{url} was packed with another front end ({index['frontend']}); pack again for this run")
     if bool(index.get("embedding_dim")) != bool(config.teacher):
         raise ConfigError(f"{url} was packed {'with' if index.get('embedding_dim') else 'without'} teacher embeddings")
