@@ -180,3 +180,63 @@ def test_knowledge_distillation_equals_theirs(case, tau, losses):
         expected = (exact * mask) / mask.sum() * tau  # the mean over labelled entries, × τ² / τ
         assert torch.allclose(s.grad, expected, rtol=1e-9, atol=1e-15)
     assert "too many indices" in str(losses["kd_hard.error"])  # theirs crashes in hard mode; ours is tested apart
+
+
+# ----------------------------------------------------------------------------- students
+
+
+STUDENT_CASES = {  # golden file → (student, options, classes): their MTAT Mobile FCN and OpenMIC CP-ResNet
+    "mobile_fcn": ("mobile_fcn", {"n_mels": 96}, 50),
+    "cp_resnet": ("cp_resnet", {"rho": 7, "base_channels": 64}, 20),  # 64 channels keep the file small
+}
+
+
+@pytest.mark.parametrize("case", list(STUDENT_CASES))
+def test_the_students_compute_what_theirs_compute_with_their_weights(case):
+    """Their weights (seeded init, then perturbed so no block is zero), renamed by the student's authors_keys
+    with every key and shape checked, give their logits and stage features (their README: about 1e-5 relative
+    in float32; measured 3e-7)."""
+    from eastmir.registry import STUDENTS
+
+    golden = np.load(GOLDEN / f"{case}.npz")
+    name, options, classes = STUDENT_CASES[case]
+    student = STUDENTS.build(name, num_classes=classes, **options).eval()
+    state = {
+        k.removeprefix("state."): torch.from_numpy(np.asarray(golden[k])) for k in golden if k.startswith("state.")
+    }
+    student.load_state_dict(student.authors_state_dict(state, f"{case}.npz"), strict=True)
+    with torch.no_grad():
+        out = student(torch.from_numpy(golden["input"]))
+    for ours, key in ((out.logits, "out.scores"), *((s, f"out.output_{i + 1}") for i, s in enumerate(out.stages))):
+        expected = golden[key]
+        assert ours.shape == expected.shape, key
+        assert np.abs(ours.numpy() - expected).max() <= 1e-5 * np.abs(expected).max(), key
+    assert student.backbone_parameters() == int(golden["n_params_backbone"])
+
+
+def test_cp_resnet_at_full_width_has_their_parameter_count():
+    from eastmir.registry import STUDENTS
+
+    golden = np.load(GOLDEN / "cp_resnet.npz")
+    student = STUDENTS.build("cp_resnet", num_classes=20, rho=7, base_channels=128)
+    assert student.backbone_parameters() == int(golden["fullsize_n_params_backbone"]) == 5_524_352
+    assert sum(p.numel() for p in student.parameters()) == int(golden["fullsize_n_params"])
+
+
+def test_a_wrong_key_or_shape_is_named():
+    from eastmir.registry import STUDENTS
+
+    golden = np.load(GOLDEN / "mobile_fcn.npz")
+    student = STUDENTS.build("mobile_fcn", num_classes=50, n_mels=96)
+    state = {
+        k.removeprefix("state."): torch.from_numpy(np.asarray(golden[k])) for k in golden if k.startswith("state.")
+    }
+    with pytest.raises(ValueError, match=r"x.ckpt: layer9.conv.weight \(as blocks.8.0.weight\) is not a parameter"):
+        student.authors_state_dict({**state, "layer9.conv.weight": torch.zeros(1)}, "x.ckpt")
+    with pytest.raises(
+        ValueError, match=r"x.ckpt: dense.weight has shape \(20, 256\), MobileFCN's head.weight \(50, 256\)"
+    ):
+        student.authors_state_dict({**state, "dense.weight": torch.zeros(20, 256)}, "x.ckpt")
+    del state["dense.bias"]
+    with pytest.raises(ValueError, match=r"x.ckpt: no value for head.bias"):
+        student.authors_state_dict(state, "x.ckpt")

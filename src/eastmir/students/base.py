@@ -13,6 +13,8 @@ A student declares what the rest of eastmir asks of it as class attributes
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, NamedTuple
 
 import torch
@@ -24,6 +26,20 @@ from eastmir.audio import FrontendConfig
 class StudentOutput(NamedTuple):
     logits: torch.Tensor  # (batch, classes), before the sigmoid / softmax
     stages: list[torch.Tensor]  # each (batch, time, channels)
+
+
+Rename = tuple[str, "str | Callable[[re.Match], str]"]
+
+
+def _renamed(key: str, rules: tuple[Rename, ...]) -> str:
+    for pattern, replacement in rules:
+        match = re.match(pattern, key)
+        if match:
+            if callable(replacement):
+                return replacement(match) + key[match.end() :]
+            numbers = [int(g) - 1 if g and g.isdigit() else g for g in match.groups()]
+            return replacement.format(None, *numbers) + key[match.end() :]
+    return key
 
 
 class Student(nn.Module):
@@ -38,6 +54,31 @@ class Student(nn.Module):
     # `eastmir complexity` builds it with these options and front end (None: it reads the waveform itself)
     complexity_options: ClassVar[dict[str, Any]] = {}
     complexity_frontend: ClassVar[FrontendConfig | None] = FrontendConfig()
+    # the authors' parameter names → ours: (regex, replacement) pairs tried in order; in a replacement,
+    # {1}, {2} … are the regex's groups as numbers minus one (their layers count from 1, ours from 0); a
+    # replacement may also be a function of the match
+    authors_keys: ClassVar[tuple[Rename, ...]] = ()
+
+    def authors_state_dict(self, state: Mapping[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+        """The authors' ``state`` of this student (their module's ``state_dict``, without a ``student.``
+        prefix) under our parameter names, every key renamed by :attr:`authors_keys` and every shape checked:
+        a key left over or missing, or a shape that differs, is a one-line :class:`ValueError` naming it."""
+        ours = self.state_dict()
+        renamed: dict[str, torch.Tensor] = {}
+        for key, value in state.items():
+            name = _renamed(key, self.authors_keys)
+            if name not in ours:
+                raise ValueError(f"{source}: {key} (as {name}) is not a parameter of {type(self).__name__}")
+            if tuple(value.shape) != tuple(ours[name].shape):
+                raise ValueError(
+                    f"{source}: {key} has shape {tuple(value.shape)}, {type(self).__name__}'s {name} "
+                    f"{tuple(ours[name].shape)}; is it another configuration of the student?"
+                )
+            renamed[name] = value
+        missing = sorted(set(ours) - set(renamed))
+        if missing:
+            raise ValueError(f"{source}: no value for {', '.join(missing[:5])}" + (" …" if len(missing) > 5 else ""))
+        return renamed
 
     def backbone_parameters(self) -> int:
         """Parameters without the classifier head (the papers' complexity figure)."""

@@ -25,6 +25,7 @@ frequency → ``(batch, time, channels)``, 16 input frames per stage frame.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, ClassVar
 
 import torch
@@ -83,10 +84,25 @@ class BasicBlock(nn.Module):
             nn.init.normal_(conv.weight, 0.0, math.sqrt(2.0 / conv.out_channels))
 
 
+POOL_AFTER = ({1, 2, 4}, set(), set())  # per stage: the blocks (from 1) a 2 × 2 max-pool follows
+
+
+def _block(match: re.Match) -> str:
+    """Their ``stage<s>.block<b>`` → our ``stages.<s-1>.<position>``, counting the pools before the block."""
+    stage, block = int(match[1]) - 1, int(match[2]) - 1
+    return f"stages.{stage}.{block + sum(1 for p in POOL_AFTER[stage] if p <= block)}"
+
+
 @STUDENTS.register("cp_resnet")
 class CPResNet(Student):
     complexity_options: ClassVar[dict[str, Any]] = {"rho": 7, "base_channels": 128}  # the OpenMIC recipe
     complexity_frontend = FrontendConfig(sample_rate=32000, n_mels=128, fmax=16000.0)
+    authors_keys = (
+        (r"stage(\d+)\.block(\d+)\.shortcut\.conv\.", lambda m: f"{_block(m)}.shortcut.0."),
+        (r"stage(\d+)\.block(\d+)\.shortcut\.bn\.", lambda m: f"{_block(m)}.shortcut.1."),
+        (r"stage(\d+)\.block(\d+)\.", lambda m: f"{_block(m)}."),
+        (r"feed_forward\.", "head."),
+    )
     """Log-mel ``(batch, mels, frames)`` → :class:`StudentOutput`."""
 
     stage_hops = (16, 16, 16)
@@ -104,7 +120,7 @@ class CPResNet(Student):
             (base_channels, 2 * base_channels),
             (2 * base_channels, 4 * base_channels),
         ]
-        pools = [{1, 2, 4}, set(), set()]
+        pools = POOL_AFTER
         self.stages = nn.ModuleList()
         for (c_in, c_out), (k1s, k2s), pool_after in zip(widths, kernel_sizes(rho), pools):
             layers: list[nn.Module] = []

@@ -66,6 +66,13 @@ class MobileFCN(Student):
     stage_hops = (48, 96, 96)
     min_frames = 96  # total time pooling
     complexity_options: ClassVar[dict[str, Any]] = {"n_mels": 96}
+    authors_keys = (
+        (r"layer(\d+)\.(conv|conv1)\.", "blocks.{1}.0."),
+        (r"layer(\d+)\.(bn|bn1)\.", "blocks.{1}.1."),
+        (r"layer(\d+)\.conv2\.", "blocks.{1}.3."),
+        (r"layer(\d+)\.bn2\.", "blocks.{1}.4."),
+        (r"dense\.", "head."),
+    )
     STAGE_AFTER = (3, 5, 7)  # block indices (0-based) whose outputs are stages
 
     separable = True
