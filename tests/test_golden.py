@@ -240,3 +240,43 @@ def test_a_wrong_key_or_shape_is_named():
     del state["dense.bias"]
     with pytest.raises(ValueError, match=r"x.ckpt: no value for head.bias"):
         student.authors_state_dict(state, "x.ckpt")
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def test_the_metrics_equal_theirs_where_every_class_is_defined():
+    """Their MultiLabelBinaryEval (torchmetrics 1.9.0) on 18 classes with positives and negatives: mAP, ROC AUC
+    and macro F1 (threshold 0.4, strictly above: 71 probabilities are exactly float32 0.4 and count as
+    negative; eastmir counted them positive before this test, comparing in float64)."""
+    from eastmir.metrics import masked_metrics
+
+    golden = np.load(GOLDEN / "metrics.npz")
+    probs, target, mask = (torch.from_numpy(golden[k]) for k in ("probs", "target", "mask"))
+    clean = torch.from_numpy(golden["tm_new.clean18.classes"].astype(np.int64))
+    ours = masked_metrics(probs[:, clean], target[:, clean], mask[:, clean])
+    assert ours["mAP"] == pytest.approx(float(golden["tm_new.clean18.mAP"]), abs=1e-6)
+    assert ours["roc_auc"] == pytest.approx(float(golden["tm_new.clean18.auc_roc"]), abs=1e-6)
+    assert ours["f1"] == pytest.approx(float(golden["tm_new.clean18.macro_f1"]), abs=1e-6)
+
+
+def test_classes_without_a_positive_or_a_negative_are_left_out_not_counted_as_zero():
+    """With class 3 (no labelled positive) and class 7 (no labelled negative), theirs counts AP −0 and AUC 0
+    into the means and its macro F1 is NaN; eastmir leaves undefined classes out (REFERENCE.md §5): its mAP is
+    the mean of their other 19 per-class APs, its AUC of their other 18, and its F1 is a number."""
+    from eastmir.metrics import masked_metrics
+
+    golden = np.load(GOLDEN / "metrics.npz")
+    probs, target, mask = (torch.from_numpy(golden[k]) for k in ("probs", "target", "mask"))
+    ours = masked_metrics(probs, target, mask)
+    ap, auc = golden["tm_new.all20.per_class.ap"], golden["tm_new.all20.per_class.auc_roc"]
+    assert ours["mAP"] == pytest.approx(float(np.delete(ap, 3).mean()), abs=1e-6)
+    assert ours["roc_auc"] == pytest.approx(float(np.delete(auc, [3, 7]).mean()), abs=1e-6)
+    assert np.isnan(float(golden["tm_new.all20.macro_f1"])) and np.isfinite(ours["f1"])
+    # class 7: their positive F1, and the negative F1 guarded (no labelled negative: 0 if any positive was
+    # predicted negative, 1 if none was, where theirs divides 0 by 0)
+    labelled = golden["mask"][:, 7]
+    missed = bool((golden["probs"][labelled, 7] <= np.float32(0.4)).any())
+    class7 = (float(golden["tm_new.all20.per_class.binary_f1"][7]) + (0.0 if missed else 1.0)) / 2
+    others = np.delete(golden["tm_new.all20.per_class.macro_f1"], 7)
+    assert ours["f1"] == pytest.approx((others.sum() + class7) / 20, abs=1e-6)

@@ -45,9 +45,11 @@ def masked_metrics(
 ) -> dict[str, float]:
     """``probs``, ``targets``, ``mask`` ``(samples, classes)`` → ``{"mAP", "roc_auc", "f1"}``.
 
-    ``targets`` are confidences: positive when > 0.5.
+    ``targets`` are confidences: positive when > 0.5. The F1 threshold is compared in the probabilities'
+    own precision (a float32 0.4 is not above a threshold of 0.4, as in the authors' code).
     """
-    probs, mask = probs.detach().double().cpu(), mask.detach().bool().cpu()
+    given = probs.detach().cpu()
+    probs, mask = given.double(), mask.detach().bool().cpu()
     positive = targets.detach().cpu() > 0.5
     aps, aucs, f1s = [], [], []
     for c in range(probs.shape[1]):
@@ -60,7 +62,7 @@ def masked_metrics(
             aps.append(float(binary_average_precision(p, t.long())))
         if 0 < n_pos < len(t):
             aucs.append(float(binary_auroc(p, t.long())))
-        hit = p > threshold
+        hit = given[sel, c] > threshold
         f1s.append(float((_binary_f1(hit, t) + _binary_f1(~hit, ~t)) / 2))
 
     def mean(xs: list[float]) -> float:
