@@ -101,3 +101,13 @@ def test_max_steps_shorter_than_an_epoch_is_one_line_saying_so(small_synth, smal
     cfg = small_config("baseline", "name=one-epoch", "trainer.max_steps=4")  # exactly one epoch: validated
     metrics = json.loads((fit(cfg, progress=False) / "metrics.json").read_text())
     assert metrics["steps"] == 4 and metrics["best_checkpoint"].startswith("checkpoints/best-epoch000")
+
+
+def test_a_run_can_monitor_the_total_validation_loss(small_synth, small_synth_embeddings, small_config):
+    """EAsT_Final with ``trainer.validation_loss=total`` end to end: the validation batches carry the teacher
+    embeddings the total needs (the run stops otherwise), and val_loss is logged every epoch (its value is
+    checked against the loss terms in test_system.py)."""
+    run_dir = fit(small_config("east_final", "name=total_val", "trainer.validation_loss=total"), progress=False)
+    with open(run_dir / "logs" / "version_0" / "metrics.csv", newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r.get("val_loss")]
+    assert rows and all(float(r["val_loss"]) > 0 for r in rows)

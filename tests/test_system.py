@@ -156,3 +156,23 @@ def test_jitter_computes_logmel_per_batch_from_waveforms(tmp_path):
     assert a.shape == (4, 96, 101) and not torch.allclose(a, b)  # a new filterbank range each batch
     e1, e2 = system.with_logmel(wave, train=False)["logmel"], system.with_logmel(wave, train=False)["logmel"]
     assert torch.equal(e1, e2)  # evaluation uses the configured range
+
+
+@pytest.mark.parametrize("monitored", ["prediction", "total"])
+def test_the_monitored_validation_loss_is_the_one_asked_for(monitored, tmp_path):
+    """``trainer.validation_loss``: ``total`` (the authors', set by the paper recipes) makes val_loss
+    (1 − λ)·L_pred + λ·L_reg on the validation batches; ``prediction`` L_pred alone."""
+    system = system_for("east_final", tmp_path, f"trainer.validation_loss={monitored}").eval()
+    data = batch()
+    with torch.no_grad():
+        system.validation_step(data, 0)
+        terms = system.losses(data)
+    assert terms["reg"] > 0.01 and system.lam > 0
+    expected = terms["loss"] if monitored == "total" else terms["pred"]
+    assert system.val_loss.compute() == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_the_paper_recipes_monitor_the_total_loss(tmp_path):
+    for name in ("openmic/east_final-passt", "magnatagatune/east_final-passt", "openmic/baseline"):
+        assert load_config(name, workdir=tmp_path).trainer.validation_loss == "total"
+    assert load_config("synth/east_final", workdir=tmp_path).trainer.validation_loss == "prediction"

@@ -188,6 +188,9 @@ class TrainerSection(Section):
     max_epochs: PositiveInt = 100
     max_steps: int = Field(-1, ge=-1)
     early_stop_patience: NonNegativeInt = 12  # epochs without a lower validation loss
+    # val_loss, which the LR plateau and early stopping watch: the prediction loss alone, or the total
+    # (1 − λ)·L_pred + λ·L_reg on the validation batches (the authors'; the paper recipes set it)
+    validation_loss: Literal["prediction", "total"] = "prediction"
     gradient_clip_val: NonNegativeFloat | None = 1.0
     accelerator: str = "auto"
     devices: int | str | list[int] = "auto"

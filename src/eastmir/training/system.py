@@ -171,6 +171,7 @@ class EastSystem(L.LightningModule):
             return MaskedMultilabelMetrics() if self.task == "multilabel" else SingleLabelMetrics(num_classes)
 
         self.val_metrics, self.test_metrics = metrics(), metrics()
+        self.validation_loss = config.trainer.validation_loss  # what val_loss (LR plateau, early stop) is
         self.val_loss = MeanMetric()  # weighted by clips, gathered over processes
 
     def _parts(self, embedding_dim: int | None, parts: list[int] | None) -> list[tuple[slice, float]]:
@@ -288,7 +289,10 @@ class EastSystem(L.LightningModule):
     def losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Every loss term of one batch: ``pred``, ``reg``, ``feature``, ``kd``, ``teacher``, ``loss``."""
         batch = self.with_logmel(batch, train=self.training)
-        out = self.student(batch[self.student.input_key])
+        return self.loss_terms(self.student(batch[self.student.input_key]), batch)
+
+    def loss_terms(self, out: StudentOutput, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """:meth:`losses` of a student output already computed for ``batch``."""
         terms: dict[str, torch.Tensor] = {
             "pred": self.prediction_loss(out.logits, batch),
             **self.distillation_terms(out, batch),
@@ -340,8 +344,13 @@ class EastSystem(L.LightningModule):
         )
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        out = self.student(self.with_logmel(batch, train=False)[self.student.input_key])
-        self.val_loss.update(self.prediction_loss(out.logits, batch), weight=batch["targets"].shape[0])
+        batch = self.with_logmel(batch, train=False)
+        out = self.student(batch[self.student.input_key])
+        if self.validation_loss == "total":  # (1 − λ)·L_pred + λ·L_reg, as the authors monitor it
+            loss = self.loss_terms(out, batch)["loss"]
+        else:
+            loss = self.prediction_loss(out.logits, batch)
+        self.val_loss.update(loss, weight=batch["targets"].shape[0])
         self.val_metrics.update(out.logits, batch["targets"], batch["mask"])
 
     def on_validation_epoch_end(self) -> None:
