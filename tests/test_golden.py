@@ -280,3 +280,12 @@ def test_classes_without_a_positive_or_a_negative_are_left_out_not_counted_as_ze
     class7 = (float(golden["tm_new.all20.per_class.binary_f1"][7]) + (0.0 if missed else 1.0)) / 2
     others = np.delete(golden["tm_new.all20.per_class.macro_f1"], 7)
     assert ours["f1"] == pytest.approx((others.sum() + class7) / 20, abs=1e-6)
+
+
+def test_teacher_lr_uses_their_plateau(tmp_path):
+    """TeacherLR: SGD 0.1, plateau factor 0.1 and patience 1, early stop after 3 (REFERENCE.md §10)."""
+    from eastmir.config import load_config
+
+    for name in ("openmic/teacher_lr-passt", "magnatagatune/teacher_lr-panns", "synth/teacher_lr"):
+        config = load_config(name, workdir=tmp_path)
+        assert (config.scheduler.factor, config.scheduler.patience, config.trainer.early_stop_patience) == (0.1, 1, 3)
