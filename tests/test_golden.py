@@ -289,3 +289,26 @@ def test_teacher_lr_uses_their_plateau(tmp_path):
     for name in ("openmic/teacher_lr-passt", "magnatagatune/teacher_lr-panns", "synth/teacher_lr"):
         config = load_config(name, workdir=tmp_path)
         assert (config.scheduler.factor, config.scheduler.patience, config.trainer.early_stop_patience) == (0.1, 1, 3)
+
+
+def test_mobile_fcn_drops_out_after_each_stage_in_training_as_theirs():
+    """Their one Dropout(0.5) runs three times in training: on each stage's block output after the stage is
+    taken (stages 2 and 3 see dropped-out inputs). Counted with a hook: three calls per forward; the first
+    stage is unaffected by it, the later ones are; ``dropout_at: head`` keeps eastmir's earlier single one."""
+    from eastmir.registry import STUDENTS
+
+    x = torch.randn(2, 96, 200)
+    for dropout_at, calls in (("stages", 3), ("head", 1)):
+        torch.manual_seed(0)
+        student = STUDENTS.build("mobile_fcn", num_classes=5, dropout_at=dropout_at).train()
+        seen = []
+        student.dropout.register_forward_hook(lambda *_, seen=seen: seen.append(1))
+        torch.manual_seed(1)
+        first = student(x)
+        torch.manual_seed(2)
+        second = student(x)
+        assert len(seen) == 2 * calls
+        assert torch.allclose(first.stages[0], second.stages[0])  # taken before any dropout
+        assert torch.equal(first.stages[2], second.stages[2]) == (dropout_at == "head")
+        student.eval()
+        assert torch.equal(student(x).logits, student(x).logits)  # no dropout in evaluation

@@ -18,7 +18,10 @@ block  layers                    pool
 =====  ========================  ========================
 
 dw-sep = 3×3 depth-wise conv, BN, ReLU, 1×1 point-wise conv, BN, ReLU.
-Then dropout 0.5, global average over frequency and time, linear head.
+Dropout 0.5 (``dropout_at: stages``, the authors'): one dropout applied three times in training, to
+each stage's block output after the stage feature is taken (so stages 2 and 3 are computed from
+dropped-out inputs), the last before the global average; ``dropout_at: head``: once, before the
+head (eastmir before 2026-11-30). Then the global average over frequency and time, linear head.
 
 Backbone parameters: **301 248** for 96 or 128 mels (314 098 with a 50-class
 head). That is what the authors' published code builds; the paper's Table 2
@@ -31,7 +34,7 @@ frame), after block 6 (256 ch, 96) and after block 8 (256 ch, 96).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -77,7 +80,9 @@ class MobileFCN(Student):
 
     separable = True
 
-    def __init__(self, num_classes: int, n_mels: int = 96, dropout: float = 0.5) -> None:
+    def __init__(
+        self, num_classes: int, n_mels: int = 96, dropout: float = 0.5, dropout_at: Literal["stages", "head"] = "stages"
+    ) -> None:
         super().__init__()
         if n_mels not in (96, 128):
             raise ValueError(
@@ -96,6 +101,7 @@ class MobileFCN(Student):
             ]
         )
         self.dropout = nn.Dropout(dropout)
+        self.dropout_after = set(self.STAGE_AFTER) if dropout_at == "stages" else set()
         self.head = nn.Linear(256, num_classes)
 
     def forward(self, logmel: torch.Tensor) -> StudentOutput:
@@ -107,7 +113,9 @@ class MobileFCN(Student):
             x = block(x)
             if i in self.STAGE_AFTER:
                 stages.append(x.mean(dim=2).transpose(1, 2))  # (batch, time, channels)
-        pooled = self.dropout(x).mean(dim=(2, 3))
+            if i in self.dropout_after:
+                x = self.dropout(x)
+        pooled = (x if self.dropout_after else self.dropout(x)).mean(dim=(2, 3))
         return StudentOutput(self.head(pooled), stages)
 
 
