@@ -26,7 +26,11 @@ def test_openmic_layout_split_and_vggish_export(tmp_path, data_dir):
     for k in keys:
         (tmp_path / "audio" / k[:3]).mkdir(parents=True, exist_ok=True)
         shutil.copy(data_dir / "openmic" / "000046_3840.ogg", tmp_path / "audio" / k[:3] / f"{k}.ogg")
-    manifest = DATASETS.get("openmic")(tmp_path)
+    with pytest.raises(
+        ManifestError, match=r"2223 of the authors' 2223 validation keys are not in .*valid_split: seeded"
+    ):
+        DATASETS.get("openmic")(tmp_path)  # not the release: its keys are not the authors'
+    manifest = DATASETS.get("openmic")(tmp_path, valid_split="seeded", labels="confidence")
     assert manifest.classes == sorted(classes, key=classes.get)
     counts = {s: len(manifest.split(s)) for s in ("train", "valid", "test")}
     assert counts == {"train": 12, "valid": 2, "test": 6}  # 15 % of train held out
@@ -34,11 +38,11 @@ def test_openmic_layout_split_and_vggish_export(tmp_path, data_dir):
     assert np.allclose(clip.labels, y[3]) and np.array_equal(clip.mask, m[3])
     assert np.array_equal(np.load(tmp_path / "embeddings" / "vggish" / f"{keys[3]}.npy"), x[3])
     (tmp_path / "audio" / keys[0][:3] / f"{keys[0]}.ogg").unlink()  # 1 of 20: reported and left out
-    assert len(DATASETS.get("openmic")(tmp_path, progress=False).clips) == 19
+    assert len(DATASETS.get("openmic")(tmp_path, progress=False, valid_split="seeded").clips) == 19
     assert f"audio/{keys[0][:3]}/{keys[0]}.ogg,,{keys[0]},missing file," in (tmp_path / "excluded.csv").read_text()
     (tmp_path / "audio" / keys[1][:3] / f"{keys[1]}.ogg").unlink()  # 2 of 20 = 10 % > max_bad_fraction
     with pytest.raises(ManifestError, match=r"2 of 20 rows \(10%\) cannot be used"):
-        DATASETS.get("openmic")(tmp_path, progress=False)
+        DATASETS.get("openmic")(tmp_path, progress=False, valid_split="seeded")
 
 
 def test_magnatagatune_top_tags_drop_and_folder_split(tmp_path):
@@ -112,3 +116,31 @@ def test_missing_dataset_files_say_what_to_download(tmp_path):
     for name in ("openmic", "magnatagatune", "esc50", "fma_small"):
         with pytest.raises(ManifestError, match="not found"):
             DATASETS.get(name)(tmp_path)
+
+
+def test_openmic_the_authors_way_binary_labels_and_their_validation_keys(tmp_path, data_dir):
+    """Their labels: confidence > 0.5 positive, < 0.5 negative, exactly 0.5 unlabelled (the mask follows the
+    confidence, not Y_mask); their validation split: the 2 223 keys they published, the rest of split01 train
+    for training."""
+    from eastmir.data.datasets.openmic import authors_valid_keys
+
+    valid = authors_valid_keys()
+    assert len(valid) == 2223 == len(set(valid))
+    train, test = [f"999{i:03d}_0" for i in range(10)], [f"998{i:03d}_0" for i in range(5)]
+    keys = valid + train + test
+    y = np.full((len(keys), 20), 0.5, np.float32)
+    y[:, 0], y[:, 1], y[:, 2] = 0.9, 0.1, 0.5  # positive, negative, unlabelled; the rest stay 0.5
+    y[0, 3] = 0.5000001  # just above: a positive
+    mask = np.zeros(y.shape, bool)  # Y_mask says nothing is labelled: their mask comes from the confidence
+    x = np.zeros((len(keys), 10, 128), np.uint8)
+    np.savez(tmp_path / "openmic-2018.npz", X=x, Y_true=y, Y_mask=mask, sample_key=np.array(keys))
+    shutil.copy(data_dir / "openmic" / "class-map.json", tmp_path)
+    (tmp_path / "partitions").mkdir()
+    (tmp_path / "partitions" / "split01_train.csv").write_text("\n".join(train + valid) + "\n")
+    (tmp_path / "partitions" / "split01_test.csv").write_text("\n".join(test) + "\n")
+    manifest = DATASETS.get("openmic")(tmp_path, check_audio=False, export_vggish=False, progress=False)
+    splits = {s: sorted(c.clip_id for c in manifest.split(s)) for s in ("train", "valid", "test")}
+    assert splits["valid"] == sorted(valid) and splits["train"] == sorted(train) and splits["test"] == sorted(test)
+    clip = next(c for c in manifest.clips if c.clip_id == keys[0])
+    assert list(clip.labels[:4]) == [1.0, 0.0, 0.0, 1.0] and list(clip.mask[:5]) == [True, True, False, True, False]
+    assert set(np.unique(np.stack([c.labels for c in manifest.clips]))) <= {0.0, 1.0}

@@ -8,10 +8,17 @@ Expects the official release unpacked under ``root``::
     partitions/split01_train.csv, split01_test.csv   one sample key per line
     audio/<key[:3]>/<key>.ogg
 
-Split (as the papers): the official split01 test set; 15 % of split01 train
-held out at random (``valid_seed``) as validation → 12 692 / 2 223 / 5 085.
-A label is positive when its confidence > 0.5, negative when < 0.5 (labels
-keep the confidence; masked where ``Y_mask`` is false).
+Split (``valid_split: authors``, the default): the authors' 2 223 validation
+keys (``splits/openmic_split01_valid_authors.csv``, their seeded 15 % of
+split01 train), the rest of split01 train for training, the official split01
+test set → 12 692 / 2 223 / 5 085. ``valid_split: seeded`` draws another 15 %
+(``valid_fraction``, ``valid_seed``), e.g. for a dataset in OpenMIC's layout
+that is not the release.
+
+Labels (``labels: binary``, the default, as the authors): a confidence above
+0.5 is a positive (1), below 0.5 a negative (0), exactly 0.5 unlabelled (the
+mask comes from the confidence). ``labels: confidence`` keeps the
+confidences as targets, masked where ``Y_mask`` is false.
 
 With ``export_vggish=True`` the VGGish frames shipped in the npz are written
 to ``root/embeddings/vggish/<key>.npy`` (uint8, ``(10, 128)``) for the
@@ -21,7 +28,9 @@ to ``root/embeddings/vggish/<key>.npy`` (uint8, ``(10, 128)``) for the
 from __future__ import annotations
 
 import json
+from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -36,6 +45,12 @@ def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
         np.save(fh, array, allow_pickle=False)
 
 
+def authors_valid_keys() -> list[str]:
+    """The 2 223 sample keys of the authors' OpenMIC validation split."""
+    listing = resources.files("eastmir.data.datasets") / "splits" / "openmic_split01_valid_authors.csv"
+    return [line.strip() for line in listing.read_text().splitlines() if line.strip()]
+
+
 def _read_keys(path: Path) -> list[str]:
     if not path.is_file():
         raise ManifestError(f"{path}: OpenMIC split file missing (expected under partitions/)")
@@ -46,6 +61,8 @@ def _read_keys(path: Path) -> list[str]:
 def prepare(
     root: str | Path,
     progress: bool = True,
+    valid_split: Literal["authors", "seeded"] = "authors",
+    labels: Literal["binary", "confidence"] = "binary",
     valid_fraction: float = 0.15,
     valid_seed: int = 0,
     export_vggish: bool = True,
@@ -67,11 +84,24 @@ def prepare(
     unknown = [k for k in train + test if k not in index]
     if unknown:
         raise ManifestError(f"{root}: {len(unknown)} split keys are not in openmic-2018.npz (first: {unknown[0]})")
-    rng = np.random.default_rng(valid_seed)
-    order = rng.permutation(len(train))
-    n_valid = round(valid_fraction * len(train))
-    valid = {train[i] for i in order[:n_valid]}
-    y_true, y_mask = data["Y_true"].astype(np.float32), data["Y_mask"].astype(bool)
+    if valid_split == "authors":
+        valid = set(authors_valid_keys())
+        outside = valid - set(train)
+        if outside:
+            raise ManifestError(
+                f"{root}: {len(outside)} of the authors' {len(valid)} validation keys are not in "
+                "partitions/split01_train.csv (is this the OpenMIC-2018 release?); prepare with valid_split: seeded "
+                "for another dataset in its layout"
+            )
+    else:
+        order = np.random.default_rng(valid_seed).permutation(len(train))
+        valid = {train[i] for i in order[: round(valid_fraction * len(train))]}
+    y_true = data["Y_true"].astype(np.float32)
+    if labels == "binary":
+        y_mask = y_true != 0.5
+        y_true = (y_true > 0.5).astype(np.float32)
+    else:
+        y_mask = data["Y_mask"].astype(bool)
     clips = []
     excluded = Exclusions(root)
     for key, split in [(k, "valid" if k in valid else "train") for k in train] + [(k, "test") for k in test]:
