@@ -60,7 +60,7 @@ def test_magnatagatune_top_tags_drop_and_folder_split(tmp_path):
         w = csv.writer(fh, delimiter="\t")
         w.writerow(["clip_id", *tags, "mp3_path"])
         w.writerows(rows)
-    manifest = DATASETS.get("magnatagatune")(tmp_path)
+    manifest = DATASETS.get("magnatagatune")(tmp_path, split="folders")
     counts = np.array([[int(v) for v in r[1:-1]] for r in rows]).sum(0)
     assert len(manifest.classes) == 50 and set(manifest.classes) == {
         tags[i] for i in np.argsort(-counts, kind="stable")[:50]
@@ -144,3 +144,22 @@ def test_openmic_the_authors_way_binary_labels_and_their_validation_keys(tmp_pat
     clip = next(c for c in manifest.clips if c.clip_id == keys[0])
     assert list(clip.labels[:4]) == [1.0, 0.0, 0.0, 1.0] and list(clip.mask[:5]) == [True, True, False, True, False]
     assert set(np.unique(np.stack([c.labels for c in manifest.clips]))) <= {0.0, 1.0}
+
+
+def test_magnatagatune_the_authors_split_by_clip_id(tmp_path):
+    """Their released manifests' ids decide valid and test; the other clips of folders 0–b train; the rest
+    (other folders, not in their lists) are left out as not in their split."""
+    from eastmir.data.datasets.magnatagatune import authors_clip_ids
+
+    valid, test = authors_clip_ids("valid"), authors_clip_ids("test")
+    assert (len(valid), len(test), len(valid & test)) == (1529, 4332, 0)
+    ids = {"2": "test", "6": "test", "14": "valid", "21": "valid", "3": "train", "4": None}
+    assert all((i in test) == (s == "test") and (i in valid) == (s == "valid") for i, s in ids.items())
+    folders = {"2": "f", "6": "3", "14": "0", "21": "c", "3": "5", "4": "d"}  # their lists, not the folders, decide
+    rows = [[i, *(["1"] * 3), f"{folders[i]}/clip{i}.mp3"] for i in ids]
+    with open(tmp_path / "annotations_final.csv", "w", newline="") as fh:
+        w = csv.writer(fh, delimiter="\t")
+        w.writerow(["clip_id", "a", "b", "c", "mp3_path"])
+        w.writerows(rows)
+    manifest = DATASETS.get("magnatagatune")(tmp_path, n_tags=3, check_audio=False, progress=False)
+    assert {c.clip_id: c.split for c in manifest.clips} == {i: s for i, s in ids.items() if s}

@@ -3,15 +3,21 @@
 Expects under ``root``: ``annotations_final.csv`` (tab-separated: ``clip_id``,
 188 tag columns of 0/1, ``mp3_path``) and the audio at ``root/<mp3_path>``
 (folders ``0``–``f``). The 50 most frequent tags are kept and clips without
-any of them dropped; split by folder as the papers: ``0``–``b`` train, ``c``
-validation, ``e``–``f`` test (``d`` unused) → 15 247 / 1 529 / 4 332.
-Every label is known (mask all true).
+any of them dropped. Split (``split: authors``, the default): the 1 529
+validation and 4 332 test clip ids of the authors' released manifests
+(``splits/magnatagatune_*_clip_ids_authors.txt``), the other clips of folders
+``0``–``b`` for training; ``split: folders``: by folder as the papers
+describe it, ``0``–``b`` train, ``c`` validation, ``e``–``f`` test (``d``
+unused). Both give 15 247 / 1 529 / 4 332 on the release. Every label is known
+(mask all true).
 """
 
 from __future__ import annotations
 
 import csv
+from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -22,9 +28,29 @@ from eastmir.registry import DATASETS
 SPLIT_OF_FOLDER = {**{f: "train" for f in "0123456789ab"}, "c": "valid", "e": "test", "f": "test"}
 
 
+def authors_clip_ids(split: str) -> set[str]:
+    """The clip ids of the authors' ``valid`` or ``test`` split."""
+    listing = resources.files("eastmir.data.datasets") / "splits" / f"magnatagatune_{split}_clip_ids_authors.txt"
+    return {line.strip() for line in listing.read_text().splitlines() if line.strip()}
+
+
+def _split_of(clip_id: str, path: str, authors: dict[str, set[str]] | None) -> str | None:
+    if authors is None:
+        return SPLIT_OF_FOLDER.get(path[:1])
+    for split, ids in authors.items():
+        if clip_id in ids:
+            return split
+    return "train" if SPLIT_OF_FOLDER.get(path[:1]) == "train" else None
+
+
 @DATASETS.register("magnatagatune")
 def prepare(
-    root: str | Path, progress: bool = True, n_tags: int = 50, check_audio: bool = True, max_bad_fraction: float = 0.05
+    root: str | Path,
+    progress: bool = True,
+    n_tags: int = 50,
+    split: Literal["authors", "folders"] = "authors",
+    check_audio: bool = True,
+    max_bad_fraction: float = 0.05,
 ) -> Manifest:
     root = Path(root)
     table = root / "annotations_final.csv"
@@ -41,12 +67,12 @@ def prepare(
     classes = [tags[i] for i in top]
     clips = []
     excluded = Exclusions(root)
+    authors = {s: authors_clip_ids(s) for s in ("valid", "test")} if split == "authors" else None
     for line, (r, labels) in enumerate(zip(body, matrix[:, top]), start=2):
-        split = SPLIT_OF_FOLDER.get(r[-1][:1])
-        if split is None:
-            excluded.add(
-                r[-1], line, r[0], "unused folder", f"folder {r[-1][:1]} is not in the papers' split", bad=False
-            )
+        part = _split_of(r[0], r[-1], authors)
+        if part is None:
+            why = "the authors' split" if authors else "the papers' split"
+            excluded.add(r[-1], line, r[0], "unused folder", f"folder {r[-1][:1]} is not in {why}", bad=False)
             continue
         if not labels.any():
             excluded.add(r[-1], line, r[0], f"no top-{n_tags} tag", "clips without a top tag are dropped", bad=False)
@@ -54,7 +80,7 @@ def prepare(
         if check_audio and not (root / r[-1]).is_file():
             excluded.add(r[-1], line, r[0], "missing file", f"{root / r[-1]} does not exist")
             continue
-        clips.append(Clip(r[0], r[-1], split, labels.astype(np.float32), np.ones(n_tags, dtype=bool), None))
+        clips.append(Clip(r[0], r[-1], part, labels.astype(np.float32), np.ones(n_tags, dtype=bool), None))
     excluded.finish(len(body), max_bad_fraction, progress)
     manifest = Manifest("magnatagatune", classes, clips, root, "multilabel")
     manifest.save()
