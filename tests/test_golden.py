@@ -312,3 +312,52 @@ def test_mobile_fcn_drops_out_after_each_stage_in_training_as_theirs():
         assert torch.equal(first.stages[2], second.stages[2]) == (dropout_at == "head")
         student.eval()
         assert torch.equal(student(x).logits, student(x).logits)  # no dropout in evaluation
+
+
+# ----------------------------------------------------------------------------- time alignment
+
+
+@pytest.mark.parametrize(
+    ("case", "teacher", "factors"),
+    [("openmic_vggish", "B.teacher_vggish", (1, 6)), ("openmic_pann", "B.teacher_pann", (1, 60))],
+)
+def test_alignment_by_their_repeat_factors_gives_their_losses(case, teacher, factors, losses):
+    """CP-ResNet's 62 frames (10 s) against 10 VGGish frames repeated 6 times, or one PANN vector 60 times (their
+    configs' factors), both cropped to the first 60: their distance correlation and cosine-distance difference."""
+    from eastmir.losses.alignment import align_by_factors
+
+    student, target = losses["B.student"], losses[teacher]
+    n = student.shape[0]
+    for kind, loss, scale in (("dc", DistanceCorrelationLoss(), 1.0), ("cos", CosineDistanceDifference(), (n - 1) / n)):
+        aligned = lambda s, t, loss=loss: loss(*align_by_factors(s, t, factors))  # noqa: E731
+        value, gradient = _value_and_gradient(aligned, student, target)
+        expected = losses[f"B_{kind}_{case}.grad.output_3"]
+        assert value * scale == pytest.approx(float(losses[f"B_{kind}_{case}.loss"]), rel=1e-6)
+        assert np.abs(gradient * scale - expected).max() <= 1e-6 * np.abs(expected).max()
+
+
+@pytest.mark.parametrize(
+    ("recipe", "period", "factors"),
+    [
+        ("openmic/east_final-vggish", 0.96, (1, 6)),  # CP-ResNet stages of 0.16 s; their configs: teacher × 6
+        ("openmic/east_final-passt", 0.96, (1, 6)),
+        ("openmic/east_final-panns", None, (1, 62)),  # one vector per 10 s clip (theirs: × 60, then the crop)
+        ("magnatagatune/east_final-vggish", 0.96, (2, 1)),  # Mobile FCN's last stage, 1.92 s: student × 2
+        ("magnatagatune/east_final-panns", None, (1, 15)),  # 29.1 s / 1.92 s
+    ],
+)
+def test_the_frame_periods_give_their_configs_repeat_factors(recipe, period, factors, tmp_path):
+    """``distillation.feature.align: periods`` (the default) derives the factors the authors wrote into their
+    configs from each side's frame period (golden README, 'Time-alignment repeat factors')."""
+    from eastmir.config import load_config
+    from eastmir.training.system import EastSystem
+
+    config = load_config(recipe, workdir=tmp_path)
+    classes = 20 if recipe.startswith("openmic") else 50
+    system = EastSystem(
+        config, classes, embedding_dim=128, clip_seconds=config.data.clip_seconds, embedding_period=period
+    )
+    assert system.align_factors == {system.stages[-1]: factors}
+    assert (
+        EastSystem(config.changed({"distillation": {"feature": {"align": "ceil"}}}), classes, 128).align_factors == {}
+    )

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from eastmir.config import load_config
+from eastmir.losses.alignment import align_by_factors
 from eastmir.losses.distance_correlation import DistanceCorrelationLoss
 from eastmir.training.augment import mixup, spec_augment
 from eastmir.training.system import EastSystem
@@ -28,12 +29,15 @@ def system_for(name, tmp_path, *overrides):
 
 
 def test_all_stage_weights_are_normalised(tmp_path):
-    system = system_for("east_all", tmp_path)
+    system = system_for("east_all", tmp_path).eval()  # no dropout: the two forward passes below agree
     assert system.stages == [0, 1, 2]
     b = batch()
     terms = system.losses(b)
     out = system.student(b["logmel"])
-    per_stage = [DistanceCorrelationLoss()(s, b["embedding"]) for s in out.stages]
+    factors = system.align_factors  # each stage against the embedding, aligned by the frame periods
+    per_stage = [
+        DistanceCorrelationLoss()(*align_by_factors(s, b["embedding"], factors[i])) for i, s in enumerate(out.stages)
+    ]
     assert terms["feature"].item() == pytest.approx((sum(per_stage) / 3).item(), abs=1e-5)
     lam = system.lam
     assert terms["loss"].item() == pytest.approx(((1 - lam) * terms["pred"] + lam * terms["feature"]).item(), abs=1e-5)

@@ -140,7 +140,11 @@ def validate_config(raw: dict, source: str = "config") -> RunConfig:
     dist = out["distillation"]
     if dist and dist["feature"]:
         dist["feature"], more = check_options(
-            REGULARISERS, dist["feature"], "distillation.feature", ("student_dim", "teacher_dim"), ("stages", "weight")
+            REGULARISERS,
+            dist["feature"],
+            "distillation.feature",
+            ("student_dim", "teacher_dim"),
+            ("stages", "weight", "align"),
         )
         problems += more
     problems += _registered(OPTIMISERS, out["optimizer"]["name"], "optimizer.name")

@@ -122,6 +122,9 @@ def teacher_label(section: dict | None) -> str | None:
 class FeatureSection(ComponentSection):
     stages: Literal["all"] | list[int] | int = [-1]
     weight: NonNegativeFloat = 1.0
+    # time alignment (eastmir.losses.alignment): periods (the authors'), ceil (eastmir before 2026-11-30), or
+    # [k_student, k_teacher] repeat factors as given
+    align: Literal["periods", "ceil"] | Annotated[list[PositiveInt], Field(min_length=2, max_length=2)] = "periods"
 
 
 class KDSection(Section):

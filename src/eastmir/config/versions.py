@@ -14,13 +14,15 @@ CONFIG_VERSION = 3
 # 1: runs saved before config_version existed (eastmir of 2026-11-26); 2: the version is recorded;
 # 3: scheduler.name (the one schedule before it, ReduceLROnPlateau, is its default "plateau");
 #    frontend.preemphasis / window / pad_mode (their defaults are the front end before them);
-#    trainer.validation_loss (its default, prediction, is what val_loss was)
+#    trainer.validation_loss (its default, prediction, is what val_loss was);
+#    distillation.feature.align (its default, periods, is not what runs before did: they resume only with ceil)
 
 # Keys added after version 1, with the value that does what a run saved without them did: a run started
 # before a key existed resumes under it (the fingerprint check takes the missing key as this value).
 ADDED_KEYS: dict[str, Any] = {
     "scheduler.name": "plateau",
     "trainer.validation_loss": "prediction",
+    "distillation.feature.align": "ceil",  # what a run saved before did; its default is now periods
     **{f"frontend.{k}": v for k, v in ADDED_DEFAULTS.items()},  # the authors' front end is a choice since 3
 }
 

@@ -82,7 +82,12 @@ def load_run(path: str | Path, which: str = "best") -> LoadedRun:
     try:
         config = migrate(hp["config"], f"{checkpoint}: its run config")  # a run saved by an earlier release
         system = EastSystem(
-            config, hp["num_classes"], hp.get("embedding_dim"), hp.get("classes"), hp.get("clip_seconds")
+            config,
+            hp["num_classes"],
+            hp.get("embedding_dim"),
+            hp.get("classes"),
+            hp.get("clip_seconds"),
+            embedding_period=hp.get("embedding_period"),
         )
     except ConfigError as err:
         raise RunError(f"{checkpoint}: {err}" if str(checkpoint) not in str(err) else str(err)) from None

@@ -87,6 +87,7 @@ def _fit(config: RunConfig, run: RunDirectory, progress: bool, callbacks: Sequen
         classes=data.classes,
         clip_seconds=data.clip_seconds,
         embedding_parts=_separate_parts(config, data),
+        embedding_period=data.embedding_period,
     )
     if teacher_head is not None:
         system.set_teacher_head(teacher_head, str(config.kd.teacher_run))

@@ -42,6 +42,7 @@ def pack(config: RunConfig, out: str | Path, shard_size: int = 1000, progress: b
         "embedding_frames": data.embedding_frames,
         "producers": data.producers,
         "embedding_parts": data.embedding_parts,
+        "embedding_period": data.embedding_period,
         "teacher": config.teacher.model_dump(mode="json") if config.teacher else None,
     }
     return write_shards(out, {split: samples(split) for split in SPLITS}, meta, shard_size)

@@ -51,6 +51,7 @@ class RunData:
     stream: tuple[str, dict] | None = None  # (url, index) of packed shards
     producers: dict[str, str] = field(default_factory=dict)  # input / embedding → producer key
     embedding_parts: list[int] | None = None  # an ensemble's member widths, in order
+    embedding_period: float | None = None  # the teacher's frame period in seconds (None: one vector per clip)
 
     def fingerprint(self) -> str:
         """A digest of what the run reads: the clips of each split with their labels and store entries (whose
@@ -174,13 +175,13 @@ def run_data(config: RunConfig, progress: bool = True) -> RunData:
     manifest = with_train_fraction(open_dataset(config), data.train_fraction, data.subset_seed)
     key, length, pad, seconds = _lengths(config, clip_seconds(config, manifest), bool(data.clip_seconds))
     store = open_store(config)  # the lengths are checked first: nothing is computed for a run that cannot train
-    embeddings, producers, parts = None, {}, None
+    embeddings, producers, parts, period = None, {}, None, None
     if config.teacher:
         teacher = build_teacher(config.teacher)
         settings = ExtractionSettings(on_error=data.on_error, progress=progress)
         embeddings = extract_with(teacher, manifest, store, settings)
         producers["embedding"] = embeddings[0].producer.key
-        parts = getattr(teacher, "parts", None)
+        parts, period = getattr(teacher, "parts", None), teacher.frame_seconds
         del teacher
     inputs = features(config, manifest, store, progress)
     if inputs[0] is not None:
@@ -205,6 +206,7 @@ def run_data(config: RunConfig, progress: bool = True) -> RunData:
         dropped,
         producers=producers,
         embedding_parts=parts,
+        embedding_period=period,
     )
 
 
@@ -222,6 +224,11 @@ def _streamed(config: RunConfig) -> RunData:
         raise ConfigError(f"{url} was packed with another front end ({index['frontend']}); pack again for this run")
     if bool(index.get("embedding_dim")) != bool(config.teacher):
         raise ConfigError(f"{url} was packed {'with' if index.get('embedding_dim') else 'without'} teacher embeddings")
+    if "embedding_period" not in index and config.feature and config.feature.align == "periods":
+        raise ConfigError(
+            f"{url} was packed before teachers' frame periods were recorded, which distillation.feature.align: "
+            "periods needs; pack it again with `eastmir pack`, or set distillation.feature.align: ceil"
+        )
     seconds = float(config.data.clip_seconds or index["clip_seconds"])
     key, length, pad, seconds = _lengths(config, seconds)
     return RunData(
@@ -237,4 +244,5 @@ def _streamed(config: RunConfig) -> RunData:
         stream=(url, index),
         producers=index.get("producers", {}),
         embedding_parts=index.get("embedding_parts"),
+        embedding_period=index.get("embedding_period"),
     )

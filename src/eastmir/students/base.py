@@ -59,6 +59,10 @@ class Student(nn.Module):
     # replacement may also be a function of the match
     authors_keys: ClassVar[tuple[Rename, ...]] = ()
 
+    def stage_seconds(self, frontend: FrontendConfig) -> tuple[float, ...]:
+        """Each stage's frame period in seconds, for a log-mel student ``stage_hops × frontend hop``."""
+        return tuple(h * frontend.hop_length / frontend.sample_rate for h in self.stage_hops)
+
     def authors_state_dict(self, state: Mapping[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
         """The authors' ``state`` of this student (their module's ``state_dict``, without a ``student.``
         prefix) under our parameter names, every key renamed by :attr:`authors_keys` and every shape checked:

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from eastmir.audio import FrontendConfig
 from eastmir.registry import STUDENTS
 from eastmir.students.base import Student, StudentOutput
 
@@ -107,6 +108,9 @@ class ResidualPoolBlock(nn.Module):
         return self.pool(F.relu(x + out))
 
 
+STFT_HOP = 256  # the harmonic STFT's hop (samples)
+
+
 @STUDENTS.register("harmonic_cnn")
 class HarmonicCNN(Student):
     """Waveform ``(batch, samples)`` at ``sample_rate`` → :class:`StudentOutput`."""
@@ -130,6 +134,7 @@ class HarmonicCNN(Student):
         super().__init__()
         c = channels
         self.stage_dims = (c, 2 * c, 2 * c)
+        self.sample_rate = sample_rate
         self.hstft = HarmonicSTFT(sample_rate, n_harmonic=n_harmonic, semitone_scale=semitone_scale, learn_bw=learn_bw)
         self.hstft_bn = nn.BatchNorm2d(n_harmonic)
         self.blocks = nn.ModuleList(
@@ -145,6 +150,10 @@ class HarmonicCNN(Student):
         )
         self.dense = nn.Sequential(nn.Linear(2 * c, 2 * c), nn.BatchNorm1d(2 * c), nn.ReLU(), nn.Dropout(dropout))
         self.head = nn.Linear(2 * c, num_classes)
+
+    def stage_seconds(self, frontend: FrontendConfig) -> tuple[float, ...]:
+        """Its own STFT (hop 256 at ``sample_rate``) sets the stage periods, not the front end's."""
+        return tuple(h * STFT_HOP / self.sample_rate for h in self.stage_hops)
 
     def forward(self, waveform: torch.Tensor) -> StudentOutput:
         if waveform.shape[-1] < self.min_frames and not (torch.jit.is_tracing() or torch.compiler.is_compiling()):

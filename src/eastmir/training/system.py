@@ -34,8 +34,9 @@ any other file (``eastmir.load_run``).
 - ``optimizer``: ``{name: adam|sgd, lr, weight_decay, momentum}``;
   ``scheduler``: ReduceLROnPlateau on the validation loss ``{factor, patience}``.
 
-The validation loss is the prediction loss alone, so it is comparable across
-systems (it drives the scheduler and early stopping). A non-finite training
+The validation loss (it drives the scheduler and early stopping) is the
+prediction loss alone, or with ``trainer.validation_loss: total`` the total
+loss, as the authors'. A non-finite training
 loss stops training with the step and the clip ids of the batch.
 
 Several processes (DDP) compute the step of one process on the global batch:
@@ -63,6 +64,7 @@ from torchmetrics import MeanMetric
 from eastmir.audio import LogMelFrontend
 from eastmir.config import RunConfig, migrate, validate_config
 from eastmir.errors import TrainingError
+from eastmir.losses.alignment import align_by_factors, period_factors
 from eastmir.losses.knowledge_distillation import knowledge_distillation
 from eastmir.losses.prediction import cross_entropy, masked_binary_cross_entropy
 from eastmir.metrics import MaskedMultilabelMetrics, SingleLabelMetrics
@@ -89,11 +91,13 @@ class EastSystem(L.LightningModule):
         classes: list[str] | None = None,
         clip_seconds: float | None = None,
         embedding_parts: list[int] | None = None,
+        embedding_period: float | None = None,
     ) -> None:
         """``config``: the run's :class:`~eastmir.config.RunConfig` (a plain mapping when a checkpoint is
         loaded: migrated and validated here); ``clip_seconds``: the clip length the run trains on
         (prediction windows take it); ``embedding_parts``: the widths of an ensemble's members whose
-        regularisers are separate."""
+        regularisers are separate; ``embedding_period``: the teacher's frame period in seconds (None: one
+        vector per clip), which time alignment by periods needs."""
         super().__init__()
         if not isinstance(config, RunConfig):  # the checkpoint edge: hyper-parameters are plain values
             config = validate_config(migrate(config, "the checkpoint's config"), "the checkpoint's config")
@@ -105,6 +109,7 @@ class EastSystem(L.LightningModule):
                 "classes": list(classes) if classes else [f"class{i}" for i in range(num_classes)],
                 "clip_seconds": clip_seconds,
                 "embedding_parts": embedding_parts,
+                "embedding_period": embedding_period,
             }
         )
         self.config = config
@@ -124,6 +129,7 @@ class EastSystem(L.LightningModule):
         if (config.feature or config.kd) and embedding_dim is None:
             raise TrainingError("distillation needs the teacher's embedding width (embedding_dim)")
         self.stages: list[int] = []
+        self.align_factors: dict[int, tuple[int, int]] = {}  # stage → (k_student, k_teacher); empty: ceil rule
         self.regularisers = nn.ModuleList()
         self.transforms = nn.ModuleList()
         self.feature_weight = 0.0
@@ -133,6 +139,7 @@ class EastSystem(L.LightningModule):
             feature = config.feature
             self.feature_weight = feature.weight
             self.stages = resolve_stages(feature.stages, len(self.student.stage_dims))
+            self.align_factors = self._align_factors(config, embedding_period, clip_seconds)
             compression = config.compression
             parts = self._parts(embedding_dim, embedding_parts)
             for s in self.stages:
@@ -173,6 +180,19 @@ class EastSystem(L.LightningModule):
         self.val_metrics, self.test_metrics = metrics(), metrics()
         self.validation_loss = config.trainer.validation_loss  # what val_loss (LR plateau, early stop) is
         self.val_loss = MeanMetric()  # weighted by clips, gathered over processes
+
+    def _align_factors(
+        self, config: RunConfig, period: float | None, clip_seconds: float | None
+    ) -> dict[int, tuple[int, int]]:
+        """Each regularised stage's repeat factors (:mod:`eastmir.losses.alignment`); empty for ``align: ceil``."""
+        align = config.feature.align
+        if align == "ceil":
+            return {}
+        if isinstance(align, list):
+            return dict.fromkeys(self.stages, (align[0], align[1]))
+        seconds = self.student.stage_seconds(config.frontend)
+        clip = clip_seconds or config.data.clip_seconds or 10.0
+        return {s: period_factors(seconds[s], period, clip) for s in self.stages}
 
     def _parts(self, embedding_dim: int | None, parts: list[int] | None) -> list[tuple[slice, float]]:
         """The embedding's slices and their weights (summing to 1): the whole, or each ensemble member's."""
@@ -268,7 +288,10 @@ class EastSystem(L.LightningModule):
                     compact, teacher_logits = self.transforms[i](target)
                     teacher_loss = teacher_loss + weight * self.prediction_loss(teacher_logits, batch)
                     target = compact.detach()  # the distance loss never updates the transformation
-                student, target = self._global_batch(out.stages[s], True), self._global_batch(target, False)
+                stage = out.stages[s]
+                if s in self.align_factors:
+                    stage, target = align_by_factors(stage, target, self.align_factors[s])
+                student, target = self._global_batch(stage, True), self._global_batch(target, False)
                 feature = feature + weight * regulariser(student, target)
             terms["feature"] = feature / len(self.stages)
             if len(self.transforms):
