@@ -405,3 +405,48 @@ def test_one_validation_step_of_east_kd(tmp_path):
         0.4 * float(golden["loss.pred"]) + 0.6 * float(golden["loss.reg"])
     )
     assert system.val_loss.compute().item() == pytest.approx(0.4 * terms["pred"].item() + 0.6 * terms["reg"].item())
+
+
+# ---------------------------------------------------------------- augmentation (their featurizer and mixup)
+
+
+def test_mixup_folds_the_weights_as_theirs():
+    """λ ~ Beta(α, α), then max(λ, 1 − λ): every clip stays the larger part of its mix."""
+    from eastmir.training.augment import mixup
+
+    eye = torch.eye(64)
+    batch = {"logmel": eye.clone(), "targets": eye.clone(), "mask": torch.ones(64, 64, dtype=torch.bool)}
+    torch.manual_seed(0)
+    folded = mixup(batch, alpha=0.3, fold=True)["logmel"].diagonal()
+    torch.manual_seed(0)
+    plain = mixup(batch, alpha=0.3)["logmel"].diagonal()
+    assert bool((folded >= 0.5).all()) and bool((plain < 0.5).any())
+
+
+def test_their_band_edge_jitter_moves_fmin_up_and_fmax_down_by_whole_hertz():
+    """Their featurizer: fmin + U{0..19} Hz, fmax − U{0..1999} Hz (np.random.randint), per clip."""
+    from eastmir.training.augment import jittered_range
+
+    g = torch.Generator().manual_seed(0)
+    ranges = [jittered_range(0.0, 16000.0, 20.0, 2000.0, 16000.0, g, inward=True) for _ in range(500)]
+    lows, highs = zip(*ranges)
+    assert set(lows) <= {float(i) for i in range(20)} and len(set(lows)) > 15
+    assert all(14001.0 <= h <= 16000.0 and h == int(h) for h in highs)
+
+
+def test_the_authors_augmentation_masks_at_log_zero_before_mixing(tmp_path):
+    """OpenMIC recipe (augment.style: authors): SpecAugment cells at log 0 before the normalisation, i.e.
+    3.7 / 3.1 ≈ 1.194 after it, applied per clip before mixup; eastmir's style masks at 0 after mixing."""
+    from eastmir.config import load_config
+    from eastmir.training.system import EastSystem
+
+    config = load_config("openmic/baseline", workdir=tmp_path)
+    assert config.augment.style == "authors" and config.augment.spec_augment.freq == 48
+    system = EastSystem(config, 20)
+    assert system.mask_fill == pytest.approx(3.7 / 3.1)
+    batch = {"logmel": torch.randn(4, 128, 1000), "targets": torch.zeros(4, 20), "mask": torch.ones(4, 20) > 0}
+    masked = system._spec_augment(batch)["logmel"]
+    changed = masked != batch["logmel"]
+    assert changed.any() and torch.allclose(masked[changed], torch.tensor(3.7 / 3.1))
+    eastmir = EastSystem(config.changed({"augment": {"style": "eastmir"}}), 20)
+    assert eastmir.mask_fill == 0.0

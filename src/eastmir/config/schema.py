@@ -161,6 +161,10 @@ class SpecAugmentSection(Section):
 
 
 class AugmentSection(Section):
+    # authors: mixup weights folded to ≥ 0.5, SpecAugment per clip before mixing with masks at log 0 (before the
+    # normalisation), the band edges jittered per clip, fmin only up and fmax only down (their featurizer);
+    # eastmir: eastmir before 2026-11-30 (unfolded weights, masks at 0 after mixing, one ± jitter per batch)
+    style: Literal["authors", "eastmir"] = "authors"
     mixup_alpha: NonNegativeFloat = 0.0
     spec_augment: SpecAugmentSection | None = None
     fmin_jitter: NonNegativeFloat = 0.0  # Hz

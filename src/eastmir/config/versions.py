@@ -15,7 +15,8 @@ CONFIG_VERSION = 3
 # 3: scheduler.name (the one schedule before it, ReduceLROnPlateau, is its default "plateau");
 #    frontend.preemphasis / window / pad_mode (their defaults are the front end before them);
 #    trainer.validation_loss (its default, prediction, is what val_loss was);
-#    distillation.feature.align (its default, periods, is not what runs before did: they resume only with ceil)
+#    distillation.feature.align (its default, periods, is not what runs before did: they resume only with ceil);
+#    augment.style (likewise: runs before resume only with eastmir)
 
 # Keys added after version 1, with the value that does what a run saved without them did: a run started
 # before a key existed resumes under it (the fingerprint check takes the missing key as this value).
@@ -23,6 +24,7 @@ ADDED_KEYS: dict[str, Any] = {
     "scheduler.name": "plateau",
     "trainer.validation_loss": "prediction",
     "distillation.feature.align": "ceil",  # what a run saved before did; its default is now periods
+    "augment.style": "eastmir",  # what a run saved before did; its default is now the authors' augmentation
     **{f"frontend.{k}": v for k, v in ADDED_DEFAULTS.items()},  # the authors' front end is a choice since 3
 }
 

@@ -26,14 +26,17 @@ import torch
 
 
 def mixup(
-    batch: dict[str, torch.Tensor], alpha: float, generator: torch.Generator | None = None
+    batch: dict[str, torch.Tensor], alpha: float, generator: torch.Generator | None = None, fold: bool = False
 ) -> dict[str, torch.Tensor]:
     """Mix every float tensor of ``batch`` with a permutation of itself; ``mask`` → union; other entries
-    (integer tensors, the list of clip ids) pass through unchanged."""
+    (integer tensors, the list of clip ids) pass through unchanged. ``fold``: each weight λ replaced by
+    max(λ, 1 − λ), so every clip stays the larger part of its mix (the authors')."""
     n = batch["targets"].shape[0]
     device = batch["targets"].device
     beta = torch.distributions.Beta(torch.tensor(float(alpha)), torch.tensor(float(alpha)))
     lam = beta.sample((n,)).to(device)
+    if fold:
+        lam = torch.maximum(lam, 1 - lam)
     perm = torch.randperm(n, device=device, generator=generator)
     out = {}
     for key, value in batch.items():
@@ -47,8 +50,9 @@ def mixup(
     return out
 
 
-def spec_augment(logmel: torch.Tensor, freq: int, time: int, inplace: bool = False) -> torch.Tensor:
-    """``logmel (batch, mels, frames)`` with one frequency and one time mask per sample.
+def spec_augment(logmel: torch.Tensor, freq: int, time: int, inplace: bool = False, fill: float = 0.0) -> torch.Tensor:
+    """``logmel (batch, mels, frames)`` with one frequency and one time mask per sample, set to ``fill`` (the
+    authors mask before normalising, at log 0: ``fill = shift / scale`` of the normalised log-mel).
 
     A copy of the batch unless ``inplace``; on the CPU the masked bands are
     zeroed slice by slice (6× faster than masking the whole tensor), on an
@@ -65,13 +69,13 @@ def spec_augment(logmel: torch.Tensor, freq: int, time: int, inplace: bool = Fal
         if device.type == "cpu":
             for i, (a, b) in enumerate(zip(start.tolist(), (start + width).tolist())):
                 if axis == 1:
-                    out[i, a:b] = 0.0
+                    out[i, a:b] = fill
                 else:
-                    out[i, :, a:b] = 0.0
+                    out[i, :, a:b] = fill
             continue
         idx = torch.arange(length, device=device)
         hit = (idx[None] >= start[:, None]) & (idx[None] < (start + width)[:, None])  # (n, length)
-        out.masked_fill_(hit[:, :, None] if axis == 1 else hit[:, None, :], 0.0)
+        out.masked_fill_(hit[:, :, None] if axis == 1 else hit[:, None, :], fill)
     return out
 
 
@@ -82,11 +86,18 @@ def jittered_range(
     fmax_jitter: float,
     nyquist: float,
     generator: torch.Generator | None = None,
+    inward: bool = False,
 ) -> tuple[float, float]:
-    """A random ``(fmin, fmax)``: each end moved uniformly within its own ± range, kept in ``[0, nyquist]``."""
+    """A random ``(fmin, fmax)``: each end moved uniformly within its own ± range, kept in ``[0, nyquist]``;
+    ``inward`` (the authors'): fmin only up by a whole number of Hz below ``fmin_jitter``, fmax only down by one
+    below ``fmax_jitter``."""
     u = torch.rand(2, generator=generator).tolist()
-    lo = fmin + (2 * u[0] - 1) * fmin_jitter
-    hi = fmax + (2 * u[1] - 1) * fmax_jitter
+    if inward:
+        lo = fmin + int(u[0] * fmin_jitter)
+        hi = fmax - int(u[1] * fmax_jitter)
+    else:
+        lo = fmin + (2 * u[0] - 1) * fmin_jitter
+        hi = fmax + (2 * u[1] - 1) * fmax_jitter
     lo = min(max(lo, 0.0), nyquist)
     hi = min(max(hi, lo + 1.0), nyquist)
     return lo, hi

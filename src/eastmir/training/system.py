@@ -170,6 +170,9 @@ class EastSystem(L.LightningModule):
         self.mixup_alpha = aug.mixup_alpha
         self.spec_augment = aug.spec_augment
         self.jitter = (aug.fmin_jitter, aug.fmax_jitter)
+        self.authors_augment = aug.style == "authors"
+        front = config.frontend
+        self.mask_fill = front.norm_shift / front.norm_scale if self.authors_augment else 0.0  # log 0, normalised
         self.frontend = None
         if self.input_key == "waveform" and self.student.input_key == "logmel":
             self.frontend = LogMelFrontend(config.frontend)
@@ -224,11 +227,19 @@ class EastSystem(L.LightningModule):
         if self.frontend is None or "logmel" in batch:
             return batch
         c = self.frontend.config
-        fmin = fmax = None
-        if train:
-            fmin, fmax = jittered_range(c.fmin, c.fmax, *self.jitter, nyquist=c.sample_rate / 2)
         rest = {k: v for k, v in batch.items() if k != "waveform"}
-        return dict(rest, logmel=self.frontend(batch["waveform"], fmin, fmax))
+        wave = batch["waveform"]
+        if not train:
+            return dict(rest, logmel=self.frontend(wave))
+        if not self.authors_augment:  # one ± range for the batch
+            return dict(
+                rest, logmel=self.frontend(wave, *jittered_range(c.fmin, c.fmax, *self.jitter, c.sample_rate / 2))
+            )
+        # the authors': each clip its own range, fmin only up and fmax only down
+        ranges = [
+            jittered_range(c.fmin, c.fmax, *self.jitter, c.sample_rate / 2, inward=True) for _ in range(len(wave))
+        ]
+        return dict(rest, logmel=torch.cat([self.frontend(w[None], *r) for w, r in zip(wave, ranges)]))
 
     @property
     def monitor(self) -> str:
@@ -341,12 +352,14 @@ class EastSystem(L.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         batch = self.with_logmel(batch, train=True)
-        if self.mixup_alpha > 0:
-            batch = mixup(batch, self.mixup_alpha)
-        if self.spec_augment and "logmel" in batch:
-            sa = self.spec_augment
-            # the batch is this step's own (fresh from the loader, or mixed): mask it in place
-            batch = dict(batch, logmel=spec_augment(batch["logmel"], sa.freq, sa.time, inplace=True))
+        if self.authors_augment:  # per clip, SpecAugment first (masks at log 0), then mixing with folded weights
+            batch = self._spec_augment(batch)
+            if self.mixup_alpha > 0:
+                batch = mixup(batch, self.mixup_alpha, fold=True)
+        else:
+            if self.mixup_alpha > 0:
+                batch = mixup(batch, self.mixup_alpha)
+            batch = self._spec_augment(batch)
         terms = self.losses(batch)
         if not torch.isfinite(terms["loss"]):
             self._stop_on_non_finite(terms, batch)
@@ -356,6 +369,13 @@ class EastSystem(L.LightningModule):
                 show = key in ("loss", "reg")
                 self.log(f"train_{key}", terms[key], prog_bar=show, on_epoch=True, batch_size=n, sync_dist=several)
         return terms["loss"]
+
+    def _spec_augment(self, batch: dict[str, Any]) -> dict[str, Any]:
+        if not self.spec_augment or "logmel" not in batch:
+            return batch
+        sa = self.spec_augment
+        logmel = batch["logmel"].clone()  # (the loader's tensor may be shared: mask a copy in place)
+        return dict(batch, logmel=spec_augment(logmel, sa.freq, sa.time, inplace=True, fill=self.mask_fill))
 
     def _stop_on_non_finite(self, terms: dict[str, torch.Tensor], batch: dict[str, Any]) -> None:
         values = ", ".join(f"{k} {v.item():.4g}" for k, v in terms.items())
