@@ -30,8 +30,10 @@ def generated_batch(config, num_classes, dim, n=3, max_seconds=2.0):
 
 
 def test_the_shipped_configs_are_all_there():
-    assert len(SHIPPED) == 94  # 11 synth systems + 2 × 25 Table-1 runs + 2 × 11 second-paper runs + 11 folder runs
+    # 11 synth systems + 2 × 25 Table-1 runs + 2 × 11 second-paper runs + folder: Baseline and 10 systems × 2 teachers
+    assert len(SHIPPED) == 104
     assert "openmic/east_kd-passt" in SHIPPED and "magnatagatune_harmonic_cnn/east_dc_linear-mule" in SHIPPED
+    assert "folder/east_final-musicnn" in SHIPPED and "folder/teacher_lr-musicnn" in SHIPPED  # both offline teachers
 
 
 @pytest.mark.parametrize("name", SHIPPED)
