@@ -117,3 +117,12 @@ def test_teachers_lists_every_teacher_with_its_facts(capsys, aisfx_teacher):
     assert "| 512 | 1.161 s | 44100 Hz |" in rows["aisfx"] and "CC BY 4.0" in rows["aisfx"]
     assert "200 (penultimate), 753" in rows["musicnn"] and "| 2.992 s | 16000 Hz |" in rows["musicnn"]
     assert rows["aisfx"].rstrip(" |").endswith("yes")  # fetched by the aisfx_teacher fixture
+
+
+def test_fit_prints_the_test_metrics_when_it_ends(small_synth, workdir, capsys):
+    argv = ["fit", "--config", "synth/baseline", "--workdir", str(workdir), "--no-progress"]
+    assert main([*argv, "--set", "name=cli_fit", "trainer.max_epochs=1", "data.batch_size=16"]) == 0
+    out = capsys.readouterr().out
+    metrics = json.loads((workdir / "runs" / "cli_fit" / "metrics.json").read_text())
+    line = next(line for line in out.splitlines() if line.startswith("Baseline (cli_fit), test split: "))
+    assert f"mAP {metrics['test']['mAP']:.4f}" in line and f"run directory: {workdir / 'runs' / 'cli_fit'}" in out

@@ -273,6 +273,13 @@ def _fit(args: argparse.Namespace) -> None:
     config = load_config(args.config, args.overrides, workdir=_workdir(args.workdir))
     run_dir = pipeline.fit(config, progress=not args.no_progress, overwrite=args.overwrite)
     if all(os.environ.get(rank, "0") == "0" for rank in ("LOCAL_RANK", "NODE_RANK")):  # once, not per DDP process
+        from eastmir.rundir import RunDirectory
+
+        run = RunDirectory(run_dir)
+        if run.finished:
+            metrics = run.read_metrics()
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items())
+            print(f"{metrics['system']} ({metrics['name']}), test split: {shown}")
         print(f"run directory: {run_dir}")
 
 
