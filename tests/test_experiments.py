@@ -214,3 +214,46 @@ def test_generalisation_scores_another_dataset_without_training(toy_runs, workdi
     assert blob["test"]["mAP"] == pytest.approx(expected["mAP"]) and blob["clips"] == len(clips)
     assert not np.isnan(blob["test"]["mAP"])
     assert json.loads((run / "generalisation-synth.json").read_text())["mapping"][second] == [second, first]
+
+
+def test_bar_charts_start_at_zero_keep_the_legend_off_the_bars_and_draw_no_bar_for_one_seed():
+    """A gap of .01 between .60 and .61 is not drawn as a wall-to-wall difference; a single seed has no spread."""
+    from eastmir.reporting.figures import bar_figure
+    from eastmir.reporting.grid import NO_TEACHER, RunRecord, cells
+
+    def record(system, teacher, seed, value):
+        return RunRecord(
+            Path(f"r-{system}-{seed}"), system, "mobile_fcn", teacher, 1.0, seed, {"mAP": value}, None, None
+        )
+
+    rows = [record("Baseline", NO_TEACHER, 0, 0.60)]
+    rows += [record("EAsT_Final", "aisfx", s, 0.61 + 0.01 * s) for s in range(3)]  # three seeds
+    rows += [record("EAsT_KD", "aisfx", 0, 0.62)]  # one seed
+    fig = bar_figure(cells(rows), "mAP")
+    ax = fig.axes[0]
+    assert ax.get_ylim()[0] == 0.0
+    bars_with_spread = [c for c in ax.containers if type(c).__name__ == "ErrorbarContainer"]
+    assert len(bars_with_spread) == 1  # EAsT_Final's three seeds; none for EAsT_KD's one
+    legend = ax.get_legend()
+    fig.canvas.draw()
+    assert legend.get_window_extent().x0 >= ax.get_window_extent().x1  # beside the axes, not over the bars
+
+
+def test_tables_name_the_runs_and_the_seeds_and_show_no_spread_for_one_seed(tmp_path):
+    from eastmir.reporting.grid import NO_TEACHER, RunRecord, cells, grid_markdown
+    from eastmir.reporting.tables import markdown_table
+
+    def record(system, teacher, seed, value):
+        test = {"mAP": value}
+        return RunRecord(Path(f"r-{system}-{seed}"), system, "mobile_fcn", teacher, 1.0, seed, test, None, None)
+
+    rows = [
+        record("Baseline", NO_TEACHER, 0, 0.60),
+        *(record("EAsT_Final", "aisfx", s, 0.61 + 0.01 * s) for s in (0, 1)),
+    ]
+    grid = grid_markdown(cells(rows), "mAP")
+    assert "| Baseline | 0.600 (1 seed) |" in grid and "0.615 ± 0.007 (2 seeds)" in grid
+    table = markdown_table(
+        [{"name": "demo-baseline", "system": "Baseline", "student": "mobile_fcn", "test": {"mAP": 0.6}}]
+    )
+    assert table.splitlines()[0].endswith("| Run |") and table.splitlines()[2].endswith("| `demo-baseline` |")

@@ -1,8 +1,9 @@
 """The report's figures, drawn with matplotlib (the Agg backend: no display needed), saved as PNG.
 
 - :func:`bars`: the test metric of every system, grouped by teacher, with
-  the seeds' standard deviation as error bars and the Baseline as a red
-  dashed line (the compression paper's Figure 3).
+  the seeds' standard deviation as error bars (none for a single seed) and
+  the Baseline as a red dashed line (the compression paper's Figure 3); the
+  axis starts at 0 and the legend stands beside the plot, off the bars.
 - :func:`fractions`: the test metric over the fraction of training data, one
   line per system and teacher (the ISMIR paper's Figure 2).
 - :func:`per_class`: each class's test average precision per system.
@@ -41,6 +42,17 @@ def _save(fig, path: Path) -> Path:
 
 
 def bars(cs: Sequence[Cell], metric: str, path: Path) -> Path | None:
+    fig = bar_figure(cs, metric)
+    return _save(fig, path) if fig is not None else None
+
+
+def _spread(c: Cell, metric: str) -> float:
+    """The error bar of a cell: the seeds' standard deviation, NaN (none drawn) for a single seed."""
+    return c.metric(metric)[1] if len(c.runs) > 1 else float("nan")
+
+
+def bar_figure(cs: Sequence[Cell], metric: str):
+    """The figure :func:`bars` saves (``None`` when there is nothing to draw)."""
     full = [c for c in cs if c.fraction == max(x.fraction for x in cs) and c.metric(metric)]
     baseline = [c for c in full if c.teacher == NO_TEACHER]
     taught = [c for c in full if c.teacher != NO_TEACHER]
@@ -56,23 +68,23 @@ def bars(cs: Sequence[Cell], metric: str, path: Path) -> Path | None:
         for j, teacher in enumerate(teachers):
             c = next((c for c in taught if c.system == system and c.teacher == teacher), None)
             if c:
-                mean, std = c.metric(metric)
                 xs.append(j + (i - (len(systems) - 1) / 2) * width)
-                ys.append(mean)
-                es.append(std)
+                ys.append(c.metric(metric)[0])
+                es.append(_spread(c, metric))
         hatch = "//" if any(c.is_teacher_row for c in taught if c.system == system) else None
-        ax.bar(xs, ys, width, yerr=es, capsize=3, label=system, color=colours(i % 10), hatch=hatch, alpha=0.85)
+        ax.bar(xs, ys, width, label=system, color=colours(i % 10), hatch=hatch, alpha=0.85)
+        if any(e == e for e in es):  # (NaN: a single seed, no bar)
+            ax.errorbar(xs, ys, yerr=es, fmt="none", ecolor="black", capsize=3, linewidth=1)
     if baseline:
         mean, _ = baseline[0].metric(metric)
         ax.axhline(mean, color="red", linestyle="--", linewidth=1.5, label=f"{baseline[0].system} ({mean:.3f})")
-    values = [c.metric(metric)[0] for c in full]
-    low, high = min(values), max(values)
-    ax.set_ylim(max(0.0, low - 0.1 * (high - low + 0.05)), min(1.0, high + 0.15 * (high - low + 0.05)))
+    high = max(c.metric(metric)[0] + (_spread(c, metric) if len(c.runs) > 1 else 0.0) for c in full)
+    ax.set_ylim(0.0, min(1.0, high * 1.08) if high > 0 else 1.0)  # from 0: no cut axis that inflates a gap
     ax.set_xticks(range(len(teachers)), teachers)
     ax.set_ylabel(f"test {TITLES.get(metric, metric)}")
-    ax.legend(fontsize=7, ncols=2, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)  # off the bars
     ax.grid(axis="y", alpha=0.3)
-    return _save(fig, path)
+    return fig
 
 
 def fractions(cs: Sequence[Cell], metric: str, path: Path) -> Path | None:
@@ -87,13 +99,13 @@ def fractions(cs: Sequence[Cell], metric: str, path: Path) -> Path | None:
             continue
         xs = [100 * c.fraction for c in line]
         ys = [c.metric(metric)[0] for c in line]
-        es = [c.metric(metric)[1] for c in line]
+        es = [_spread(c, metric) for c in line]
         label = system if teacher == NO_TEACHER else f"{system} ({teacher})"
         style = "--" if teacher == NO_TEACHER else "-"
-        ax.errorbar(xs, ys, yerr=es, marker="o", linestyle=style, capsize=3, label=label)
+        ax.errorbar(xs, ys, yerr=es, marker="o", linestyle=style, capsize=3, label=label)  # NaN: no bar
     ax.set_xlabel("training data (%)")
     ax.set_ylabel(f"test {TITLES.get(metric, metric)}")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     ax.grid(alpha=0.3)
     return _save(fig, path)
 

@@ -132,9 +132,10 @@ def _best(cs: Sequence[Cell], metric: str) -> set[tuple[str, str]]:
 
 
 def _text(value: tuple[float, float] | None, seeds: int) -> str:
+    """``mean ± std (n seeds)``; one seed has no spread to show: ``mean (1 seed)``."""
     if value is None:
         return "—"
-    return f"{value[0]:.3f} ± {value[1]:.3f}" if seeds > 1 else f"{value[0]:.3f}"
+    return f"{value[0]:.3f} ± {value[1]:.3f} ({seeds} seeds)" if seeds > 1 else f"{value[0]:.3f} (1 seed)"
 
 
 def grid_markdown(cs: Sequence[Cell], metric: str) -> str:

@@ -62,14 +62,15 @@ def metric_columns(rows: list[dict]) -> list[str]:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """One row per system: System | Student | Teacher | metrics of the test split."""
+    """One row per run (one seed each): System | Student | Teacher | metrics of the test split | Run (its name)."""
     cols = metric_columns(rows)
-    head = ["System", "Student", "Teacher"] + [TITLES[k] for k in cols]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * len(cols)) + "|"]
+    head = ["System", "Student", "Teacher"] + [TITLES[k] for k in cols] + ["Run"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 3 + ["---:"] * len(cols) + ["---"]) + "|"]
     for r in rows:
         vals = [f"{r['test'][k]:.3f}" if k in r["test"] else "—" for k in cols]
         label = r.get("system", r["name"]) + (f" ({r['status']})" if r.get("status") else "")
-        lines.append("| " + " | ".join([label, r.get("student", ""), r.get("teacher") or "—", *vals]) + " |")
+        cells = [label, r.get("student", ""), r.get("teacher") or "—", *vals, f"`{r['name']}`"]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
