@@ -24,7 +24,8 @@ ADDED_KEYS: dict[str, Any] = {
     "scheduler.name": "plateau",
     "trainer.validation_loss": "prediction",
     "distillation.feature.align": "ceil",  # what a run saved before did; its default is now periods
-    "augment.style": "eastmir",  # what a run saved before did; its default is now the authors' augmentation
+    "augment.style": "eastmir",  # likewise; its default is now the authors' augmentation
+    "student.dropout_at": "head",  # Mobile FCN's single dropout of before (component options appear when set)
     **{f"frontend.{k}": v for k, v in ADDED_DEFAULTS.items()},  # the authors' front end is a choice since 3
 }
 
