@@ -82,12 +82,14 @@ def test_silence_sits_at_the_log_floor(front_end):
 
 
 def test_the_paper_recipes_use_the_authors_front_end(tmp_path):
-    """The OpenMIC and MagnaTagATune recipes are the authors' settings; synth keeps eastmir's first front end."""
+    """The OpenMIC and MagnaTagATune recipes are the authors' settings, and so is synth (MagnaTagATune's);
+    a config that names none of the three settings gets eastmir's first front end."""
     from eastmir.config import load_config
 
     for name, dataset in (("openmic/east_final-passt", "openmic"), ("magnatagatune/baseline", "magna")):
         assert load_config(name, workdir=tmp_path).frontend == SETTINGS[dataset]
-    assert load_config("synth/baseline", workdir=tmp_path).frontend.preemphasis == 0.0
+    assert load_config("synth/baseline", workdir=tmp_path).frontend == SETTINGS["magna"]
+    assert FrontendConfig().preemphasis == 0.0 and FrontendConfig().window == "periodic"
 
 
 def test_the_new_settings_leave_the_default_front_end_s_store_entries_where_they_were():

@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from eastmir.config import load_config
+from eastmir.config.schema import TrainerSection
+from eastmir.errors import ConfigError
 from eastmir.losses.alignment import align_by_factors
 from eastmir.losses.distance_correlation import DistanceCorrelationLoss
 from eastmir.training.augment import mixup, spec_augment
@@ -101,6 +103,45 @@ def test_mixup_mixes_labels_and_takes_union_of_masks():
     assert not torch.equal(mixed["logmel"], b["logmel"])
 
 
+def test_mixup_with_partners_mixes_each_clip_with_its_own_partner():
+    torch.manual_seed(1)
+    b, p = batch(n=8), batch(n=8)
+    b["logmel"], p["logmel"] = torch.zeros_like(b["logmel"]), torch.ones_like(p["logmel"])
+    b["mask"], p["mask"] = torch.ones_like(b["mask"]), torch.zeros_like(p["mask"])
+    b["mask"][:, :3], p["mask"][:, :3] = False, True
+    mixed = mixup(b, alpha=0.3, fold=True, partner=p)
+    share = mixed["logmel"].flatten(1)  # (1 − λ) per clip: the partner's share, ≤ 0.5 folded
+    assert torch.allclose(share, share[:, :1]) and (share <= 0.5).all() and (share > 0).any()
+    assert mixed["mask"].all()  # union of the two masks
+    lam = 1 - share[:, 0]
+    expected = lam[:, None] * b["targets"] + (1 - lam[:, None]) * p["targets"]
+    assert torch.allclose(mixed["targets"], expected, atol=1e-6)
+
+
+def test_a_training_step_mixes_with_the_partner_the_data_module_serves(tmp_path):
+    system = system_for("baseline", tmp_path, "augment={mixup_alpha: 0.3}")
+    b, p = batch(n=4), batch(n=4)
+    seen = {}
+
+    def losses(mixed):
+        seen["batch"] = mixed
+        return {"loss": torch.tensor(0.0)}
+
+    system.losses, system.log = losses, lambda *a, **k: None
+    system.training_step(dict(b, partner=p), 0)
+    mixed = seen["batch"]
+    assert "partner" not in mixed
+    lam = ((mixed["logmel"] - p["logmel"]) / (b["logmel"] - p["logmel"])).flatten(1).median(dim=1).values
+    assert (lam >= 0.5 - 1e-4).all() and (lam <= 1 + 1e-4).all()  # the partner's values, folded weights
+
+
+def test_partners_from_the_training_set_cannot_stream(tmp_path):
+    with pytest.raises(ConfigError, match=r"augment.mixup_partner: training_set .*data.stream"):
+        load_config("synth/baseline", ["augment={mixup_alpha: 0.3}", "data.stream=/tmp/shards"], workdir=tmp_path)
+    config = load_config("synth/baseline", ["augment={mixup_alpha: 0.3, mixup_partner: batch}"], workdir=tmp_path)
+    assert config.augmentation.mixup_partner == "batch"
+
+
 def test_spec_augment_masks_bands_within_limits():
     torch.manual_seed(2)
     x = torch.ones(16, 96, 300)
@@ -157,7 +198,8 @@ def test_jitter_computes_logmel_per_batch_from_waveforms(tmp_path):
     }
     a = system.with_logmel(wave, train=True)["logmel"]
     b = system.with_logmel(wave, train=True)["logmel"]
-    assert a.shape == (4, 96, 101) and not torch.allclose(a, b)  # a new filterbank range each batch
+    # 100 frames: the authors' pre-emphasis (synth's front end) is a valid convolution, one sample shorter
+    assert a.shape == (4, 96, 100) and not torch.allclose(a, b)  # a new filterbank range each clip
     e1, e2 = system.with_logmel(wave, train=False)["logmel"], system.with_logmel(wave, train=False)["logmel"]
     assert torch.equal(e1, e2)  # evaluation uses the configured range
 
@@ -177,6 +219,7 @@ def test_the_monitored_validation_loss_is_the_one_asked_for(monitored, tmp_path)
 
 
 def test_the_paper_recipes_monitor_the_total_loss(tmp_path):
-    for name in ("openmic/east_final-passt", "magnatagatune/east_final-passt", "openmic/baseline"):
+    recipes = ("openmic/east_final-passt", "magnatagatune/east_final-passt", "openmic/baseline", "synth/east_kd")
+    for name in (*recipes, "folder/east_final-musicnn"):
         assert load_config(name, workdir=tmp_path).trainer.validation_loss == "total"
-    assert load_config("synth/east_final", workdir=tmp_path).trainer.validation_loss == "prediction"
+    assert TrainerSection().validation_loss == "prediction"  # a config that does not say
