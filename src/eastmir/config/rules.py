@@ -253,6 +253,12 @@ def _combinations(config: RunConfig) -> list[str]:
         refusal = TEACHERS.get(config.teacher.name).refuses(config.data.dataset, config.teacher.options)
         if refusal:
             problems.append(f"teacher: {refusal}")
+    aug = config.augmentation
+    if aug.mixup_alpha > 0 and aug.mixup_partner == "training_set" and config.data.stream:
+        problems.append(
+            "augment.mixup_partner: training_set reads each partner by index, which streamed shards (data.stream) "
+            "cannot; set augment.mixup_partner: batch"
+        )
     if config.augmentation.jitters and student.input_key != "logmel":
         problems.append(f"augment.fmin_jitter/fmax_jitter jitter a log-mel front end, which {name} does not read")
     return problems

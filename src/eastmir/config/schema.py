@@ -166,6 +166,9 @@ class AugmentSection(Section):
     # eastmir: eastmir before 2026-11-30 (unfolded weights, masks at 0 after mixing, one ± jitter per batch)
     style: Literal["authors", "eastmir"] = "authors"
     mixup_alpha: NonNegativeFloat = 0.0
+    # training_set (the authors'): each clip's partner is drawn from the whole training split, a fresh draw per
+    # clip and epoch; batch: a shuffled copy of the same batch (eastmir before 2026-11-30)
+    mixup_partner: Literal["training_set", "batch"] = "training_set"
     spec_augment: SpecAugmentSection | None = None
     fmin_jitter: NonNegativeFloat = 0.0  # Hz
     fmax_jitter: NonNegativeFloat = 0.0  # Hz

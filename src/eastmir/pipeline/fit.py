@@ -136,7 +136,9 @@ def _data_module(module: type, data: RunData, config: RunConfig) -> Any:
     settings = {"batch_size": config.data.batch_size, "num_workers": config.data.num_workers, "seed": config.seed}
     if data.stream:
         return module.streamed(*data.stream, *lengths, **settings)
-    return module(data.records, *lengths, **settings)
+    aug = config.augmentation
+    partners = aug.mixup_alpha > 0 and aug.mixup_partner == "training_set"
+    return module(data.records, *lengths, **settings, mixup_partners=partners)
 
 
 def _separate_parts(config: RunConfig, data: RunData) -> list[int] | None:

@@ -1,9 +1,11 @@
 """Training-time augmentation on batches (REFERENCE.md §3, OpenMIC recipe).
 
 - :func:`mixup`: one Beta(α, α) weight per sample; inputs, teacher
-  embeddings and label vectors are mixed linearly with a shuffled copy of
-  the batch; the label mask is the union (a label is known when either
-  source's is), as the authors did.
+  embeddings and label vectors are mixed linearly with a partner: a clip
+  drawn from the whole training split (``augment.mixup_partner:
+  training_set``, the authors'; the data module serves it) or a shuffled
+  copy of the batch (``batch``); the label mask is the union (a label is
+  known when either source's is), as the authors did.
 - :func:`spec_augment`: one frequency mask (width ≤ ``freq``) and one time
   mask (width ≤ ``time``) per sample, set to zero.
 - :func:`jittered_range`: a random mel-filterbank range, ``fmin ± fmin_jitter``
@@ -15,6 +17,7 @@ YAML::
 
     augment:
       mixup_alpha: 0.3
+      mixup_partner: training_set   # or batch
       spec_augment: {freq: 48, time: 192}
       fmin_jitter: 20        # Hz
       fmax_jitter: 2000      # Hz
@@ -26,10 +29,15 @@ import torch
 
 
 def mixup(
-    batch: dict[str, torch.Tensor], alpha: float, generator: torch.Generator | None = None, fold: bool = False
+    batch: dict[str, torch.Tensor],
+    alpha: float,
+    generator: torch.Generator | None = None,
+    fold: bool = False,
+    partner: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Mix every float tensor of ``batch`` with a permutation of itself; ``mask`` → union; other entries
-    (integer tensors, the list of clip ids) pass through unchanged. ``fold``: each weight λ replaced by
+    """Mix every float tensor of ``batch`` with its partner's: ``partner`` (a batch of the same shapes, one
+    partner per clip), else a permutation of ``batch`` itself; ``mask`` → union; other entries (integer
+    tensors, the list of clip ids) are ``batch``'s, unchanged. ``fold``: each weight λ replaced by
     max(λ, 1 − λ), so every clip stays the larger part of its mix (the authors')."""
     n = batch["targets"].shape[0]
     device = batch["targets"].device
@@ -37,14 +45,16 @@ def mixup(
     lam = beta.sample((n,)).to(device)
     if fold:
         lam = torch.maximum(lam, 1 - lam)
-    perm = torch.randperm(n, device=device, generator=generator)
+    if partner is None:
+        perm = torch.randperm(n, device=device, generator=generator)
+        partner = {k: v[perm] if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
     out = {}
     for key, value in batch.items():
         if key == "mask":
-            out[key] = value | value[perm]
+            out[key] = value | partner[key]
         elif isinstance(value, torch.Tensor) and value.is_floating_point():
             shape = (n,) + (1,) * (value.ndim - 1)
-            out[key] = value[perm].lerp_(value, lam.view(shape).to(value.dtype))  # w·x + (1 − w)·x[perm], one copy
+            out[key] = torch.lerp(partner[key], value, lam.view(shape).to(value.dtype))  # w·x + (1 − w)·partner
         else:
             out[key] = value
     return out

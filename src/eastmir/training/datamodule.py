@@ -23,6 +23,11 @@ process would see):
   every ``W``-th clip of the epoch's permutation in batches of
   ``batch_size / W``, so the clips of step ``k`` over all ranks are exactly
   the ``k``-th batch of one process: ``batch_size`` is the global batch.
+- with ``mixup_partners`` the training sampler yields ``(clip, partner)``
+  pairs: each clip's mixup partner drawn from the whole training split, by
+  a generator seeded with ``(seed, epoch, clip)`` (the same pairs with any
+  number of processes), and each item carries its partner's item under
+  ``partner`` (the authors' mixup: their dataset draws a random second clip).
 - ``valid`` / ``test``: in order; with several processes each rank takes
   every ``W``-th clip, never padded with repeats (a repeated clip would
   change mAP), and the metrics gather all of them (torchmetrics).
@@ -63,7 +68,10 @@ class ClipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
+    def __getitem__(self, i: int | tuple[int, int]) -> dict[str, Any]:
+        """Clip ``i``'s item; for a pair ``(i, j)`` (:class:`WithPartners`), ``i``'s with ``j``'s under ``partner``."""
+        if isinstance(i, tuple):
+            return dict(self[i[0]], partner=self[i[1]])
         r = self.records[i]
         item: dict[str, Any] = {
             "clip_id": r.clip_id,
@@ -134,9 +142,12 @@ class ClipDataModule(L.LightningDataModule):
         batch_size: int = 16,
         num_workers: int = 0,
         seed: int = 0,
+        mixup_partners: bool = False,
     ) -> None:
-        """``batch_size``: the global batch (over all processes); ``seed``: the training shuffle's."""
+        """``batch_size``: the global batch (over all processes); ``seed``: the training shuffle's;
+        ``mixup_partners``: training items carry a partner drawn from the whole training split."""
         super().__init__()
+        self.mixup_partners = mixup_partners
         self.datasets: dict[str, Dataset] = {
             name: ClipDataset(records, input_key, input_length, input_pad, embedding_frames)
             for name, records in splits.items()
@@ -159,7 +170,7 @@ class ClipDataModule(L.LightningDataModule):
         seed: int = 0,
     ) -> ClipDataModule:
         """Splits streamed from packed shards (``data.stream``); training shuffles shards and a 1000-sample buffer."""
-        module = cls({}, input_key, batch_size=batch_size, num_workers=num_workers, seed=seed)
+        module = cls({}, input_key, batch_size=batch_size, num_workers=num_workers, seed=seed)  # no partners
         module.datasets = {
             split: StreamedClips(
                 url,
@@ -203,7 +214,7 @@ class ClipDataModule(L.LightningDataModule):
         elif shuffle:
             batch_size //= self._divides(world)
             # drop_last: a tail that does not divide over the processes is left out (none with one process)
-            sampler = DistributedSampler(
+            sampler = (WithPartners if self.mixup_partners else DistributedSampler)(
                 dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.seed, drop_last=True
             )
         elif world > 1:
@@ -229,6 +240,17 @@ class ClipDataModule(L.LightningDataModule):
     def full_loader(self, name: str) -> DataLoader:
         """Every clip of split ``name`` in order, on every process (for per-clip outputs)."""
         return self._loader(name, False, sharded=False)
+
+
+class WithPartners(DistributedSampler):
+    """The training sampler's clips, each as ``(clip, partner)``: the partner drawn uniformly from the whole
+    training split by a generator seeded with ``(seed, epoch, clip)``, so the pairs do not depend on the number
+    of processes and a resumed epoch draws the same ones."""
+
+    def __iter__(self):
+        n = len(self.dataset)
+        for i in super().__iter__():
+            yield i, int(np.random.default_rng((self.seed, self.epoch, i)).integers(n))
 
 
 class EveryNth(Sampler[int]):

@@ -351,14 +351,18 @@ class EastSystem(L.LightningModule):
         return terms
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        partner = batch.pop("partner", None)  # a clip from the whole training split per clip (the data module's)
         batch = self.with_logmel(batch, train=True)
+        if partner is not None:
+            partner = self.with_logmel(partner, train=True)
         if self.authors_augment:  # per clip, SpecAugment first (masks at log 0), then mixing with folded weights
             batch = self._spec_augment(batch)
             if self.mixup_alpha > 0:
-                batch = mixup(batch, self.mixup_alpha, fold=True)
+                partner = self._spec_augment(partner) if partner is not None else None
+                batch = mixup(batch, self.mixup_alpha, fold=True, partner=partner)
         else:
             if self.mixup_alpha > 0:
-                batch = mixup(batch, self.mixup_alpha)
+                batch = mixup(batch, self.mixup_alpha, partner=partner)
             batch = self._spec_augment(batch)
         terms = self.losses(batch)
         if not torch.isfinite(terms["loss"]):
