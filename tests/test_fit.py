@@ -19,6 +19,8 @@ def test_fit_smoke_each_demo_system(name, small_synth, small_synth_embeddings, s
     assert set(metrics["test"]) == {"mAP", "roc_auc", "f1"}
     assert all(0.0 <= v <= 1.0 for v in metrics["test"].values())
     assert metrics["n_clips"]["train"] == len(small_synth.split("train"))
+    defined = [ap for ap in metrics["test_per_class_ap"].values() if ap is not None]
+    assert np.mean(defined) == pytest.approx(metrics["test"]["mAP"], abs=2e-6)  # the test split's, kept by test
     assert (run_dir / "config.yaml").exists() and (run_dir / "checkpoints" / "last.ckpt").exists()
     assert any(p.name.startswith("best-") and "mAP" in p.name for p in (run_dir / "checkpoints").iterdir())
     if name == "east_final":

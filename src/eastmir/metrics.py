@@ -91,9 +91,13 @@ class MaskedMultilabelMetrics(Metric):
 
     full_state_update = False
 
-    def __init__(self, threshold: float = F1_THRESHOLD) -> None:
+    def __init__(self, threshold: float = F1_THRESHOLD, keep_per_class: bool = False) -> None:
+        """``keep_per_class``: :meth:`compute` also keeps each class's AP in ``per_class_ap`` (the test split's,
+        for the report's bars, without a second pass over the clips)."""
         super().__init__()
         self.threshold = threshold
+        self.keep_per_class = keep_per_class
+        self.per_class_ap: list[float | None] | None = None
         self.add_state("probs", default=[], dist_reduce_fx="cat")
         self.add_state("targets", default=[], dist_reduce_fx="cat")
         self.add_state("mask", default=[], dist_reduce_fx="cat")
@@ -107,7 +111,11 @@ class MaskedMultilabelMetrics(Metric):
         def cat(x):
             return torch.cat(x) if isinstance(x, list) else x
 
-        return masked_metrics(cat(self.probs), cat(self.targets), cat(self.mask), self.threshold)
+        probs, targets, mask = cat(self.probs), cat(self.targets), cat(self.mask)  # every process's clips
+        if self.keep_per_class:
+            arrays = (t.cpu().numpy() for t in (probs, targets, mask))
+            self.per_class_ap = per_class_average_precision(*arrays)
+        return masked_metrics(probs, targets, mask, self.threshold)
 
 
 class SingleLabelMetrics(Metric):

@@ -10,7 +10,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from eastmir.metrics import choose_thresholds, per_class_average_precision
+from eastmir.metrics import choose_thresholds
 from eastmir.training.checkpoints import read_checkpoint
 from eastmir.training.datamodule import ClipDataModule
 from eastmir.training.system import EastSystem
@@ -28,7 +28,7 @@ def evaluate(trainer: L.Trainer, system: EastSystem, dm: ClipDataModule, best_pa
         "test": {k.removeprefix("test_"): float(v) for k, v in test.items()},
         f"best_{system.monitor}": best_score(read_checkpoint(best_path)),
         "thresholds": validation_thresholds(system, dm) if multilabel else None,
-        "test_per_class_ap": per_class_test_ap(system, dm) if multilabel else None,
+        "test_per_class_ap": per_class_test_ap(system) if multilabel else None,
     }
 
 
@@ -60,9 +60,12 @@ def validation_thresholds(system: EastSystem, dm: ClipDataModule) -> dict[str, f
     return {c: round(float(t), 6) for c, t in zip(system.classes, chosen)}
 
 
-def per_class_test_ap(system: EastSystem, dm: ClipDataModule) -> dict[str, float | None]:
-    """Each class's test average precision (``None`` without a labelled positive), for the report's bars."""
-    aps = per_class_average_precision(*predictions(system, dm.full_loader("test")))
+def per_class_test_ap(system: EastSystem) -> dict[str, float | None]:
+    """Each class's test average precision (``None`` without a labelled positive), for the report's bars: kept
+    by the test metrics of the ``trainer.test`` just run (the test split is read once)."""
+    aps = system.test_metrics.per_class_ap
+    if aps is None:
+        raise RuntimeError("per_class_test_ap: run trainer.test first (the test metrics keep the per-class AP)")
     return {c: None if ap is None else round(ap, 6) for c, ap in zip(system.classes, aps)}
 
 

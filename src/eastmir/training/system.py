@@ -177,10 +177,12 @@ class EastSystem(L.LightningModule):
         if self.input_key == "waveform" and self.student.input_key == "logmel":
             self.frontend = LogMelFrontend(config.frontend)
 
-        def metrics():
-            return MaskedMultilabelMetrics() if self.task == "multilabel" else SingleLabelMetrics(num_classes)
+        def metrics(test: bool = False):
+            if self.task == "multilabel":
+                return MaskedMultilabelMetrics(keep_per_class=test)
+            return SingleLabelMetrics(num_classes)
 
-        self.val_metrics, self.test_metrics = metrics(), metrics()
+        self.val_metrics, self.test_metrics = metrics(), metrics(test=True)
         self.validation_loss = config.trainer.validation_loss  # what val_loss (LR plateau, early stop) is
         self.val_loss = MeanMetric()  # weighted by clips, gathered over processes
 
