@@ -172,3 +172,14 @@ def test_relative_paths_are_made_absolute_once(tmp_path, monkeypatch):
     cfg = load_config("synth/baseline", ["data.root=some/data"], workdir="work")
     assert cfg.data.root == f"{tmp_path}/some/data" and cfg.workdir == f"{tmp_path}/work"
     assert cfg.cache_dir == f"{tmp_path}/work/cache"
+
+
+def test_a_saved_teacher_section_is_labelled_as_a_validated_one():
+    from eastmir.config import TeacherSection, teacher_label
+
+    ensemble = {"name": "ensemble", "members": [{"name": "musicnn"}, {"name": "precomputed", "id": "mine"}]}
+    assert teacher_label(ensemble) == "musicnn+mine"
+    assert teacher_label({"name": "precomputed", "id": "mine", "path": "x"}) == "mine"
+    assert teacher_label({"name": "aisfx"}) == "aisfx" and teacher_label(None) is None
+    assert TeacherSection.model_validate(ensemble).label == teacher_label(ensemble)
+    assert teacher_label({"name": "a_teacher_no_longer_registered"}) == "a_teacher_no_longer_registered"

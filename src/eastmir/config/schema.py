@@ -106,17 +106,14 @@ class TeacherSection(ComponentSection):
     def label(self) -> str:
         """How tables name the teacher: its ``id`` (precomputed files), its name, or an ensemble's members
         joined by ``+``."""
-        return teacher_label(self.model_dump(mode="json")) or self.name
+        if self.name in TEACHERS and self.is_ensemble:
+            return "+".join(member.label for member in self.members)
+        return str(self.options.get("id") or self.name)
 
 
 def teacher_label(section: dict | None) -> str | None:
-    """:attr:`TeacherSection.label` of a plain ``teacher:`` mapping (a saved config's)."""
-    if not section:
-        return None
-    name = section.get("name")
-    if name in TEACHERS and getattr(TEACHERS.get(name), "is_ensemble", False):
-        return "+".join(str(teacher_label(m)) for m in section.get("members") or [])
-    return section.get("id") or section.get("name")
+    """:attr:`TeacherSection.label` of a plain ``teacher:`` mapping (a saved config's); ``None`` without one."""
+    return TeacherSection.model_validate(section).label if section else None
 
 
 class FeatureSection(ComponentSection):
