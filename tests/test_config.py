@@ -183,3 +183,10 @@ def test_a_saved_teacher_section_is_labelled_as_a_validated_one():
     assert teacher_label({"name": "aisfx"}) == "aisfx" and teacher_label(None) is None
     assert TeacherSection.model_validate(ensemble).label == teacher_label(ensemble)
     assert teacher_label({"name": "a_teacher_no_longer_registered"}) == "a_teacher_no_longer_registered"
+
+
+def test_only_a_student_that_added_an_option_brings_it_to_the_fingerprint_check(tmp_path):
+    mobile = load_config("synth/baseline", workdir=tmp_path).added_keys
+    cp_resnet = load_config("openmic/baseline", workdir=tmp_path).added_keys
+    assert mobile["student.dropout_at"] == "head" and "student.dropout_at" not in cp_resnet
+    assert mobile["scheduler.name"] == cp_resnet["scheduler.name"] == "plateau"

@@ -147,19 +147,21 @@ def test_a_run_saved_by_an_earlier_release_still_loads(name, data_dir, tmp_path)
     assert run.config.config_version == CONFIG_VERSION and run.classes[:2] == ["accordion", "banjo"]
     copy = tmp_path / name
     shutil.copytree(saved, copy)
-    from eastmir.config import ADDED_KEYS
     from eastmir.errors import RunError
     from eastmir.rundir import RunDirectory
 
     config = run.config
     if config.feature:  # its time alignment is now by frame periods: resuming would change what it computes
         with pytest.raises(RunError, match=r"distillation\.feature\.align: <unset> → periods"):
-            RunDirectory(copy).check_fingerprint(config.to_dict(), added=ADDED_KEYS)
+            RunDirectory(copy).check_fingerprint(config.to_dict(), added=config.added_keys)
         config = config.changed({"distillation": {"feature": {"align": "ceil"}}})  # the alignment it had
     # the same settings (keys added since at the values that do what the run did): a rerun continues it
-    RunDirectory(copy).check_fingerprint(config.to_dict(), added=ADDED_KEYS)
+    RunDirectory(copy).check_fingerprint(config.to_dict(), added=config.added_keys)
     with pytest.raises(RunError, match="seed: 0 → 5"):
-        RunDirectory(copy).check_fingerprint(config.changed({"seed": 5}).to_dict(), added=ADDED_KEYS)
+        RunDirectory(copy).check_fingerprint(config.changed({"seed": 5}).to_dict(), added=config.added_keys)
+    stages = config.changed({"student": {"dropout_at": "stages"}})  # Mobile FCN's added option, at another value
+    with pytest.raises(RunError, match=r"student\.dropout_at: <unset> → stages"):
+        RunDirectory(copy).check_fingerprint(stages.to_dict(), added=stages.added_keys)
     with pytest.raises(RunError, match=r"scheduler\.name: <unset> → plateau"):  # without them it would refuse
         RunDirectory(copy).check_fingerprint(config.to_dict())
     assert load_student(copy).predict(np.zeros(32000, np.float32), 16000).probabilities.shape == (17,)

@@ -37,7 +37,7 @@ from pydantic import (
 )
 
 from eastmir.audio import FrontendConfig
-from eastmir.config.versions import CONFIG_VERSION
+from eastmir.config.versions import ADDED_KEYS, CONFIG_VERSION
 from eastmir.registry import STUDENTS, TEACHERS
 
 
@@ -274,6 +274,14 @@ class RunConfig(Section):
     def task_kind(self) -> str:
         """``multilabel`` or ``single_label``: the task once the dataset filled it in, else multilabel."""
         return self.task or "multilabel"
+
+    @property
+    def added_keys(self) -> dict[str, Any]:
+        """Keys added since runs were saved, with the value that does what those runs did: the schema's
+        (:data:`~eastmir.config.versions.ADDED_KEYS`) and this run's student's own
+        (``Student.added_options``), for the fingerprint check of a run started before them."""
+        student = getattr(self.student.capabilities, "added_options", {})
+        return {**ADDED_KEYS, **{f"student.{k}": v for k, v in student.items()}}
 
     @property
     def system_label(self) -> str:

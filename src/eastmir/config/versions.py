@@ -19,14 +19,14 @@ CONFIG_VERSION = 3
 #    augment.style and augment.mixup_partner (likewise: runs before resume only with eastmir and batch)
 
 # Keys added after version 1, with the value that does what a run saved without them did: a run started
-# before a key existed resumes under it (the fingerprint check takes the missing key as this value).
+# before a key existed resumes under it (the fingerprint check takes the missing key as this value). A
+# component's own added options are its class's (Student.added_options): RunConfig.added_keys joins them.
 ADDED_KEYS: dict[str, Any] = {
     "scheduler.name": "plateau",
     "trainer.validation_loss": "prediction",
     "distillation.feature.align": "ceil",  # what a run saved before did; its default is now periods
     "augment.style": "eastmir",  # likewise; its default is now the authors' augmentation
     "augment.mixup_partner": "batch",  # likewise; its default is now a partner from the whole training set
-    "student.dropout_at": "head",  # Mobile FCN's single dropout of before (component options appear when set)
     **{f"frontend.{k}": v for k, v in ADDED_DEFAULTS.items()},  # the authors' front end is a choice since 3
 }
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from eastmir.config import ADDED_KEYS, RunConfig
+from eastmir.config import RunConfig
 from eastmir.data.store import remove_stale_parts
 from eastmir.errors import ConfigError, TrainingError
 from eastmir.filelock import first_process
@@ -40,7 +40,7 @@ def fit(
     with run.lock():
         if overwrite:
             _empty(run)
-        run.check_fingerprint(config.to_dict(), added=ADDED_KEYS)
+        run.check_fingerprint(config.to_dict(), added=config.added_keys)
         if run.finished:
             print(f"{run.path}: already finished (metrics.json); pass --overwrite to retrain")
             return run.path
@@ -76,7 +76,7 @@ def _fit(config: RunConfig, run: RunDirectory, progress: bool, callbacks: Sequen
     config = config.changed({"task": data.task})
     if first_process():
         digest = data.fingerprint()
-        run.check_fingerprint(config.to_dict(), digest, ADDED_KEYS)
+        run.check_fingerprint(config.to_dict(), digest, config.added_keys)
         run.write_fingerprint(config.to_dict(), digest)
         run.write_config(config.to_dict())
     seed_run(config.seed)

@@ -58,6 +58,9 @@ class Student(nn.Module):
     # {1}, {2} … are the regex's groups as numbers minus one (their layers count from 1, ours from 0); a
     # replacement may also be a function of the match
     authors_keys: ClassVar[tuple[Rename, ...]] = ()
+    # options added after runs were saved without them, with the value that does what those runs did: a run
+    # started before resumes under the new option at this value (eastmir.rundir's fingerprint check)
+    added_options: ClassVar[dict[str, Any]] = {}
 
     def stage_seconds(self, frontend: FrontendConfig) -> tuple[float, ...]:
         """Each stage's frame period in seconds, for a log-mel student ``stage_hops × frontend hop``."""

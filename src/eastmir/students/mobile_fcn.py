@@ -76,6 +76,7 @@ class MobileFCN(Student):
         (r"layer(\d+)\.bn2\.", "blocks.{1}.4."),
         (r"dense\.", "head."),
     )
+    added_options: ClassVar[dict[str, Any]] = {"dropout_at": "head"}  # its one dropout before 2026-11-30
     STAGE_AFTER = (3, 5, 7)  # block indices (0-based) whose outputs are stages
 
     separable = True
