@@ -156,6 +156,7 @@ def test_report_writes_tables_figures_and_a_page_chromium_renders(toy_runs, tmp_
     written = write_report(studied, tmp_path / "report", "toy study")
     md = written["markdown"].read_text()
     assert "## Test mAP, 50% of the training data" in md and "| EAsT_Final |" in md
+    assert "## Paired differences against the Baseline (test mAP, same seed and data)" in md
     assert "\\begin{tabular}" in written["latex"].read_text() and "\\toprule" in written["latex"].read_text()
     assert written["csv"].read_text().splitlines()[0].startswith("system,teacher,train_fraction,seeds,mAP_mean")
     for kind in ("bars", "fractions", "per_class", "curves"):
@@ -257,3 +258,28 @@ def test_tables_name_the_runs_and_the_seeds_and_show_no_spread_for_one_seed(tmp_
         [{"name": "demo-baseline", "system": "Baseline", "student": "mobile_fcn", "test": {"mAP": 0.6}}]
     )
     assert table.splitlines()[0].endswith("| Run |") and table.splitlines()[2].endswith("| `demo-baseline` |")
+
+
+def test_paired_differences_subtract_the_baseline_of_the_same_seed_and_data():
+    from eastmir.reporting.grid import NO_TEACHER, RunRecord
+    from eastmir.reporting.paired import paired_differences, paired_markdown
+
+    def record(system, teacher, fraction, seed, value):
+        test = {"mAP": value}
+        return RunRecord(Path(f"r-{system}-{seed}"), system, "mobile_fcn", teacher, fraction, seed, test, None, None)
+
+    base = {0: 0.50, 1: 0.60, 2: 0.40}  # seed 1 lucky, seed 2 not: the means' spread hides the pairs
+    east = {0: 0.52, 1: 0.61, 2: 0.43}
+    rows = [record("Baseline", NO_TEACHER, 1.0, s, v) for s, v in base.items()]
+    rows += [record("EAsT_Final", "aisfx", 1.0, s, v) for s, v in east.items()]
+    rows += [record("Baseline", NO_TEACHER, 0.5, 0, 0.30), record("EAsT_Final", "aisfx", 0.5, 0, 0.29)]
+    rows += [record("EAsT_Final", "aisfx", 0.5, 1, 0.9)]  # no Baseline of seed 1 at 50 %: left out
+    pairs = {p.fraction: p for p in paired_differences(rows)}
+    full = pairs[1.0]
+    assert full.differences == pytest.approx({0: 0.02, 1: 0.01, 2: 0.03}) and full.above == 3
+    assert full.mean_std == pytest.approx((0.02, 0.01))
+    assert pairs[0.5].differences == pytest.approx({0: -0.01}) and pairs[0.5].above == 0
+    table = paired_markdown(list(pairs.values()))
+    assert "| EAsT_Final | aisfx | 100% | 3 | +0.020 ± 0.010 | 0: +0.020, 1: +0.010, 2: +0.030 | 3 of 3 |" in table
+    assert "| EAsT_Final | aisfx | 50% | 1 | −0.010 (1 seed) | 0: −0.010 | 0 of 1 |" in table
+    assert paired_differences([r for r in rows if r.system != "Baseline"]) == []  # nothing to pair with

@@ -1,7 +1,8 @@
 """``eastmir report RUNS… --out DIR``: tables and figures a person would rather read than JSON.
 
 Writes into ``DIR``: ``report.md`` (a grid per metric and data fraction,
-mean ± std over seeds, best per teacher in bold, then one line per run),
+mean ± std over seeds, best per teacher in bold; then each system's paired
+differences against the Baseline, seed by seed: :mod:`eastmir.reporting.paired`),
 ``report.csv``, ``report.tex`` (booktabs), ``figures/*.png`` and
 ``report.html``: one self-contained page (figures inlined as data URIs, no
 script, no outside resource) to open in any browser or mail to a colleague.
@@ -18,6 +19,7 @@ from eastmir.errors import RunError
 from eastmir.fetch import atomic_write
 from eastmir.reporting import figures
 from eastmir.reporting.grid import TITLES, cells, grid_csv, grid_latex, grid_markdown, load_rows, metrics_of
+from eastmir.reporting.paired import paired_differences, paired_markdown
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
@@ -68,6 +70,10 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "
             sections.append((heading, grid_markdown(subset, metric)))
             latex.append(grid_latex(subset, metric, caption=heading))
     primary = metrics[0]
+    pairs = paired_differences(rows, primary)
+    if pairs:
+        heading = f"Paired differences against the Baseline (test {TITLES[primary]}, same seed and data)"
+        sections.append((heading, paired_markdown(pairs, primary)))
     written: dict[str, Path] = {}
     made = {
         "bars": figures.bars(cs, primary, out / "figures" / "bars.png"),

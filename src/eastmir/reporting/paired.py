@@ -1,0 +1,83 @@
+"""Paired differences against the Baseline: each seed's run of a system minus the Baseline run of the same
+seed and data fraction.
+
+A seed fixes a run's training subset, shuffle, initialisation and random
+draws (``eastmir experiment limited-data``), so a system and the Baseline of
+one seed share that seed's luck, and their difference is a cleaner measure
+than two means whose spreads overlap. :func:`paired_differences` pairs the
+runs; :func:`paired_markdown` lays them out, one row per system, teacher and
+data fraction: the mean ± std of the differences, each seed's, and on how
+many seeds the system is above the Baseline.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from eastmir.reporting.grid import NO_TEACHER, TITLES, RunRecord, mean_std
+
+BASELINE = "Baseline"
+
+
+@dataclass
+class Paired:
+    """One system × teacher × data fraction: ``differences`` maps a seed to the system's metric minus the
+    Baseline's on that seed."""
+
+    system: str
+    teacher: str
+    fraction: float
+    differences: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def above(self) -> int:
+        """On how many seeds the system scored above the Baseline."""
+        return sum(d > 0 for d in self.differences.values())
+
+    @property
+    def mean_std(self) -> tuple[float, float]:
+        return mean_std(list(self.differences.values()))
+
+
+def paired_differences(rows: Sequence[RunRecord], metric: str = "mAP") -> list[Paired]:
+    """Every system with a teacher (TeacherLR too) against the Baseline (the system named ``Baseline``, else
+    the only system without a teacher), seed by seed; a seed without a Baseline run is left out. Empty when
+    there is no Baseline."""
+    plain = {r.system for r in rows if r.teacher == NO_TEACHER}
+    baseline = BASELINE if BASELINE in plain else next(iter(plain)) if len(plain) == 1 else None
+    if baseline is None:
+        return []
+    reference = {(r.fraction, r.seed): r.test[metric] for r in rows if r.system == baseline and r.teacher == NO_TEACHER}
+    out: dict[tuple, Paired] = {}
+    for r in rows:
+        if r.system == baseline and r.teacher == NO_TEACHER:
+            continue
+        base = reference.get((r.fraction, r.seed))
+        value = r.test.get(metric)
+        if base is None or value is None or math.isnan(value) or math.isnan(base):
+            continue
+        key = (r.system, r.teacher, r.fraction)
+        out.setdefault(key, Paired(*key)).differences[r.seed] = value - base
+    return list(out.values())
+
+
+def _signed(value: float) -> str:
+    return f"{value:+.3f}".replace("-", "−")
+
+
+def paired_markdown(pairs: Sequence[Paired], metric: str = "mAP") -> str:
+    """One row per system, teacher and data fraction: Δ mean ± std, each seed's Δ, seeds above Baseline."""
+    title = TITLES.get(metric, metric)
+    lines = [
+        f"| system | teacher | data | seeds | Δ test {title} vs Baseline, mean ± std | per seed | above Baseline |",
+        "|---|---|---:|---:|---:|---|---:|",
+    ]
+    for p in sorted(pairs, key=lambda p: (-p.fraction, p.teacher, p.system)):
+        n = len(p.differences)
+        mean, std = p.mean_std
+        spread = f"{_signed(mean)} ± {std:.3f}" if n > 1 else f"{_signed(mean)} (1 seed)"
+        seeds = ", ".join(f"{s}: {_signed(d)}" for s, d in sorted(p.differences.items()))
+        lines.append(f"| {p.system} | {p.teacher} | {p.fraction:.0%} | {n} | {spread} | {seeds} | {p.above} of {n} |")
+    return "\n".join(lines)
