@@ -33,40 +33,66 @@ def test_debug_shows_the_traceback(tmp_path):
         main(["--debug", "data", "prepare", "synthh", "--root", str(tmp_path)])
 
 
+def demo_tables(out: str) -> dict[str, list[list[str]]]:
+    """The demo's printed Markdown tables by the heading above them, each row as its cells."""
+    tables: dict[str, list[list[str]]] = {}
+    heading = ""
+    for line in out.splitlines():
+        if line.startswith("## "):
+            heading = line[3:]
+        elif line.startswith("| ") and not line.startswith("|---"):
+            tables.setdefault(heading, []).append([c.strip() for c in line.strip().strip("|").split("|")])
+    return tables
+
+
 def test_demo_end_to_end_tiny(tmp_path, capsys):
-    """The demo's whole path on a tiny set: render, extract, train three systems, table."""
-    assert main(["demo", "--workdir", str(tmp_path), "--no-progress", *TINY_DEMO]) == 0
-    out = capsys.readouterr().out
-    table = [line for line in out.splitlines() if line.startswith("| ")]
-    assert [row.split("|")[1].strip() for row in table] == ["System", "Baseline", "TeacherLR", "EAsT_Final"]
-    written = (tmp_path / "runs" / "demo_results.md").read_text()
-    assert "EAsT_Final" in written and (tmp_path / "runs" / "demo_results.csv").exists()
-    for cell in table[1].split("|")[4:7]:
-        assert 0.0 <= float(cell) <= 1.0
+    """The demo's whole path on a tiny set: render, extract, train three systems on two seeds, tables."""
+    assert main(["demo", "--workdir", str(tmp_path), "--no-progress", "--seeds", "0", "1", *TINY_DEMO]) == 0
+    tables = demo_tables(capsys.readouterr().out)
+    summary = tables["Test split, mean ± std over 2 seeds"]
+    assert [row[0] for row in summary] == ["System", "Baseline", "TeacherLR", "EAsT_Final (unbiased)"]
+    assert all(row[2:4] == ["50%", "2"] for row in summary[1:])
+    runs = tmp_path / "runs"
+
+    def test_map(name):
+        return json.loads((runs / name / "metrics.json").read_text())["test"]["mAP"]
+
+    paired = {row[0]: row for row in tables["Against the Baseline of the same seed"][1:]}
+    east = paired["EAsT_Final (unbiased)"]
+    differences = [
+        test_map(f"east_final_unbiased-musicnn-frac0.5-seed{s}") - test_map(f"baseline-frac0.5-seed{s}") for s in (0, 1)
+    ]
+    assert east[5] == ", ".join(f"{s}: {d:+.3f}".replace("-", "−") for s, d in enumerate(differences))
+    assert east[6] == f"{sum(d > 0 for d in differences)} of 2" and "TeacherLR" in paired
+    assert len(tables["Every run"]) == 1 + 6
+    written = (runs / "demo_results.md").read_text()
+    assert "EAsT_Final (unbiased)" in written and (runs / "demo_results.csv").exists()
     assert len(json.loads((tmp_path / "data" / "synth" / "manifest.json").read_text())["clips"]) == 40
 
 
 def test_demo_runs_any_system_by_name_and_its_prerequisites(tmp_path, capsys):
     args = ["demo", "--workdir", str(tmp_path), "--no-progress", "--systems", "east_kd", "east_dc_linear", *TINY_DEMO]
-    assert main([*args, "--teacher", "aisfx"]) == 0
-    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
-    assert [row.split("|")[1].strip() for row in table] == ["System", "EAsT_KD", "EAsT_DC + Linear"]
-    assert (tmp_path / "runs" / "teacher_lr" / "metrics.json").exists()  # KD's TeacherLR head was trained first
+    assert main([*args, "--teacher", "aisfx", "--seeds", "3", "--fraction", "1"]) == 0
+    tables = demo_tables(capsys.readouterr().out)
+    summary = tables["Test split, mean ± std over 1 seed"]
+    assert [row[0] for row in summary] == ["System", "EAsT_KD", "EAsT_DC + Linear"]
+    head = tmp_path / "runs" / "teacher_lr-frac1-seed3" / "metrics.json"
+    assert head.exists()  # KD's TeacherLR head was trained first, on the same seed and data
 
 
 def test_demo_with_another_teacher_names_its_runs_after_it(tmp_path, capsys):
     args = ["demo", "--workdir", str(tmp_path), "--no-progress", "--systems", "baseline", "kd", *TINY_DEMO]
-    assert main([*args, "--teacher", "musicnn"]) == 0
-    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
-    assert [[c.strip() for c in row.split("|")[1:4]] for row in table[1:]] == [
-        ["Baseline", "mobile_fcn", "—"],
-        ["KD", "mobile_fcn", "musicnn"],
+    assert main([*args, "--teacher", "musicnn+aisfx", "--seeds", "0"]) == 0
+    tables = demo_tables(capsys.readouterr().out)
+    assert [row[:2] for row in tables["Test split, mean ± std over 1 seed"][1:]] == [
+        ["Baseline", "—"],
+        ["KD", "musicnn+aisfx"],
     ]
-    kd = json.loads((tmp_path / "runs" / "kd-musicnn" / "metrics.json").read_text())
-    assert kd["teacher"] == "musicnn"
-    head = json.loads((tmp_path / "runs" / "teacher_lr-musicnn" / "metrics.json").read_text())
-    assert head["teacher"] == "musicnn"  # KD's head came from the TeacherLR run of the same teacher
-    assert "musicnn teacher" in (tmp_path / "runs" / "demo_results.md").read_text()
+    kd = json.loads((tmp_path / "runs" / "kd-musicnn+aisfx-frac0.5-seed0" / "metrics.json").read_text())
+    assert kd["teacher"] == "musicnn+aisfx"
+    head = json.loads((tmp_path / "runs" / "teacher_lr-musicnn+aisfx-frac0.5-seed0" / "metrics.json").read_text())
+    assert head["teacher"] == "musicnn+aisfx"  # KD's head came from the TeacherLR run of the same teacher
+    assert "musicnn+aisfx teacher" in (tmp_path / "runs" / "demo_results.md").read_text()
 
 
 def test_demo_rejects_unknown_system(tmp_path, capsys):

@@ -196,7 +196,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo", parents=[common, workdir, sets], help="render synth, extract a teacher, train, print the table"
     )
-    demo.add_argument("--systems", nargs="+", help="synth systems to run (default: baseline teacher_lr east_final)")
+    demo.add_argument(
+        "--systems", nargs="+", help="synth systems to run (default: baseline teacher_lr east_final_unbiased)"
+    )
+    demo.add_argument("--seeds", nargs="+", type=int, help="one run of every system per seed (default: 0 1 2)")
+    demo.add_argument("--fraction", type=float, help="share of the training split (default: DEMO_FRACTION)")
     demo.add_argument(
         "--teacher", help="the teacher of every system that has one (default: DEFAULT_TEACHER); a+b: both"
     )
@@ -407,7 +411,7 @@ def _reproduce(args: argparse.Namespace) -> None:
 
 def _demo(args: argparse.Namespace) -> None:
     from eastmir.config import parse_overrides
-    from eastmir.demo import DEFAULT_SYSTEMS, DEFAULT_TEACHER, run_demo
+    from eastmir.demo import DEFAULT_SYSTEMS, DEFAULT_TEACHER, DEMO_FRACTION, DEMO_SEEDS, run_demo
 
     run_demo(
         _workdir(args.workdir),
@@ -416,6 +420,8 @@ def _demo(args: argparse.Namespace) -> None:
         parse_overrides(args.data_options),
         progress=not args.no_progress,
         teacher=args.teacher or DEFAULT_TEACHER,
+        seeds=args.seeds or DEMO_SEEDS,
+        fraction=DEMO_FRACTION if args.fraction is None else args.fraction,
     )
 
 

@@ -308,6 +308,15 @@ def with_name_suffix(config: RunConfig, suffix: str) -> RunConfig:
     return config.changed(changes)
 
 
+def on_training_share(config: RunConfig, fraction: float, seed: int, source: str) -> RunConfig:
+    """``config`` on the nested ``fraction`` of its training split drawn by ``seed`` (also its training seed),
+    named ``<name>-frac<fraction>-seed<seed>`` (``source`` names the config in errors): a run of the
+    limited-data study, and of the demo, which pairs each system with the Baseline of the same seed."""
+    suffix = f"frac{fraction:g}-seed{seed}"
+    changes = {"seed": seed, "data": {"train_fraction": fraction, "subset_seed": seed}}
+    return with_name_suffix(config, suffix).changed(changes, f"{source} ({suffix})")
+
+
 def with_teacher(config: RunConfig, teacher: str) -> RunConfig:
     """``config`` taught by ``teacher`` (``musicnn``, ``musicnn+aisfx``, …) instead of its own teacher.
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from eastmir import pipeline
-from eastmir.config import RunConfig, load_config, run_tables, with_name_suffix, with_teacher
+from eastmir.config import load_config, on_training_share, run_tables, with_teacher
 from eastmir.errors import ConfigError
 from eastmir.fetch import atomic_write
 
@@ -45,17 +45,6 @@ MTAT_TO_OPENMIC: dict[str, tuple[str, ...]] = {
     "violin": ("violin",),
     "voice": ("vocal", "vocals", "voice", "singing", "male vocal", "female vocal", "male voice", "female voice"),
 }
-
-
-def _suffix(fraction: float, seed: int) -> str:
-    return f"frac{fraction:g}-seed{seed}"
-
-
-def limited_data_config(config: RunConfig, fraction: float, seed: int, source: str) -> RunConfig:
-    """``config`` on the nested ``fraction`` subset drawn by ``seed`` (also its training seed), renamed."""
-    suffix = _suffix(fraction, seed)
-    changes = {"seed": seed, "data": {"train_fraction": fraction, "subset_seed": seed}}
-    return with_name_suffix(config, suffix).changed(changes, f"{source} ({suffix})")
 
 
 def limited_data(
@@ -78,7 +67,7 @@ def limited_data(
         config = load_config(name, list(overrides), workdir=workdir)
         if teacher and config.teacher:
             config = with_teacher(config, teacher)
-        config = limited_data_config(config, fraction, seed, name)
+        config = on_training_share(config, fraction, seed, name)
         if config.name not in done:
             for needed in config.requires:
                 run(needed, teacher, fraction, seed)

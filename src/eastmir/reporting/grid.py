@@ -156,6 +156,20 @@ def grid_markdown(cs: Sequence[Cell], metric: str) -> str:
     return "\n".join(lines)
 
 
+def summary_markdown(cs: Sequence[Cell], metrics: Sequence[str]) -> str:
+    """One row per system, teacher and data fraction: every metric's mean ± std over the seeds."""
+    lines = [
+        "| System | Teacher | data | seeds | " + " | ".join(TITLES.get(m, m) for m in metrics) + " |",
+        "|---|---|---:|---:|" + "---:|" * len(metrics),
+    ]
+    for c in cs:
+        values = [c.metric(m) for m in metrics]
+        n = len(c.runs)
+        texts = ["—" if v is None else f"{v[0]:.3f} ± {v[1]:.3f}" if n > 1 else f"{v[0]:.3f}" for v in values]
+        lines.append(f"| {c.system} | {c.teacher} | {c.fraction:.0%} | {n} | " + " | ".join(texts) + " |")
+    return "\n".join(lines)
+
+
 def _latex_escape(text: str) -> str:
     return text.replace("_", r"\_").replace("&", r"\&").replace("%", r"\%").replace("#", r"\#")
 
