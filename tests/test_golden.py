@@ -365,6 +365,64 @@ def test_the_frame_periods_give_their_configs_repeat_factors(recipe, period, fac
     )
 
 
+@pytest.mark.parametrize(("kind", "loss"), [("dc", DistanceCorrelationLoss()), ("cos", CosineDistanceDifference())])
+def test_every_stage_with_its_repeat_factor_gives_their_east_all_loss(kind, loss, losses, tmp_path):
+    """Their EAsT_All shape on MagnaTagATune with VGGish (the ``D`` cases): stages of 30, 15 and 15 frames
+    against 30 teacher frames, the first as it is and the other two repeated × 2 (their config's factors, which
+    our system derives from the frame periods), weights 1 each normalised to 1/3; ours for the cosine-distance
+    difference is theirs · N / (N − 1), as for one stage."""
+    from eastmir.config import load_config
+    from eastmir.losses.alignment import align_by_factors
+    from eastmir.training.system import EastSystem
+
+    config = load_config("magnatagatune/east_all-vggish", workdir=tmp_path)
+    factors = EastSystem(config, 50, embedding_dim=128, clip_seconds=29.1, embedding_period=0.96).align_factors
+    assert factors == {0: (1, 1), 1: (2, 1), 2: (2, 1)}
+    teacher = torch.tensor(losses["D.teacher"])
+    stages = [torch.tensor(losses[f"D.output_{k}"], requires_grad=True) for k in (1, 2, 3)]
+    value = sum(loss(*align_by_factors(x, teacher, factors[i])) for i, x in enumerate(stages)) / 3
+    value.backward()
+    n = teacher.shape[0]
+    scale = 1.0 if kind == "dc" else (n - 1) / n
+    case = f"D_{kind}_all_magna_vggish"
+    assert value.item() * scale == pytest.approx(float(losses[f"{case}.loss"]), rel=1e-6)
+    for k, x in enumerate(stages, 1):
+        expected = losses[f"{case}.grad.output_{k}"]
+        assert np.abs(x.grad.numpy() * scale - expected).max() <= 1e-6 * np.abs(expected).max(), k
+
+
+@pytest.mark.parametrize(
+    ("case", "recipe", "features", "teacher", "factors"),
+    [
+        ("C_openmic_vggish", "openmic/east_kd-vggish", "B.student", "B.teacher_vggish", (1, 6)),
+        ("C_magna_vggish", "magnatagatune/east_kd-vggish", "A.student", "A.teacher", (2, 1)),
+    ],
+)
+def test_east_kd_combines_as_theirs(case, recipe, features, teacher, factors, losses, tmp_path):
+    """Their ``CombineDistRegLoss``: (1 − 0.3) · distance correlation (their configs' factors) + 0.3 · KD (τ 2):
+    the recipes' EAsT_KD configs carry these weights, and ours on the same arrays gives their value, its parts
+    and both gradients."""
+    from eastmir.config import load_config
+    from eastmir.losses.alignment import align_by_factors
+
+    config = load_config(recipe, workdir=tmp_path)
+    feature_weight, kd = config.feature.weight, config.kd
+    assert (feature_weight, kd.weight, kd.temperature) == (0.7, float(losses[f"{case}.kd_weight"]), 2.0)
+    x = torch.tensor(losses[features], requires_grad=True)
+    s = torch.tensor(losses["kd.scores_s"], requires_grad=True)
+    t, mask = torch.tensor(losses["kd.scores_t"]), torch.tensor(losses["kd.mask"])
+    dc = DistanceCorrelationLoss()(*align_by_factors(x, torch.tensor(losses[teacher]), factors))
+    distilled = knowledge_distillation(s, t, mask, temperature=kd.temperature)
+    value = feature_weight * dc + kd.weight * distilled
+    value.backward()
+    assert dc.item() == pytest.approx(float(losses[f"{case}.feature_part"]), rel=1e-6)
+    assert distilled.item() == pytest.approx(float(losses[f"{case}.kd_part"]), rel=1e-7)
+    assert value.item() == pytest.approx(float(losses[f"{case}.loss"]), rel=1e-6)
+    for grad, key in ((x.grad, "output_3"), (s.grad, "scores_s")):
+        expected = losses[f"{case}.grad.{key}"]
+        assert np.abs(grad.numpy() - expected).max() <= 1e-5 * np.abs(expected).max(), key
+
+
 # ----------------------------------------------------------------------------- one validation step
 
 
