@@ -16,7 +16,7 @@ import warnings
 from pathlib import Path
 
 from eastmir.audio import AudioDecodeError, AudioQualityWarning
-from eastmir.errors import EastmirError
+from eastmir.errors import ConfigError, EastmirError
 
 USER_ERRORS = (EastmirError, AudioDecodeError)
 # what the system refuses, and what to do about it
@@ -212,6 +212,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="synth dataset options, e.g. n_clips=200 clip_seconds=2",
     )
+
+    zoo = sub.add_parser(
+        "zoo", parents=[common, workdir], help="the authors' trained students: list them, or get one as a run"
+    )
+    zoo.add_argument("action", nargs="?", choices=("list", "get"), default="list")
+    zoo.add_argument("name", nargs="?", help="with get: the student, e.g. openmic/east_final-passt")
+    zoo.add_argument("--weights-dir", help="also look here for the checkpoint (default $EASTMIR_WEIGHTS)")
+    zoo.add_argument("--file", help="with get: a copy of the checkpoint you already have (checked, then used)")
+    zoo.add_argument("--annotations", help="with get, MagnaTagATune: your annotations_final.csv (tag order)")
 
     sub.add_parser("configs", parents=[common], help="list the shipped configs")
     teachers = sub.add_parser("teachers", parents=[common], help="every teacher: dimension, rate, weights, licence")
@@ -435,6 +444,21 @@ def _teachers(args: argparse.Namespace) -> None:
         print("| " + " | ".join(row.values()) + " |")
 
 
+def _zoo(args: argparse.Namespace) -> None:
+    from eastmir.inference import zoo
+
+    if args.action == "list":
+        print(zoo.catalogue_markdown(zoo.catalogue(args.weights_dir)))
+        return
+    if not args.name:
+        raise ConfigError("eastmir zoo get NAME: name the student (`eastmir zoo` lists them)")
+    run = zoo.get(
+        args.name, _workdir(args.workdir), args.weights_dir, args.file, args.annotations, not args.no_progress
+    )
+    print(f"{args.name}: run directory {run}")
+    print(f"predict with: eastmir predict {run} YOUR_AUDIO …   export with: eastmir export {run}")
+
+
 def _configs(args: argparse.Namespace) -> None:
     from eastmir.config import shipped_names
 
@@ -457,6 +481,7 @@ COMMANDS = {
     "demo": _demo,
     "configs": _configs,
     "teachers": _teachers,
+    "zoo": _zoo,
     "data": _data_prepare,
 }
 
