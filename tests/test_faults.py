@@ -631,3 +631,39 @@ def test_one_process_at_a_time_fills_a_store_collection(small_synth, tmp_path):
     )
     _, report = build_logmels(small_synth, store, FrontendConfig(), progress=False)  # released: it goes on
     assert report.built == len(small_synth.clips)
+
+
+def test_a_broken_export_fails_its_parity_check(finished, tmp_path, monkeypatch):
+    from eastmir.inference import load_run
+    from eastmir.inference.export import Runner, export
+
+    real = Runner.__call__
+    monkeypatch.setattr(Runner, "__call__", lambda self, x: real(self, x) + 2e-3)  # off by more than 1e-3
+    with pytest.raises(RunError, match=r"the exported model differs from predict by 2\.0"):
+        export(load_run(finished), "onnx", tmp_path / "model.onnx")
+    assert not (tmp_path / "model.onnx").exists()
+
+
+def test_an_export_that_ignores_its_input_fails_even_on_a_run_whose_outputs_do_not_vary(
+    finished, tmp_path, monkeypatch
+):
+    """A run whose outputs do not depend on the input (here: the head's weights zeroed) would let an export
+    that ignores its input pass; the check then runs again on the same export with varied weights."""
+    import torch
+
+    from eastmir.inference import load_run
+    from eastmir.inference.export import Runner, export
+
+    run = load_run(finished)
+    with torch.no_grad():
+        run.system.student.head.weight.zero_()
+    _, _, notes = export(run, "onnx", tmp_path / "ok.onnx")  # a right export passes, saying how it checked
+    assert "varied" not in notes[0] and "moved by seeded noise" in notes[1]
+    real, first = Runner.__call__, {}
+
+    def ignores_input(self, x):
+        return first.setdefault(self.path, real(self, x))  # the first answer for every input
+
+    monkeypatch.setattr(Runner, "__call__", ignores_input)
+    with pytest.raises(RunError, match="the exported model differs from predict"):
+        export(run, "onnx", tmp_path / "broken.onnx")
