@@ -14,7 +14,7 @@ from torch import nn
 
 from eastmir import load_run, load_student, pipeline
 from eastmir.config import load_config
-from eastmir.inference.complexity import measured_students, student_row
+from eastmir.inference.complexity import interleaved, measured_students, student_row
 from eastmir.inference.export import export
 from eastmir.registry import STUDENTS
 from eastmir.students.base import Student, StudentOutput
@@ -74,6 +74,7 @@ def test_a_registered_student_runs_fit_predict_export_and_complexity(
     assert toy_student in measured_students()
     row = student_row(toy_student, 1, tmp_path)
     assert row.parameters == sum(p.numel() for n, p in ToyStudent(20).named_parameters() if "head" not in n)
+    assert interleaved([row], least_rounds=2, seconds=0) == 2
     assert all(speed > 0 for speed in row.speed.values()) and "ONNX Runtime" in row.speed
 
 

@@ -222,7 +222,7 @@ def test_a_teacher_lr_run_cannot_predict_from_audio(small_synth, small_synth_emb
 def test_complexity_table_measures_in_one_run(capsys):
     from eastmir.inference.complexity import BACKENDS, measure
 
-    rows = measure(threads=1, students=["mobile_fcn"])
+    rows = measure(threads=1, students=["mobile_fcn"], seconds=3)
     names = [(r.name, r.kind) for r in rows]
     assert names == [
         ("mobile_fcn", "student"),
@@ -233,3 +233,22 @@ def test_complexity_table_measures_in_one_run(capsys):
     assert set(rows[0].speed) == set(BACKENDS) and all(v > 0 for v in rows[0].speed.values())
     assert rows[0].parameters == 301_248 and rows[2].parameters == 4_686_144
     assert STUDENTS.get("mobile_fcn").min_frames == 96
+
+
+def test_complexity_times_its_contenders_round_by_round_and_only_compares_figures_of_one_run():
+    from eastmir.inference.complexity import AUTHORS_WAY, BACKENDS, Row, interleaved, markdown
+
+    order: list[str] = []
+    student = Row("s", "student", 10, "x", calls={b: (lambda b=b: order.append(b)) for b in BACKENDS[:2]})
+    teacher = Row("t", "teacher", 20, "x", calls={AUTHORS_WAY: lambda: order.append("teacher")})
+    assert interleaved([student, teacher], least_rounds=3, seconds=0) == 3
+    one_round = [*BACKENDS[:2], "teacher"]
+    warm_up = [c for c in one_round for _ in range(2)]
+    assert order == warm_up + one_round * 3  # two warm-up calls each, then one call each per round
+    assert all(student.fastest[b] >= student.speed[b] > 0 for b in BACKENDS[:2])
+    student.speed = {AUTHORS_WAY: 10.0, BACKENDS[1]: 40.0}
+    teacher.speed = {AUTHORS_WAY: 2.0}
+    table2 = Row("s", "student (log-mel only)", 10, "x", speed={AUTHORS_WAY: 5.0, BACKENDS[1]: 15.0})
+    text = markdown([student, table2, teacher], 1)
+    assert f"| s | {BACKENDS[1]} | 40.0 | 4.00 | 20.0 |" in text  # × the authors' way, × the teacher
+    assert "| s | 5.0 | 3.00 |" in text and "14.2" not in text
