@@ -113,3 +113,21 @@ def test_a_run_can_monitor_the_total_validation_loss(small_synth, small_synth_em
     with open(run_dir / "logs" / "version_0" / "metrics.csv", newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r.get("val_loss")]
     assert rows and all(float(r["val_loss"]) > 0 for r in rows)
+
+
+def test_a_bf16_mixed_run_trains_tests_and_keeps_float32_weights(small_synth, small_synth_embeddings, small_config):
+    import torch
+
+    from eastmir.inference import load_run
+    from eastmir.training.checkpoints import read_checkpoint
+
+    run_dir = fit(small_config("east_final", "name=bf16_run", "trainer.precision=bf16-mixed"), progress=False)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert all(0.0 <= v <= 1.0 for v in metrics["test"].values())
+    state = read_checkpoint(run_dir / "checkpoints" / "last.ckpt")["state_dict"]
+    assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float32}
+    run = load_run(run_dir)
+    x = torch.randn(2, 96, 126, generator=torch.Generator().manual_seed(0))
+    with torch.autocast("cpu", torch.bfloat16):
+        half = run.logits(x).float()
+    assert torch.allclose(half, run.logits(x), atol=5e-2)

@@ -149,7 +149,8 @@ def test_predict_equals_the_test_time_outputs_and_survives_a_corrupt_file(
         shutil.copy(small_synth.audio_file(clip), folder / f"{clip.clip_id}.wav")
     (folder / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEnot really")
     out = tmp_path / "predictions.jsonl"
-    assert main(["predict", str(trained), str(folder), "--format", "jsonl", "--out", str(out), "--no-progress"]) == 0
+    args = ["predict", str(trained), str(folder), "--format", "jsonl", "--out", str(out), "--no-progress"]
+    assert main([*args, "--precision", "float32"]) == 0
     assert "broken.wav" in capsys.readouterr().err
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(lines) == len(test_clips)  # every readable file predicted
@@ -169,7 +170,9 @@ def test_predict_reports_the_corrupt_file_on_one_line(trained, small_synth, tmp_
     shutil.copy(small_synth.audio_file(small_synth.clips[0]), tmp_path / "good.wav")
     assert main(["predict", str(trained), str(tmp_path), "--no-progress"]) == 0
     captured = capsys.readouterr()
-    assert captured.err.count("\n") == 1 and captured.err.startswith(f"eastmir: skipped {tmp_path / 'broken.wav'}: ")
+    skipped = [line for line in captured.err.splitlines() if line.startswith("eastmir: skipped")]
+    assert len(skipped) == 1 and skipped[0].startswith(f"eastmir: skipped {tmp_path / 'broken.wav'}: ")
+    assert captured.err.splitlines()[0].startswith("eastmir: predicting in ")  # the precision, and why
     assert "| " + str(tmp_path / "good.wav") in captured.out
 
 
@@ -252,3 +255,22 @@ def test_complexity_times_its_contenders_round_by_round_and_only_compares_figure
     text = markdown([student, table2, teacher], 1)
     assert f"| s | {BACKENDS[1]} | 40.0 | 4.00 | 20.0 |" in text  # × the authors' way, × the teacher
     assert "| s | 5.0 | 3.00 |" in text and "14.2" not in text
+
+
+def test_bf16_prediction_is_close_to_float32_and_chosen_only_where_the_cpu_has_bf16(trained, small_synth, monkeypatch):
+    from eastmir.inference import predict
+
+    audio = np.random.default_rng(3).standard_normal(16000 * 5).astype(np.float32) * 0.1
+    exact = load_student(trained, precision="float32").predict(audio, 16000)
+    half = load_student(trained, precision="bf16").predict(audio, 16000)
+    assert np.abs(half.windows - exact.windows).max() < 2e-2 and not np.array_equal(half.windows, exact.windows)
+    monkeypatch.setattr(predict, "bf16_capability", lambda: None)
+    assert predict.choose_precision("auto")[0] == "float32"
+    assert "emulates" in predict.choose_precision("bf16")[1]
+    monkeypatch.setattr(predict, "bf16_capability", lambda: "AMX")
+    assert predict.choose_precision("auto") == (
+        "bf16",
+        "predicting in bf16 (this CPU has AMX; --precision float32 or bf16 to choose)",
+    )
+    with pytest.raises(RunError, match="precision must be one of float32, bf16"):
+        load_student(trained, precision="fp8")

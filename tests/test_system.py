@@ -223,3 +223,23 @@ def test_the_paper_recipes_monitor_the_total_loss(tmp_path):
     for name in (*recipes, "folder/east_final-musicnn"):
         assert load_config(name, workdir=tmp_path).trainer.validation_loss == "total"
     assert TrainerSection().validation_loss == "prediction"  # a config that does not say
+
+
+def test_under_bf16_autocast_the_losses_are_computed_in_float32(tmp_path):
+    """trainer.precision: bf16-mixed runs the student in bfloat16; distance correlation, KD and the prediction
+    loss take its outputs in float32, outside autocast (their sums and double centring need the digits)."""
+    system = system_for("east_final", tmp_path).eval()  # no dropout: both passes see the same network
+    b = batch(n=8)
+    exact = system.losses(b)
+    with torch.autocast("cpu", torch.bfloat16):
+        out = system.student(b["logmel"])
+        assert out.logits.dtype == torch.bfloat16  # the student does run in bf16
+        terms = system.loss_terms(out, b)
+    assert all(t.dtype == torch.float32 for t in terms.values())
+    s = system.stages[-1]
+    stage, target = out.stages[s].float(), b["embedding"]
+    if s in system.align_factors:
+        stage, target = align_by_factors(stage, target, system.align_factors[s])
+    expected = DistanceCorrelationLoss()(stage, target)
+    assert terms["feature"].item() == pytest.approx(expected.item(), rel=1e-6)
+    assert terms["loss"].item() == pytest.approx(exact["loss"].item(), rel=5e-2)  # bf16's rounding, not more

@@ -151,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--curve", action="store_true", help="also the per-window probabilities (jsonl)")
     pred.add_argument("--batch-size", type=int, default=32)
     pred.add_argument("--top", type=int, default=3, help="classes shown per file in the table")
+    pred.add_argument(
+        "--precision",
+        choices=("auto", "float32", "bf16"),
+        default="auto",
+        help="auto (default): bf16 where the CPU has bf16 instructions (AMX, AVX512-BF16), else float32",
+    )
 
     exp = sub.add_parser("export", parents=[common], help="one ONNX or TorchScript file, front end inside")
     exp.add_argument("run", help="a run directory or checkpoint")
@@ -306,10 +312,12 @@ def _pack(args: argparse.Namespace) -> None:
 
 
 def _predict(args: argparse.Namespace) -> None:
-    from eastmir.inference.predict import Failure, expand_inputs, load_student
+    from eastmir.inference.predict import Failure, choose_precision, expand_inputs, load_student
     from eastmir.reporting.predictions import write_predictions
 
-    student = load_student(args.run)
+    precision, why = choose_precision(args.precision)
+    print(f"eastmir: {why}", file=sys.stderr)
+    student = load_student(args.run, precision=precision)
     files, missing = expand_inputs(args.audio)
     results = [*missing, *student.predict_files(files, args.hop, args.aggregate, args.batch_size, not args.no_progress)]
     failures = [r for r in results if isinstance(r, Failure)]

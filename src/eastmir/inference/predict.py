@@ -82,13 +82,18 @@ class Failure:
 
 @dataclass
 class TrainedStudent:
-    """A trained student ready to predict; build it with :func:`load_student`."""
+    """A trained student ready to predict; build it with :func:`load_student`. ``precision``: ``float32``, or
+    ``bf16`` (the student under bfloat16 autocast: on a CPU with bf16 instructions, :func:`bf16_capability`,
+    1.5–2× faster; probabilities within about 1e-2 of float32)."""
 
     run: LoadedRun
     fast: bool = True
+    precision: str = "float32"
     model: torch.nn.Module = field(init=False)
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise RunError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.run.input_key == "embedding":
             raise RunError(
                 f"{self.run.directory} is a TeacherLR run: it reads teacher embeddings, so it cannot predict from "
@@ -145,7 +150,11 @@ class TrainedStudent:
     @torch.no_grad()
     def scores(self, inputs: torch.Tensor) -> np.ndarray:
         """Probabilities ``(n, classes)`` of a batch of inputs."""
-        logits = self.model(inputs).logits
+        if self.precision == "bf16":
+            with torch.autocast("cpu", torch.bfloat16):
+                logits = self.model(inputs).logits.float()
+        else:
+            logits = self.model(inputs).logits
         return (torch.softmax(logits, 1) if self.single_label else torch.sigmoid(logits)).numpy()
 
     def predict(
@@ -209,9 +218,34 @@ class TrainedStudent:
         yield from flush()
 
 
-def load_student(path: str | Path, fast: bool = True) -> TrainedStudent:
+def load_student(path: str | Path, fast: bool = True, precision: str = "float32") -> TrainedStudent:
     """A trained run (directory or checkpoint) ready to predict: ``load_student(run).predict(waveform, rate)``."""
-    return TrainedStudent(load_run(path), fast)
+    return TrainedStudent(load_run(path), fast, precision)
+
+
+PRECISIONS = ("float32", "bf16")
+
+
+def bf16_capability() -> str | None:
+    """The instructions that make bfloat16 fast on this CPU (``AMX``, ``AVX512-BF16``), or ``None``."""
+    cpu = torch.cpu
+    if getattr(cpu, "_is_amx_tile_supported", lambda: False)():
+        return "AMX"
+    if getattr(cpu, "_is_avx512_bf16_supported", lambda: False)():
+        return "AVX512-BF16"
+    return None
+
+
+def choose_precision(asked: str) -> tuple[str, str]:
+    """``auto`` → ``bf16`` where the CPU has bf16 instructions, else ``float32``; with a line that says why."""
+    capability = bf16_capability()
+    if asked == "auto":
+        asked = "bf16" if capability else "float32"
+        why = f"this CPU has {capability}" if capability else "this CPU has no bf16 instructions"
+        return asked, f"predicting in {asked} ({why}; --precision float32 or bf16 to choose)"
+    if asked == "bf16" and not capability:
+        return asked, "predicting in bf16, which this CPU emulates without bf16 instructions: slower than float32"
+    return asked, f"predicting in {asked}"
 
 
 def expand_inputs(arguments: Iterable[str]) -> tuple[list[Path], list[Failure]]:

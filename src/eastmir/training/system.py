@@ -328,7 +328,16 @@ class EastSystem(L.LightningModule):
         return self.loss_terms(self.student(batch[self.student.input_key]), batch)
 
     def loss_terms(self, out: StudentOutput, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """:meth:`losses` of a student output already computed for ``batch``."""
+        """:meth:`losses` of a student output already computed for ``batch``. Every loss is computed in
+        float32 or wider, outside autocast: under ``trainer.precision: bf16-mixed`` the student runs in
+        bfloat16, but distance correlation's double centring and the losses' sums would lose their digits."""
+        if out.logits.dtype in (torch.bfloat16, torch.float16) or torch.is_autocast_enabled(out.logits.device.type):
+            with torch.autocast(out.logits.device.type, enabled=False):
+                wide = StudentOutput(_at_least_float32(out.logits), [_at_least_float32(s) for s in out.stages])
+                return self._loss_terms(wide, batch)
+        return self._loss_terms(out, batch)
+
+    def _loss_terms(self, out: StudentOutput, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         terms: dict[str, torch.Tensor] = {
             "pred": self.prediction_loss(out.logits, batch),
             **self.distillation_terms(out, batch),
@@ -398,7 +407,7 @@ class EastSystem(L.LightningModule):
         if self.validation_loss == "total":  # (1 − λ)·L_pred + λ·L_reg, as the authors monitor it
             loss = self.loss_terms(out, batch)["loss"]
         else:
-            loss = self.prediction_loss(out.logits, batch)
+            loss = self.prediction_loss(_at_least_float32(out.logits), batch)
         self.val_loss.update(loss, weight=batch["targets"].shape[0])
         self.val_metrics.update(out.logits, batch["targets"], batch["mask"])
 
@@ -426,3 +435,8 @@ class EastSystem(L.LightningModule):
         scheduler = self.config.scheduler
         sched = SCHEDULERS.build(scheduler.name, optimizer=opt, **scheduler.model_dump(exclude={"name"}))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val_loss"}}
+
+
+def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32 when it is half or bfloat16 (float32 and float64 stay)."""
+    return x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
