@@ -214,6 +214,19 @@ def test_int8_export_reports_its_test_map_change(trained, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "int8 test mAP" in out and "against" in out and "in float32" in out
     assert (tmp_path / "q.md").is_file() and "int8 test mAP" in (tmp_path / "q.md").read_text()
+    import onnx
+
+    ops = {node.op_type for node in onnx.load(str(tmp_path / "q.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # static (QDQ): activations quantised too
+    from eastmir.inference.export import INT8_TOLERANCE, Runner
+
+    audio = np.random.default_rng(5).standard_normal((1, 16000 * 3)).astype(np.float32) * 0.2
+    int8 = Runner(tmp_path / "q.onnx")(audio)
+    assert main(["export", str(trained), "--out", str(tmp_path / "f.onnx"), "--no-progress"]) == 0
+    exact = Runner(tmp_path / "f.onnx")(audio)
+    assert 0 < np.abs(int8 - exact).max() < INT8_TOLERANCE
+    assert main(["export", str(trained), "--format", "torchscript", "--quantize", "int8"]) == 2
+    assert "a TorchScript export is float32" in capsys.readouterr().err
 
 
 def test_a_teacher_lr_run_cannot_predict_from_audio(small_synth, small_synth_embeddings, workdir):
