@@ -12,7 +12,8 @@ fastest one; every ratio is between two figures of the same run:
   PyTorch as the authors' code runs it (NCHW, float32, the front end on
   every call; ``tests/test_golden.py`` proves the models equal theirs: "the
   authors' way"), eager with BatchNorm folded and channels-last weights,
-  TorchScript, ONNX Runtime, and ONNX Runtime with static int8
+  the same under bfloat16 autocast (where the CPU has bf16 instructions, as
+  ``eastmir predict`` runs it there), TorchScript, ONNX Runtime, and ONNX Runtime with static int8
   quantisation (as ``eastmir export --quantize int8`` makes it);
 - Mobile FCN and CP-ResNet alone on a 128 × 1000 log-mel, as in the paper's
   Table 2: each backend against the authors' way;
@@ -39,13 +40,15 @@ import torch
 from eastmir.fetch import atomic_write
 from eastmir.folding import optimise_for_inference
 from eastmir.inference.export import InferenceModel, quiet_export
+from eastmir.inference.predict import bf16_capability
 from eastmir.registry import STUDENTS
 
 # the paper's Table 2 times these two alone on a 128 × 1000 log-mel: their options for it
 TABLE2_OPTIONS = {"mobile_fcn": {"n_mels": 128}, "cp_resnet": {}}
 PAPER_ITS = {"mobile_fcn": 319.3, "cp_resnet": 205.3, "harmonic_cnn": 164.2, "short_chunk_cnn": 196.4}  # RTX 2070 S
 AUTHORS_WAY = "eager (the authors' way)"
-BACKENDS = (AUTHORS_WAY, "eager, folded + channels-last", "TorchScript", "ONNX Runtime", "ONNX Runtime int8")
+BF16 = "folded + channels-last, bf16"
+BACKENDS = (AUTHORS_WAY, "eager, folded + channels-last", BF16, "TorchScript", "ONNX Runtime", "ONNX Runtime int8")
 
 
 @dataclass
@@ -141,11 +144,22 @@ def student_row(name: str, threads: int, workdir: Path) -> Row:
     row.calls = {
         AUTHORS_WAY: _no_grad(lambda: plain(wave)),
         BACKENDS[1]: _no_grad(lambda: fast(wave)),
+        **({BF16: _no_grad(_bf16(lambda: fast(wave)))} if bf16_capability() else {}),
         "TorchScript": _no_grad(lambda: traced(wave)),
         "ONNX Runtime": _onnx(exportable, wave, workdir / f"{name}.onnx", threads, False),
         "ONNX Runtime int8": _onnx(exportable, wave, workdir / f"{name}.onnx", threads, True),
     }
     return row
+
+
+def _bf16(call: Callable[[], object]) -> Callable[[], object]:
+    """``call`` under bfloat16 autocast, as ``eastmir predict --precision bf16`` runs the student."""
+
+    def run() -> object:
+        with torch.autocast("cpu", torch.bfloat16):
+            return call()
+
+    return run
 
 
 def _no_grad(call: Callable[[], object]) -> Callable[[], object]:
