@@ -30,10 +30,11 @@ def generated_batch(config, num_classes, dim, n=3, max_seconds=2.0):
 
 
 def test_the_shipped_configs_are_all_there():
-    # 11 synth systems + 2 × 25 Table-1 runs + 2 × 11 second-paper runs + folder: Baseline and 10 systems × 2 teachers
-    assert len(SHIPPED) == 104
+    # 12 synth systems + 2 × 25 Table-1 runs + 2 × 11 second-paper runs + folder: Baseline and 11 systems × 2 teachers
+    assert len(SHIPPED) == 107
     assert "openmic/east_kd-passt" in SHIPPED and "magnatagatune_harmonic_cnn/east_dc_linear-mule" in SHIPPED
     assert "folder/east_final-musicnn" in SHIPPED and "folder/teacher_lr-musicnn" in SHIPPED  # both offline teachers
+    assert "synth/east_final_unbiased" in SHIPPED and "folder/east_final_unbiased-aisfx" in SHIPPED
 
 
 @pytest.mark.parametrize("name", SHIPPED)
