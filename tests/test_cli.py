@@ -50,7 +50,7 @@ def test_demo_end_to_end_tiny(tmp_path, capsys):
     assert main(["demo", "--workdir", str(tmp_path), "--no-progress", "--seeds", "0", "1", *TINY_DEMO]) == 0
     tables = demo_tables(capsys.readouterr().out)
     summary = tables["Test split, mean ± std over 2 seeds"]
-    assert [row[0] for row in summary] == ["System", "Baseline", "TeacherLR", "EAsT_KD"]
+    assert [row[0] for row in summary] == ["System", "Baseline", "TeacherLR", "EAsT_Final (unbiased)"]
     assert all(row[2:4] == ["50%", "2"] for row in summary[1:])
     runs = tmp_path / "runs"
 
@@ -58,13 +58,15 @@ def test_demo_end_to_end_tiny(tmp_path, capsys):
         return json.loads((runs / name / "metrics.json").read_text())["test"]["mAP"]
 
     paired = {row[0]: row for row in tables["Against the Baseline of the same seed"][1:]}
-    east = paired["EAsT_KD"]
-    differences = [test_map(f"east_kd-musicnn-frac0.5-seed{s}") - test_map(f"baseline-frac0.5-seed{s}") for s in (0, 1)]
+    east = paired["EAsT_Final (unbiased)"]
+    differences = [
+        test_map(f"east_final_unbiased-musicnn-frac0.5-seed{s}") - test_map(f"baseline-frac0.5-seed{s}") for s in (0, 1)
+    ]
     assert east[5] == ", ".join(f"{s}: {d:+.3f}".replace("-", "−") for s, d in enumerate(differences))
     assert east[6] == f"{sum(d > 0 for d in differences)} of 2" and "TeacherLR" in paired
     assert len(tables["Every run"]) == 1 + 6
     written = (runs / "demo_results.md").read_text()
-    assert "EAsT_KD" in written and (runs / "demo_results.csv").exists()
+    assert "EAsT_Final (unbiased)" in written and (runs / "demo_results.csv").exists()
     assert len(json.loads((tmp_path / "data" / "synth" / "manifest.json").read_text())["clips"]) == 40
 
 

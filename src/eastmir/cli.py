@@ -204,7 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo", parents=[common, workdir, sets], help="render synth, extract a teacher, train, print the table"
     )
-    demo.add_argument("--systems", nargs="+", help="synth systems to run (default: baseline teacher_lr east_kd)")
+    demo.add_argument(
+        "--systems", nargs="+", help="synth systems to run (default: baseline teacher_lr east_final_unbiased)"
+    )
     demo.add_argument("--seeds", nargs="+", type=int, help="one run of every system per seed (default: 0 1 2)")
     demo.add_argument("--fraction", type=float, help="share of the training split (default: DEMO_FRACTION)")
     demo.add_argument(
