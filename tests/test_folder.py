@@ -235,5 +235,5 @@ def test_a_clip_length_too_short_for_the_student_is_named(tmp_path):
     from eastmir.config import load_config
 
     cfg = load_config("folder/baseline", [f"data.root={tmp_path / 'mine'}", "data.clip_seconds=1.0"], workdir=tmp_path)
-    with pytest.raises(ConfigError, match=r"1 s gives 51 input frames, but mobile_fcn needs at least 96"):
+    with pytest.raises(ConfigError, match=r"1 s gives 50 input frames, but mobile_fcn needs at least 96"):
         pipeline.fit(cfg, progress=False)
