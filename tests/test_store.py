@@ -200,9 +200,10 @@ def test_feature_building_killed_half_way_resumes_to_the_same_store(tmp_path):
     done = subprocess.run(command, capture_output=True, text=True)  # the same command again
     assert done.returncode == 0, done.stderr
     assert f"{300 - built} stored now, {built} already stored" in done.stdout
-    reference, report = build_logmels(
-        manifest, Store(tmp_path / "straight" / "cache"), FrontendConfig(), progress=False
-    )
+    from eastmir.config import load_config
+
+    frontend = load_config("folder/baseline", workdir=tmp_path).frontend  # what the command built with
+    reference, report = build_logmels(manifest, Store(tmp_path / "straight" / "cache"), frontend, progress=False)
     folder = next(entries.iterdir())
     assert sorted(p.name for p in folder.glob("*.npy")) == sorted(f"{k}.npy" for k in report.keys.values())
     for key in report.keys.values():

@@ -29,15 +29,16 @@ def test_pack_writes_every_split_in_shards_with_an_index(bucket, small_synth):
 
 
 @pytest.mark.parametrize("url", ["path", "file"])
-def test_streamed_samples_equal_the_store(bucket, small_synth, small_synth_embeddings, store, url):
-    from eastmir.audio import FrontendConfig
+def test_streamed_samples_equal_the_store(bucket, small_synth, small_synth_embeddings, store, url, workdir):
+    from eastmir.config import load_config
     from eastmir.data.features import build_logmels
     from eastmir.data.store import read_entry
 
     location = str(bucket) if url == "path" else f"file://{bucket}"
     index = read_index(location)
     streamed = {s["clip_id"]: s for s in stream_split(location, index, "valid")}
-    logmels, report = build_logmels(small_synth, store, FrontendConfig(), progress=False)
+    frontend = load_config("synth/east_final", workdir=workdir).frontend  # what the pack was made with
+    logmels, report = build_logmels(small_synth, store, frontend, progress=False)
     embeddings, emb_report = small_synth_embeddings
     for clip in small_synth.split("valid"):
         sample = streamed[clip.clip_id]

@@ -318,8 +318,8 @@ def _predict(args: argparse.Namespace) -> None:
     from eastmir.reporting.predictions import write_predictions
 
     precision, why = choose_precision(args.precision)
-    print(f"eastmir: {why}", file=sys.stderr)
     student = load_student(args.run, precision=precision)
+    print(f"eastmir: {why}", file=sys.stderr)  # once the run has loaded (a refused run is one line)
     files, missing = expand_inputs(args.audio)
     results = [*missing, *student.predict_files(files, args.hop, args.aggregate, args.batch_size, not args.no_progress)]
     failures = [r for r in results if isinstance(r, Failure)]
