@@ -39,7 +39,7 @@ import torch
 
 from eastmir.fetch import atomic_write
 from eastmir.folding import optimise_for_inference
-from eastmir.inference.export import InferenceModel, quiet_export
+from eastmir.inference.export import InferenceModel, quantize_static_int8, quiet_export
 from eastmir.inference.predict import bf16_capability
 from eastmir.registry import STUDENTS
 
@@ -90,26 +90,8 @@ def _onnx(model: torch.nn.Module, example: torch.Tensor, path: Path, threads: in
     with quiet_export():
         torch.onnx.export(model, (example,), str(path), input_names=["x"], output_names=["y"], dynamo=True)
         if quantize:  # static int8 as `eastmir export --quantize int8` makes it, calibrated on the example
-            from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-            class Example(CalibrationDataReader):
-                def __init__(self) -> None:
-                    self.feeds = iter([{"x": example[:1].numpy()}])
-
-                def get_next(self) -> dict | None:
-                    return next(self.feeds, None)
-
             quantized = path.with_suffix(".int8.onnx")
-            quantize_static(
-                str(path),
-                str(quantized),
-                Example(),
-                quant_format=QuantFormat.QDQ,
-                per_channel=True,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-                op_types_to_quantize=["Conv", "MatMul", "Gemm"],
-            )
+            quantize_static_int8(path, quantized, [{"x": example[:1].numpy()}])
             path = quantized
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
