@@ -225,8 +225,79 @@ def test_int8_export_reports_its_test_map_change(trained, tmp_path, capsys):
     assert main(["export", str(trained), "--out", str(tmp_path / "f.onnx"), "--no-progress"]) == 0
     exact = Runner(tmp_path / "f.onnx")(audio)
     assert 0 < np.abs(int8 - exact).max() < INT8_TOLERANCE
-    assert main(["export", str(trained), "--format", "torchscript", "--quantize", "int8"]) == 2
-    assert "a TorchScript export is float32" in capsys.readouterr().err
+    # TorchScript int8: the student's convolution blocks in PyTorch's int8 (predict --precision int8's model)
+    capsys.readouterr()
+    assert (
+        main(["export", str(trained), "--format", "torchscript", "--quantize", "int8", "--out", str(tmp_path / "q.pt")])
+        == 0
+    )
+    assert "int8 test mAP" in capsys.readouterr().out
+    traced = Runner(tmp_path / "q.pt")(audio)
+    assert 0 < np.abs(traced - exact).max() < INT8_TOLERANCE
+    scripted = torch.jit.load(str(tmp_path / "q.pt"))
+    assert any("quantized" in n.kind() for n in scripted.inlined_graph.nodes())  # integer kernels, not float
+
+
+def test_a_broken_int8_export_fails_its_parity_check(trained, tmp_path, monkeypatch):
+    from eastmir.inference import export as export_module
+
+    real = export_module.int8_student
+
+    def broken(run, purpose):  # a quantisation that moved the classifier: the check must see it
+        student = real(run, purpose)
+        with torch.no_grad():
+            student.head.bias.add_(2.0)
+        return student
+
+    monkeypatch.setattr(export_module, "int8_student", broken)
+    with pytest.raises(RunError, match="differs from predict"):
+        export(load_run(trained), "torchscript", tmp_path / "bad.pt", "int8")
+
+
+INT8_MODULES = ("torch.ao.nn.quantized", "torch.ao.nn.intrinsic.quantized")
+
+
+def int8_convolutions(model):
+    return [m for m in model.modules() if "Conv" in type(m).__name__ and type(m).__module__.startswith(INT8_MODULES)]
+
+
+def test_int8_prediction_is_close_to_float32_and_refused_without_training_clips(trained, tmp_path, capsys):
+    audio = np.random.default_rng(3).standard_normal(16000 * 5).astype(np.float32) * 0.1
+    from eastmir.inference.export import INT8_TOLERANCE
+
+    exact = load_student(trained, precision="float32").predict(audio, 16000)
+    int8 = load_student(trained, precision="int8")
+    assert len(int8_convolutions(int8.model)) == 14  # every convolution of Mobile FCN's eight blocks, in int8
+    got = int8.predict(audio, 16000)
+    assert 0 < np.abs(got.windows - exact.windows).max() < INT8_TOLERANCE
+    assert main(["predict", str(trained), "--precision", "int8", "--no-progress", str(tmp_path / "none.wav")]) == 2
+    assert "predicting in int8 (static" in capsys.readouterr().err
+    from eastmir.inference.predict import TrainedStudent
+
+    run = load_run(trained)  # a run whose data is not on this machine
+    run.config = run.config.model_copy(update={"data": run.config.data.model_copy(update={"root": tmp_path / "x"})})
+    with pytest.raises(RunError, match="--precision int8 calibrates on the run's training clips, which are not"):
+        TrainedStudent(run, precision="int8")
+
+
+@pytest.mark.parametrize("name", list(STUDENTS_TO_SHIP))
+def test_int8_quantises_every_student_s_convolutions_and_stays_close(name, tmp_path):
+    from eastmir.inference.int8 import conv_blocks, quantize_student_int8
+
+    run = untrained_run(name, tmp_path)
+    student = run.student
+    key = student.input_key
+    generator = torch.Generator().manual_seed(1)
+    shape = (4, run.config.frontend.n_mels, 300) if key == "logmel" else (4, 80000)
+    inputs = [torch.randn(*shape, generator=generator) for _ in range(3)]
+    quantised, done, left = quantize_student_int8(student, inputs)
+    assert done == len(conv_blocks(student)) and left == 0
+    convs = [m for parent, attr in conv_blocks(student) for m in getattr(parent, attr).modules()]
+    assert len(int8_convolutions(quantised)) == sum(isinstance(m, torch.nn.Conv2d) for m in convs) > 0
+    with torch.no_grad():
+        exact, approx = student(inputs[0]).logits, quantised(inputs[0]).logits
+    assert not torch.equal(exact, approx)
+    assert float((approx - exact).norm() / exact.norm()) < 0.15  # int8 rounding, not a different model
 
 
 def test_a_teacher_lr_run_cannot_predict_from_audio(small_synth, small_synth_embeddings, workdir):
@@ -291,3 +362,30 @@ def test_bf16_prediction_is_close_to_float32_and_chosen_only_where_the_cpu_has_b
     )
     with pytest.raises(RunError, match="precision must be one of float32, bf16"):
         load_student(trained, precision="fp8")
+
+
+def test_complexity_counts_the_multiply_accumulates_a_hand_count_gives():
+    from eastmir.inference.complexity import Row, count_macs
+    from eastmir.inference.export import InferenceModel
+
+    frontend = STUDENTS.get("mobile_fcn").complexity_frontend
+    student = STUDENTS.build("mobile_fcn", num_classes=20, n_mels=96).eval()
+    model = InferenceModel(student, frontend, False).eval()
+    by_hand: list[int] = []
+
+    def count(module, inputs, out):  # each output value is one dot product of the layer's fan-in
+        fan_in = (
+            module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+            if isinstance(module, torch.nn.Conv2d)
+            else module.in_features
+        )
+        by_hand.append(out.numel() * fan_in)
+
+    for m in student.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+            m.register_forward_hook(count)
+    macs = count_macs(lambda: model(torch.randn(1, 160000)))
+    frames, bins = 501, frontend.n_fft // 2 + 1
+    assert macs == sum(by_hand) + frames * bins * frontend.n_mels  # the layers, and the mel filterbank's product
+    row = Row("s", "student", 1, "x", speed={"a": 10.0}, macs=macs)
+    assert row.gflops("a") == pytest.approx(2 * macs * 10 / 1e9) and row.gflops("b") is None

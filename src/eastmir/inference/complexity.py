@@ -13,14 +13,20 @@ fastest one; every ratio is between two figures of the same run:
   every call; ``tests/test_golden.py`` proves the models equal theirs: "the
   authors' way"), eager with BatchNorm folded and channels-last weights,
   the same under bfloat16 autocast (where the CPU has bf16 instructions, as
-  ``eastmir predict`` runs it there), TorchScript, ONNX Runtime, and ONNX Runtime with static int8
-  quantisation (as ``eastmir export --quantize int8`` makes it);
+  ``eastmir predict`` runs it there), static int8 in PyTorch (``eastmir predict --precision int8``) and
+  traced (``eastmir export --format torchscript --quantize int8``), TorchScript, ONNX Runtime, and ONNX
+  Runtime with static int8 quantisation (``eastmir export --quantize int8``); the int8 ones are calibrated
+  on the clip they are timed on;
 - Mobile FCN and CP-ResNet alone on a 128 × 1000 log-mel, as in the paper's
   Table 2: each backend against the authors' way;
 - teachers, waveform → embeddings (aiSFX, musicnn), against which every
   student's best backend is compared.
 
-Backbone parameters exclude the classifier head, as in the paper.
+Backbone parameters exclude the classifier head, as in the paper. Each model's
+multiply-accumulates per call are counted by PyTorch's ``FlopCounterMode``
+(convolutions and matrix products; the STFT, pooling and activations are not
+counted), and every figure shows the GFLOP/s it achieves (2 FLOP per MAC; for
+int8 contenders, integer operations).
 """
 
 from __future__ import annotations
@@ -48,7 +54,18 @@ TABLE2_OPTIONS = {"mobile_fcn": {"n_mels": 128}, "cp_resnet": {}}
 PAPER_ITS = {"mobile_fcn": 319.3, "cp_resnet": 205.3, "harmonic_cnn": 164.2, "short_chunk_cnn": 196.4}  # RTX 2070 S
 AUTHORS_WAY = "eager (the authors' way)"
 BF16 = "folded + channels-last, bf16"
-BACKENDS = (AUTHORS_WAY, "eager, folded + channels-last", BF16, "TorchScript", "ONNX Runtime", "ONNX Runtime int8")
+INT8 = "PyTorch int8"
+TORCHSCRIPT_INT8 = "TorchScript int8"
+BACKENDS = (
+    AUTHORS_WAY,
+    "eager, folded + channels-last",
+    BF16,
+    INT8,
+    TORCHSCRIPT_INT8,
+    "TorchScript",
+    "ONNX Runtime",
+    "ONNX Runtime int8",
+)
 
 
 @dataclass
@@ -60,6 +77,23 @@ class Row:
     calls: dict[str, Callable[[], object]] = field(default_factory=dict, repr=False)  # backend → one call
     speed: dict[str, float] = field(default_factory=dict)  # backend → it/s of the median call
     fastest: dict[str, float] = field(default_factory=dict)  # backend → it/s of the fastest call
+    macs: float | None = None  # multiply-accumulates per call (convolutions and matrix products), None: not counted
+
+    def gflops(self, backend: str) -> float | None:
+        """GFLOP/s the median call of ``backend`` achieves (2 FLOP per multiply-accumulate)."""
+        return 2 * self.macs * self.speed[backend] / 1e9 if self.macs and backend in self.speed else None
+
+
+def count_macs(call: Callable[[], object]) -> float | None:
+    """Multiply-accumulates of one ``call`` (PyTorch's ``FlopCounterMode``: convolutions and matrix products),
+    or ``None`` when it counts none (a model that does not run on PyTorch operators)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        call()
+    flops = counter.get_total_flops()
+    return flops / 2 if flops else None
 
 
 def interleaved(rows: list[Row], least_rounds: int = 5, most_rounds: int = 50, seconds: float = 20.0) -> int:
@@ -123,15 +157,32 @@ def student_row(name: str, threads: int, workdir: Path) -> Row:
     row = Row(name, "student", student.backbone_parameters(), f"10 s at {rate // 1000} kHz → {shape}")
     with torch.no_grad(), quiet_export():
         traced = torch.jit.freeze(torch.jit.trace(fast, wave, check_trace=False).eval())
+    int8 = _int8(student, frontend, example)
+    with torch.no_grad(), quiet_export():
+        traced_int8 = torch.jit.freeze(torch.jit.trace(int8, wave, check_trace=False).eval()) if int8 else None
+    row.macs = count_macs(lambda: plain(wave))
     row.calls = {
         AUTHORS_WAY: _no_grad(lambda: plain(wave)),
         BACKENDS[1]: _no_grad(lambda: fast(wave)),
         **({BF16: _no_grad(_bf16(lambda: fast(wave)))} if bf16_capability() else {}),
+        **({INT8: _no_grad(lambda: int8(wave)), TORCHSCRIPT_INT8: _no_grad(lambda: traced_int8(wave))} if int8 else {}),
         "TorchScript": _no_grad(lambda: traced(wave)),
         "ONNX Runtime": _onnx(exportable, wave, workdir / f"{name}.onnx", threads, False),
         "ONNX Runtime int8": _onnx(exportable, wave, workdir / f"{name}.onnx", threads, True),
     }
     return row
+
+
+def _int8(student: torch.nn.Module, frontend, example: torch.Tensor) -> InferenceModel | None:
+    """The student in static int8 (calibrated on ``example``, the timed clip), or ``None`` where PyTorch has no
+    quantised backend."""
+    from eastmir.inference.int8 import Int8Error, quantize_student_int8
+
+    try:
+        quantized, _, _ = quantize_student_int8(student, [example])
+    except Int8Error:
+        return None
+    return InferenceModel(quantized, frontend, False).eval()
 
 
 def _bf16(call: Callable[[], object]) -> Callable[[], object]:
@@ -161,6 +212,7 @@ def table2_row(name: str, threads: int, workdir: Path) -> Row:
     fast = optimise_for_inference(student, x)
     export_student = InferenceModel(optimise_for_inference(student, x, channels_last=False), None, False).eval()
     row = Row(name, "student (log-mel only)", student.backbone_parameters(), "128 × 1000 log-mel")
+    row.macs = count_macs(lambda: student(x))
     row.calls = {
         AUTHORS_WAY: _no_grad(lambda: student(x)),
         BACKENDS[1]: _no_grad(lambda: fast(x)),
@@ -183,6 +235,7 @@ def teacher_rows() -> list[Row]:
             f"10 s at {teacher.sample_rate // 1000} kHz → {what}",
         )
         row.calls[AUTHORS_WAY] = lambda t=teacher, w=wave: t.embed(w)
+        row.macs = count_macs(row.calls[AUTHORS_WAY])
         rows.append(row)
     return rows
 
@@ -214,21 +267,28 @@ def best(row: Row) -> tuple[str, float]:
 
 def markdown(rows: list[Row], threads: int) -> str:
     def cell(r: Row, b: str) -> str:
-        return f"{r.speed[b]:.1f} ({r.fastest.get(b, r.speed[b]):.1f})" if b in r.speed else "—"
+        if b not in r.speed:
+            return "—"
+        rate = r.gflops(b)
+        return f"{r.speed[b]:.1f} ({r.fastest.get(b, r.speed[b]):.1f})" + (f", {rate:.1f} GFLOP/s" if rate else "")
 
     how = MEASURED
     lines = [
         f"Batch 1, {threads} thread(s) pinned; every contender timed interleaved, round by round, in this run "
         f"({how.get('rounds', '?')} rounds; 1-minute load average {how.get('load_before', float('nan')):.2f} before, "
-        f"{how.get('load_after', float('nan')):.2f} after). Iterations per second of the median call (of the fastest); "
-        "backbone parameters without the head.",
+        f"{how.get('load_after', float('nan')):.2f} after). Iterations per second of the median call (of the fastest), "
+        "and the GFLOP/s the median call achieves; backbone parameters without the head; multiply-accumulates per "
+        "call of the convolutions and matrix products (GMAC).",
         "",
-        "| model | kind | parameters (M) | input | " + " | ".join(BACKENDS) + " |",
-        "|---|---|---:|---|" + "---:|" * len(BACKENDS),
+        "| model | kind | parameters (M) | GMAC per call | input | " + " | ".join(BACKENDS) + " |",
+        "|---|---|---:|---:|---|" + "---:|" * len(BACKENDS),
     ]
     for r in rows:
         cells = [cell(r, b) for b in BACKENDS]
-        lines.append(f"| {r.name} | {r.kind} | {r.parameters / 1e6:.3f} | {r.input} | " + " | ".join(cells) + " |")
+        macs = f"{r.macs / 1e9:.3f}" if r.macs else "—"
+        lines.append(
+            f"| {r.name} | {r.kind} | {r.parameters / 1e6:.3f} | {macs} | {r.input} | " + " | ".join(cells) + " |"
+        )
     teachers = [r for r in rows if r.kind == "teacher"]
     students = [r for r in rows if r.kind == "student"]
     if teachers:
@@ -264,11 +324,12 @@ def markdown(rows: list[Row], threads: int) -> str:
 def write_csv(rows: list[Row], path: str | Path) -> None:
     fh = io.StringIO(newline="")
     writer = csv.writer(fh)
-    writer.writerow(["model", "kind", "parameters", "input", *BACKENDS, *(f"{b} (fastest)" for b in BACKENDS)])
+    head = ["model", "kind", "parameters", "macs", "input", *BACKENDS]
+    writer.writerow([*head, *(f"{b} (fastest)" for b in BACKENDS), *(f"{b} (GFLOP/s)" for b in BACKENDS)])
     for r in rows:
         speeds = [r.speed.get(b) for b in BACKENDS] + [r.fastest.get(b) for b in BACKENDS]
-        writer.writerow([r.name, r.kind, r.parameters, r.input, *speeds])
+        writer.writerow([r.name, r.kind, r.parameters, r.macs, r.input, *speeds, *(r.gflops(b) for b in BACKENDS)])
     atomic_write(path, fh.getvalue())
 
 
-__all__ = ["AUTHORS_WAY", "BACKENDS", "Row", "interleaved", "markdown", "measure", "write_csv"]
+__all__ = ["AUTHORS_WAY", "BACKENDS", "INT8", "Row", "count_macs", "interleaved", "markdown", "measure", "write_csv"]

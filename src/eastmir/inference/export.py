@@ -7,14 +7,18 @@ for a single-label run) for the whole input it is given: the log-mel front
 end is inside the graph (``torch.stft`` exports to the ONNX STFT operator),
 BatchNorm is folded into the convolutions. For long recordings, window them as
 ``eastmir predict`` does (the training clip length, half of it as hop) and
-average. Class names, thresholds, sample rate and the rest ride along: ONNX
+average (the exported model does exactly that for any input longer than a
+clip). Class names, thresholds, sample rate and the rest ride along: ONNX
 ``metadata_props`` (key ``eastmir``, JSON) or TorchScript ``_extra_files``
 (``eastmir.json``). A model card (``<file>.md``) is written beside it.
 
-``--quantize int8``: dynamic int8 quantisation (ONNX Runtime's
-``quantize_dynamic`` of convolution and matrix weights; for TorchScript,
-PyTorch's of the linear layers), with the change in test mAP measured on the
-run's test split when its data is on this machine.
+``--quantize int8``: static int8, calibrated on 32 of the run's training
+clips (which must be on this machine): for ONNX, ONNX Runtime's QDQ
+quantisation of the convolutions and matrix products (the front end stays
+float32); for TorchScript, the student's convolution blocks in PyTorch's int8
+(:mod:`eastmir.inference.int8`, what ``predict --precision int8`` runs). The
+export prints the change in test mAP, measured on the run's test split when its
+data is on this machine.
 """
 
 from __future__ import annotations
@@ -116,14 +120,17 @@ def window_of(run: LoadedRun) -> tuple[int, int, int]:
     return samples, size, max(1, round(float(seconds) * HOP_FRACTION * per_second))
 
 
-def inference_model(run: LoadedRun, fast: bool = True) -> tuple[InferenceModel, int]:
-    """The run's waveform → probabilities model and its training clip length in samples."""
+def inference_model(run: LoadedRun, fast: bool = True, int8: bool = False) -> tuple[InferenceModel, int]:
+    """The run's waveform → probabilities model and its training clip length in samples; ``int8``: the student
+    in static int8 (:func:`int8_student`)."""
     if run.input_key == "embedding":
         raise RunError(f"{run.directory} is a TeacherLR run: it needs its teacher's embeddings, not audio")
     frontend = run.config.frontend
     samples, size, step = window_of(run)
     student = run.student.eval()
-    if fast:
+    if int8:
+        student = int8_student(run, "--quantize int8")
+    elif fast:
         example = (
             LogMelFrontend(frontend)(torch.zeros(1, samples)) if run.input_key == "logmel" else torch.zeros(1, samples)
         )
@@ -206,7 +213,9 @@ CALIBRATION_CLIPS = 32
 INT8_TOLERANCE = 5e-2  # the largest probability change an int8 export may show against predict (float32)
 
 
-def calibration_clips(run: LoadedRun, most: int = CALIBRATION_CLIPS) -> list[np.ndarray]:
+def calibration_clips(
+    run: LoadedRun, most: int = CALIBRATION_CLIPS, purpose: str = "--quantize int8"
+) -> list[np.ndarray]:
     """Up to ``most`` clips of the run's training split (one clip long, at its rate, in manifest order): what
     int8 calibration measures the activations' ranges on."""
     from eastmir.audio import load_audio
@@ -221,8 +230,9 @@ def calibration_clips(run: LoadedRun, most: int = CALIBRATION_CLIPS) -> list[np.
         clips = []
     if not clips:
         raise RunError(
-            f"--quantize int8 calibrates on the run's training clips, which are not on this machine ({root}): "
-            "prepare the dataset there (or set data.root in the run's config.yaml), or export without --quantize"
+            f"{purpose} calibrates on the run's training clips, which are not on this machine ({root}, the data.root "
+            "its checkpoint holds): prepare or link the dataset there, or "
+            + ("export without --quantize" if purpose == "--quantize int8" else "choose another precision")
         )
     rate = run.config.frontend.sample_rate
     length = round(float(run.system.hparams.get("clip_seconds") or run.config.data.clip_seconds) * rate)
@@ -231,6 +241,23 @@ def calibration_clips(run: LoadedRun, most: int = CALIBRATION_CLIPS) -> list[np.
         audio = load_audio(manifest.audio_file(clip), rate)
         waves.append(np.pad(audio[:length], (0, max(0, length - len(audio)))).astype(np.float32))
     return waves
+
+
+def int8_student(run: LoadedRun, purpose: str) -> nn.Module:
+    """The run's student with its convolution blocks in static int8 (:mod:`eastmir.inference.int8`), calibrated
+    on :func:`calibration_clips` (one clip each, through the run's front end, in batches of 8). ``purpose``: the
+    option that asked for it, named in the errors."""
+    from eastmir.inference.int8 import Int8Error, quantize_student_int8
+
+    waves = torch.from_numpy(np.stack(calibration_clips(run, purpose=purpose)))
+    frontend = LogMelFrontend(run.config.frontend) if run.input_key == "logmel" else None
+    with torch.no_grad():
+        inputs = [frontend(w) if frontend is not None else w for w in waves.split(8)]
+    try:
+        model, _, _ = quantize_student_int8(run.student.eval(), inputs)
+    except Int8Error as err:
+        raise RunError(f"{run.directory}: {err}; run without {purpose}") from None
+    return model
 
 
 def quantize_int8(run: LoadedRun, float_path: Path, path: Path) -> None:
@@ -267,9 +294,7 @@ def quantize_static_int8(float_path: Path, path: Path, feeds) -> None:
 
 
 def export_torchscript(run: LoadedRun, path: Path, quantize: str | None = None) -> Path:
-    if quantize:
-        raise RunError("--quantize int8 is for ONNX (static, calibrated int8); a TorchScript export is float32")
-    model, samples = inference_model(run)
+    model, samples = inference_model(run, int8=quantize == "int8")
     with torch.no_grad(), quiet_export():
         traced = torch.jit.freeze(torch.jit.trace(model, torch.zeros(2, samples), check_trace=False).eval())
     with quiet_export():  # TorchScript is deprecated in recent PyTorch (it says so on every save and load)
@@ -425,7 +450,7 @@ def model_card(run: LoadedRun, path: Path, fmt: str, quantize: str | None, notes
         f"# {meta['system']}: {meta['student']} student" + (f", {meta['teacher']} teacher" if meta["teacher"] else ""),
         "",
         f"Exported by eastmir {__version__} from `{run.directory}` ({run.checkpoint.name}) as {fmt}"
-        + (f", {quantize} dynamic quantisation" if quantize else "")
+        + (f", {quantize} static quantisation (calibrated on the run's training clips)" if quantize else "")
         + ".",
         "",
         "## Input and output",
