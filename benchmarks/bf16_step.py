@@ -11,16 +11,16 @@ Run: ``python benchmarks/bf16_step.py [--rounds 10] [--threads 1]``.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import tempfile
-import time
+from functools import partial
 
 import torch
 
 from eastmir.config import load_config
 from eastmir.inference.predict import bf16_capability
 from eastmir.training.system import EastSystem
+from timing import machine, round_by_round, training_step
 
 # student → (config overrides, batch, input shape of one clip, target ratio)
 CASES = {
@@ -34,27 +34,13 @@ CASES = {
 }
 
 
-def step(system: EastSystem, optimizer: torch.optim.Optimizer, batch: dict, bf16: bool) -> float:
-    start = time.perf_counter()
-    with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
-        loss = system.losses(batch)["loss"]
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return time.perf_counter() - start
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--students", nargs="+", default=list(CASES), choices=list(CASES))
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s) (pinned), bf16 instructions: "
-        f"{bf16_capability() or 'none'}, {args.rounds} rounds, load average {os.getloadavg()[0]:.2f}\n"
-    )
+    print(f"{machine(args.threads)}; bf16 instructions: {bf16_capability() or 'none'}, {args.rounds} rounds\n")
     print("| student | batch | float32 step, min / median (ms) | bf16 step, min / median (ms) | ratio | target |")
     print("|---|---|---:|---:|---:|---|")
     with tempfile.TemporaryDirectory() as tmp:
@@ -72,11 +58,10 @@ def main() -> None:
                 "mask": torch.ones(n, 20, dtype=torch.bool),
             }
             for bf16 in (False, True):
-                step(system, optimizer, batch, bf16)  # warm-up
-            times: dict[bool, list[float]] = {False: [], True: []}
-            for r in range(args.rounds):
-                for bf16 in (False, True) if r % 2 == 0 else (True, False):
-                    times[bf16].append(step(system, optimizer, batch, bf16))
+                training_step(system, optimizer, batch, bf16)  # warm-up
+            times = round_by_round(
+                {b: partial(training_step, system, optimizer, batch, b) for b in (False, True)}, args.rounds
+            )
             ratio = statistics.median(b / a for a, b in zip(times[False], times[True]))
             f32 = f"{min(times[False]) * 1e3:.0f} / {statistics.median(times[False]) * 1e3:.0f}"
             b16 = f"{min(times[True]) * 1e3:.0f} / {statistics.median(times[True]) * 1e3:.0f}"

@@ -9,16 +9,21 @@
   as the authors' ``musicnn.extractor`` does (it rebuilds its graph and
   restores its checkpoint on every call).
 
-All on the same synth clips (10 s, 16 kHz), timed in one run with the thread
-count pinned and printed. Run: ``python benchmarks/extract_throughput.py
-[--clips 48] [--threads 2] [--teachers aisfx musicnn]``.
+All on the same synth clips (10 s, 16 kHz), timed **round by round** in one
+process (each contender once per round into a fresh store or folder, the order
+rotated every round), with the thread count pinned and printed; each figure is
+clips per second, median (slowest) over rounds, and each ratio the median of
+the rounds' paired ratios. Run: ``python benchmarks/extract_throughput.py
+[--clips 48] [--rounds 3] [--threads 2] [--teachers aisfx musicnn]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +33,7 @@ from eastmir import pipeline
 from eastmir.audio import load_audio
 from eastmir.data.store import Store
 from eastmir.registry import TEACHERS
+from timing import machine, round_by_round
 
 
 def loop(teacher_factory, manifest, out: Path, rebuild: bool) -> float:
@@ -43,46 +49,62 @@ def loop(teacher_factory, manifest, out: Path, rebuild: bool) -> float:
     return len(manifest.clips) / (time.perf_counter() - start)
 
 
+EXTRACT_8, EXTRACT_1, LOOP, PER_FILE = (
+    "extract, batch 8, 2 workers",
+    "extract, batch 1",
+    "loop, batch 1",
+    "loop, teacher per file",
+)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=48)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--teachers", nargs="+", default=["aisfx", "musicnn"])
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} thread(s) (pinned); {args.clips} synth clips of 10 s\n"
-    )
+    print(f"{machine(args.threads)}; {args.clips} synth clips of 10 s; {args.rounds} rounds\n")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         options = {"n_clips": args.clips, "clip_seconds": 10.0, "seed": 5}
         manifest = pipeline.prepare("synth", tmp / "synth", options, progress=False)
+        contenders = (EXTRACT_8, EXTRACT_1, LOOP, PER_FILE)
         print(
-            "| teacher | extract, batch 8, 2 workers (clips/s) | extract, batch 1 (clips/s) | "
-            "loop, batch 1 (clips/s) | loop, teacher per file (clips/s) | best extract / loop | "
-            "best extract / loop per file |"
+            "| teacher | "
+            + " | ".join(f"{c} (clips/s)" for c in contenders)
+            + " | best extract / loop | best extract / loop per file |"
         )
-        print("|---|---:|---:|---:|---:|---:|---:|")
+        print("|---|" + "---:|" * (len(contenders) + 2))
         import eastmir.training.extraction  # noqa: F401  (Lightning's import is not extraction time)
 
+        fresh = iter(range(10**6))  # a new store or folder for every call: nothing is ever already there
         for name in args.teachers:
             factory = TEACHERS.get(name)
             teacher = factory()
             with torch.no_grad():  # warm-up, as the loop's first file would be
                 teacher.embed(torch.zeros(1, 3 * teacher.sample_rate))
-            rates = []
-            for batch, workers in ((8, 2), (1, 0)):
+
+            def extract(batch: int, workers: int, teacher=teacher, name=name) -> float:
                 start = time.perf_counter()
-                store = Store(tmp / f"store-{name}-{batch}")
+                store = Store(tmp / f"store-{name}-{next(fresh)}")
                 pipeline.extract(teacher, manifest, store, batch_size=batch, progress=False, workers=workers)
-                rates.append(len(manifest.clips) / (time.perf_counter() - start))
-            plain = loop(factory, manifest, tmp / f"loop-{name}", rebuild=False)
-            rebuilt = loop(factory, manifest, tmp / f"rebuild-{name}", rebuild=True)
-            best = max(rates)
-            print(
-                f"| {name} | {rates[0]:.1f} | {rates[1]:.1f} | {plain:.1f} | {rebuilt:.1f} | {best / plain:.2f} | "
-                f"{best / rebuilt:.2f} |"
+                return len(manifest.clips) / (time.perf_counter() - start)
+
+            rates = round_by_round(
+                {
+                    EXTRACT_8: partial(extract, 8, 2),
+                    EXTRACT_1: partial(extract, 1, 0),
+                    LOOP: lambda f=factory, n=name: loop(f, manifest, tmp / f"loop-{n}-{next(fresh)}", False),
+                    PER_FILE: lambda f=factory, n=name: loop(f, manifest, tmp / f"rebuild-{n}-{next(fresh)}", True),
+                },
+                args.rounds,
             )
+            best = [max(a, b) for a, b in zip(rates[EXTRACT_8], rates[EXTRACT_1])]  # per round
+            cells = [f"{statistics.median(rates[c]):.1f} ({min(rates[c]):.1f})" for c in contenders]
+            over_loop = statistics.median(b / p for b, p in zip(best, rates[LOOP]))
+            over_rebuilt = statistics.median(b / p for b, p in zip(best, rates[PER_FILE]))
+            print(f"| {name} | " + " | ".join(cells) + f" | {over_loop:.2f} | {over_rebuilt:.2f} |")
 
 
 if __name__ == "__main__":

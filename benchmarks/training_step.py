@@ -13,12 +13,13 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-import time
+from functools import partial
 
 import torch
 
 from eastmir.config import load_config
 from eastmir.training.system import EastSystem
+from timing import machine, round_by_round, training_step
 
 # student → (config overrides, input shape of one batch of 16)
 CASES = {
@@ -33,23 +34,13 @@ CASES = {
 }
 
 
-def step(system: EastSystem, optimizer: torch.optim.Optimizer, batch: dict) -> float:
-    start = time.perf_counter()
-    loss = system.losses(batch)["loss"]
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return time.perf_counter() - start
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--students", nargs="+", default=list(CASES), choices=list(CASES))
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s) (pinned), batch 16, {args.rounds} rounds\n")
+    print(f"{machine(args.threads)}; batch 16, {args.rounds} rounds\n")
     print("| student | input | NCHW step (ms) | channels-last step (ms) | paired ratio | target ≤ 0.8 |")
     print("|---|---|---:|---:|---:|---|")
     with tempfile.TemporaryDirectory() as tmp:
@@ -69,11 +60,11 @@ def main() -> None:
                 "mask": torch.ones(16, 20, dtype=torch.bool),
             }
             for layout in (False, True):
-                step(systems[layout], optimizers[layout], batch)  # warm-up
-            times: dict[bool, list[float]] = {False: [], True: []}
-            for r in range(args.rounds):
-                for layout in (False, True) if r % 2 == 0 else (True, False):
-                    times[layout].append(step(systems[layout], optimizers[layout], batch))
+                training_step(systems[layout], optimizers[layout], batch)  # warm-up
+            times = round_by_round(
+                {x: partial(training_step, systems[x], optimizers[x], batch) for x in (False, True)},
+                args.rounds,
+            )
             ratio = statistics.median(b / a for a, b in zip(times[False], times[True]))
             before, after = statistics.median(times[False]) * 1000, statistics.median(times[True]) * 1000
             verdict = "yes" if ratio <= 0.8 else "no"
