@@ -87,3 +87,35 @@ def test_empty_file_error_names_it(tmp_path):
 def test_missing_file_error_names_it(tmp_path):
     with pytest.raises(AudioDecodeError, match=r"nothere\.ogg.*not found"):
         load_audio(tmp_path / "nothere.ogg", 16000)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},  # synth / OpenMIC-like defaults: n_fft 1024 = 32 · 32, an 800-sample window centred in the frame
+        {"preemphasis": 0.97, "window": "symmetric", "pad_mode": "reflect", "mel_scale": "slaney"},  # the authors'
+        {"n_fft": 512, "win_length": 512, "hop_length": 256, "n_mels": 128},  # 16 · 32, short-chunk CNN's
+        {"n_fft": 600, "win_length": 600, "hop_length": 160, "n_mels": 40},  # 20 · 30, not a power of two
+    ],
+)
+def test_the_matmul_spectrum_for_onnx_equals_torch_stft(options):
+    from eastmir.audio import MatmulPowerSpectrum
+
+    config = FrontendConfig(**options)
+    exact, by_products = LogMelFrontend(config), LogMelFrontend(config).for_onnx()
+    assert isinstance(by_products.matmul_spectrum, MatmulPowerSpectrum)
+    generator = torch.Generator().manual_seed(0)
+    for length in (config.win_length, 12_345, 80_000):  # the shortest input, an odd one, several seconds
+        wave = torch.randn(2, length, generator=generator) * 0.1
+        wave[1] *= torch.linspace(0, 1, length)  # a fade from silence: small powers near log_eps too
+        a, b = exact(wave), by_products(wave)
+        assert a.shape == b.shape == (2, config.n_mels, config.n_frames(length))
+        assert float((a - b).abs().max()) < 1e-4  # float rounding of a different summation order, no more
+    spectrum = by_products.matmul_spectrum
+    padded = torch.nn.functional.pad(torch.randn(1, 4000, generator=generator), (config.n_fft // 2,) * 2)
+    window = torch.zeros(config.n_fft)
+    offset = (config.n_fft - config.win_length) // 2
+    window[offset : offset + config.win_length] = exact.window
+    frames = padded.unfold(-1, config.n_fft, config.hop_length) * window  # (1, frames, n_fft)
+    numpy_power = np.abs(np.fft.rfft(frames.double().numpy(), axis=-1)) ** 2  # numpy's FFT, float64
+    assert np.allclose(spectrum(padded)[0].numpy().T, numpy_power[0], rtol=1e-4, atol=1e-6 * numpy_power.max())

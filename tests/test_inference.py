@@ -224,6 +224,13 @@ def test_int8_export_reports_its_test_map_change(trained, tmp_path, capsys):
     int8 = Runner(tmp_path / "q.onnx")(audio)
     assert main(["export", str(trained), "--out", str(tmp_path / "f.onnx"), "--no-progress"]) == 0
     exact = Runner(tmp_path / "f.onnx")(audio)
+    float_ops = {node.op_type for node in onnx.load(str(tmp_path / "f.onnx")).graph.node}
+    assert "STFT" not in float_ops and "MatMul" in float_ops  # the spectrum by products (fast in ONNX Runtime)
+    graph = onnx.load(str(tmp_path / "q.onnx")).graph
+    dequantised = {o for node in graph.node if node.op_type == "DequantizeLinear" for o in node.output}
+    products = [node for node in graph.node if node.op_type == "MatMul"]
+    assert products and not any(set(node.input) & dequantised for node in products)  # the front end: float32
+    assert any(set(node.input) & dequantised for node in graph.node if node.op_type == "Conv")  # convolutions: int8
     assert 0 < np.abs(int8 - exact).max() < INT8_TOLERANCE
     # TorchScript int8: the student's convolution blocks in PyTorch's int8 (predict --precision int8's model)
     capsys.readouterr()

@@ -342,11 +342,74 @@ class FrontendConfig:
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
+def _factor(n: int) -> tuple[int, int]:
+    """``n = a · b`` with ``a`` the largest divisor of ``n`` not above its square root."""
+    a = math.isqrt(n)
+    while n % a:
+        a -= 1
+    return a, n // a
+
+
+class MatmulPowerSpectrum(nn.Module):
+    """The centred STFT's power ``|X|²`` as ``torch.stft`` computes it, by matrix products: padded waveform
+    ``(batch, samples + n_fft)`` → ``(batch, n_fft // 2 + 1, frames)``.
+
+    For ONNX export: ONNX Runtime's ``STFT`` operator took 8.6 ms for 10 s at 16 kHz (n_fft 1024) on one
+    thread, 43 % of an exported Mobile FCN. Here each frame is cut from the waveform by slicing (``hop``-long
+    blocks side by side), windowed, and transformed by a two-stage Cooley–Tukey DFT, ``n_fft = n1 · n2``
+    (32 · 32 for 1024): a length-``n1`` DFT as one product, the twiddle factors, a length-``n2`` DFT of the
+    non-negative frequencies as another; 68 M multiply-accumulates for those 10 s, 3.7 ms with the mel
+    product (relative difference to ``torch.stft`` ≈ 5e-7).
+    """
+
+    def __init__(self, n_fft: int, hop_length: int, window: torch.Tensor) -> None:
+        super().__init__()
+        self.n_fft, self.hop = n_fft, hop_length
+        self.n1, self.n2 = _factor(n_fft)
+        self.kept = self.n2 // 2 + 1  # second-stage frequencies k2 that reach n_fft // 2
+        full = torch.zeros(n_fft, dtype=torch.float64)
+        offset = (n_fft - len(window)) // 2  # torch.stft centres a shorter window in the frame
+        full[offset : offset + len(window)] = window.double()
+        k1, n2 = torch.arange(self.n1, dtype=torch.float64), torch.arange(self.n2, dtype=torch.float64)
+        first = 2 * math.pi * torch.outer(k1, k1) / self.n1  # (k1, n1)
+        twiddle = 2 * math.pi * torch.outer(k1, n2) / n_fft  # (k1, n2)
+        second = 2 * math.pi * torch.outer(n2, torch.arange(self.kept, dtype=torch.float64)) / self.n2  # (n2, k2)
+        c, s = torch.cos(second), torch.sin(second)
+        buffers = {
+            "window": full.reshape(self.n1, self.n2),
+            "first": torch.cat([torch.cos(first), -torch.sin(first)]),  # real and imaginary rows (2 n1, n1)
+            "twiddle_cos": torch.cos(twiddle),
+            "twiddle_sin": torch.sin(twiddle),
+            "second": torch.cat([torch.cat([c, -s], 1), torch.cat([s, c], 1)]),  # (2 n2, 2 kept)
+        }
+        for name, value in buffers.items():
+            self.register_buffer(name, value.float(), persistent=False)
+
+    def forward(self, padded: torch.Tensor) -> torch.Tensor:
+        batch, n, hop = padded.shape[0], self.n_fft, self.hop
+        frames = (padded.shape[-1] - n) // hop + 1
+        blocks_per_frame = -(-n // hop)
+        padded = nn.functional.pad(padded, (0, blocks_per_frame * hop - n))
+        blocks = padded[:, : (frames + blocks_per_frame - 1) * hop].reshape(batch, -1, hop)
+        cut = torch.cat([blocks[:, j : j + frames] for j in range(blocks_per_frame)], -1)[..., :n]
+        x = cut.reshape(batch, frames, self.n1, self.n2) * self.window  # sample n = n2 · row + column
+        a = torch.matmul(self.first, x)  # (batch, frames, 2 n1, n2): the first stage, real and imaginary
+        re, im = a[:, :, : self.n1], a[:, :, self.n1 :]
+        b_re = re * self.twiddle_cos + im * self.twiddle_sin
+        b_im = im * self.twiddle_cos - re * self.twiddle_sin
+        y = torch.matmul(torch.cat([b_re, b_im], -1), self.second)  # (batch, frames, k1, 2 kept)
+        power = y[..., : self.kept].square() + y[..., self.kept :].square()  # X[k1 + n1 · k2]
+        power = power.transpose(-1, -2).reshape(batch, frames, self.n1 * self.kept)[..., : n // 2 + 1]
+        return power.transpose(1, 2)
+
+
 class LogMelFrontend(nn.Module):
     """Waveform ``(batch, samples)`` → normalised log-mel ``(batch, mels, frames)``.
 
     The window and filterbank are non-persistent buffers: they are rebuilt
-    from the config and never stored in checkpoints.
+    from the config and never stored in checkpoints. :meth:`for_onnx` switches
+    the STFT to :class:`MatmulPowerSpectrum` (the same values up to float
+    rounding, and fast in ONNX Runtime).
     """
 
     def __init__(self, config: FrontendConfig) -> None:
@@ -357,6 +420,13 @@ class LogMelFrontend(nn.Module):
         self.register_buffer("window", window, persistent=False)
         fb = mel_filterbank(c.n_fft, c.sample_rate, c.n_mels, c.fmin, c.fmax, scale=c.mel_scale)
         self.register_buffer("filterbank", fb, persistent=False)
+        self.matmul_spectrum: MatmulPowerSpectrum | None = None
+
+    def for_onnx(self) -> LogMelFrontend:
+        """Compute the spectrum by matrix products from now on (:class:`MatmulPowerSpectrum`); returns self."""
+        c = self.config
+        self.matmul_spectrum = MatmulPowerSpectrum(c.n_fft, c.hop_length, self.window).to(self.window.device)
+        return self
 
     def forward(self, waveform: torch.Tensor, fmin: float | None = None, fmax: float | None = None) -> torch.Tensor:
         """``fmin``/``fmax`` (Hz) override the filterbank's range for this call (frequency jitter)."""
@@ -368,6 +438,11 @@ class LogMelFrontend(nn.Module):
             filterbank = mel_filterbank(c.n_fft, c.sample_rate, c.n_mels, lo, hi, scale=c.mel_scale).to(waveform.device)
         if c.preemphasis:  # a valid two-tap convolution, as the authors': one sample shorter, nothing carried over
             waveform = waveform[..., 1:] - c.preemphasis * waveform[..., :-1]
+        if self.matmul_spectrum is not None:
+            half = c.n_fft // 2  # centred frames, padded as torch.stft pads them
+            padded = nn.functional.pad(waveform[:, None], (half, half), mode=c.pad_mode)[:, 0]
+            mel = torch.matmul(filterbank.T, self.matmul_spectrum(padded))  # (batch, mels, frames)
+            return (torch.log(mel + c.log_eps) + c.norm_shift) / c.norm_scale
         spec = torch.stft(
             waveform,
             n_fft=c.n_fft,

@@ -153,6 +153,8 @@ def student_row(name: str, threads: int, workdir: Path) -> Row:
     fast = InferenceModel(fast_student, frontend, False).eval()
     export_student = optimise_for_inference(student, example, channels_last=False)
     exportable = InferenceModel(export_student, frontend, False).eval()
+    if exportable.frontend is not None:
+        exportable.frontend.for_onnx()  # as `eastmir export` exports it
     shape = f"{frontend.n_mels} × {example.shape[-1]} log-mel" if frontend else f"{wave.shape[-1]} samples"
     row = Row(name, "student", student.backbone_parameters(), f"10 s at {rate // 1000} kHz → {shape}")
     with torch.no_grad(), quiet_export():

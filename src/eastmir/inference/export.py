@@ -4,7 +4,9 @@ The exported model takes a mono waveform ``(batch, samples)`` at the run's
 sample rate, of any length (the time axis is dynamic; at least the student's
 minimum), and returns probabilities ``(batch, classes)`` (sigmoid, or softmax
 for a single-label run) for the whole input it is given: the log-mel front
-end is inside the graph (``torch.stft`` exports to the ONNX STFT operator),
+end is inside the graph (in ONNX, its spectrum as matrix products,
+:class:`~eastmir.audio.MatmulPowerSpectrum`: ONNX Runtime's STFT operator
+took 4× as long),
 BatchNorm is folded into the convolutions. For long recordings, window them as
 ``eastmir predict`` does (the training clip length, half of it as hop) and
 average (the exported model does exactly that for any input longer than a
@@ -186,6 +188,8 @@ def export_onnx(run: LoadedRun, path: Path, quantize: str | None = None) -> Path
     import onnx
 
     model, samples = inference_model(run)
+    if model.frontend is not None:
+        model.frontend.for_onnx()  # the spectrum by matrix products: ONNX Runtime's STFT operator is slow
     # a batch of 2 and several pooled frames: sizes of 1 would be specialised by the exporter
     example = torch.zeros(2, max(2 * samples, 4 * min_samples(run)))
     dims = ({0: torch.export.Dim("batch", min=1, max=4096), 1: torch.export.Dim("samples", min=min_samples(run))},)
@@ -261,16 +265,17 @@ def int8_student(run: LoadedRun, purpose: str) -> nn.Module:
 
 
 def quantize_int8(run: LoadedRun, float_path: Path, path: Path) -> None:
-    """Static int8 quantisation of an exported model (ONNX Runtime, QDQ): convolutions and matrix products with
-    per-channel int8 weights and uint8 activations whose ranges are calibrated on the run's training clips; the
-    front end stays float32. Dynamic quantisation was 3.4× slower than float32 on a CPU with VNNI; static lets
+    """Static int8 quantisation of an exported model (ONNX Runtime, QDQ): the convolutions with per-channel int8
+    weights and uint8 activations whose ranges are calibrated on the run's training clips; the front end and the
+    classifier stay float32. Dynamic quantisation was 3.4× slower than float32 on a CPU with VNNI; static lets
     ONNX Runtime run integer convolutions end to end."""
     quantize_static_int8(float_path, path, ({"waveform": w[None]} for w in calibration_clips(run)))
 
 
 def quantize_static_int8(float_path: Path, path: Path, feeds) -> None:
     """``float_path`` → ``path`` in static int8 (QDQ, per-channel int8 weights, uint8 activations), calibrated
-    on ``feeds``: an iterable of ONNX input dicts. What ``export --quantize int8`` and ``complexity`` run."""
+    on ``feeds``: an iterable of ONNX input dicts. What ``export --quantize int8`` and ``complexity`` run: the
+    convolutions in int8, the front end and the classifier float32."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class Feeds(CalibrationDataReader):
@@ -289,7 +294,7 @@ def quantize_static_int8(float_path: Path, path: Path, feeds) -> None:
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
-            op_types_to_quantize=["Conv", "MatMul", "Gemm"],
+            op_types_to_quantize=["Conv"],  # not the front end's products: its power spans decades
         )
 
 
