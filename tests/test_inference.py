@@ -365,7 +365,7 @@ def test_bf16_prediction_is_close_to_float32_and_chosen_only_where_the_cpu_has_b
     monkeypatch.setattr(predict, "bf16_capability", lambda: "AMX")
     assert predict.choose_precision("auto") == (
         "bf16",
-        "predicting in bf16 (this CPU has AMX; --precision float32 or bf16 to choose)",
+        "predicting in bf16 (this CPU has AMX; --precision float32, bf16 or int8 to choose)",
     )
     with pytest.raises(RunError, match="precision must be one of float32, bf16"):
         load_student(trained, precision="fp8")

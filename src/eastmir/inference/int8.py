@@ -63,8 +63,11 @@ def quantize_student_int8(student: nn.Module, calibration: Iterable[torch.Tensor
 
 
 def _quantize(student: nn.Module, calibration: Iterable[torch.Tensor]) -> tuple[nn.Module, int, int]:
-    from torch.ao.quantization import get_default_qconfig_mapping
-    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+    try:  # PyTorch has announced this API's move to torchao
+        from torch.ao.quantization import get_default_qconfig_mapping
+        from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+    except ImportError as err:
+        raise Int8Error(f"this PyTorch ({torch.__version__}) has no FX quantisation ({err})") from None
 
     engine = int8_engine()
     if engine is None:

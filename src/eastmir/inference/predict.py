@@ -248,7 +248,7 @@ def choose_precision(asked: str) -> tuple[str, str]:
     if asked == "auto":
         asked = "bf16" if capability else "float32"
         why = f"this CPU has {capability}" if capability else "this CPU has no bf16 instructions"
-        return asked, f"predicting in {asked} ({why}; --precision float32 or bf16 to choose)"
+        return asked, f"predicting in {asked} ({why}; --precision float32, bf16 or int8 to choose)"
     if asked == "bf16" and not capability:
         return asked, "predicting in bf16, which this CPU emulates without bf16 instructions: slower than float32"
     if asked == "int8":
