@@ -196,8 +196,8 @@ def main() -> None:
             load = BATCH / store
             print(
                 f"CP-ResNet training step, batch {BATCH}: {step:.1f} s; the store loader's {load * 1000:.0f} ms per "
-                f"batch is {100 * load / (load + step):.2f} % of a step (decoding: "
-                f"{100 * (BATCH / decode) / (BATCH / decode + step):.1f} % decoding at the model's rate)"
+                f"batch is {100 * load / (load + step):.2f} % of a step (decoding at the model's rate: "
+                f"{100 * (BATCH / decode) / (BATCH / decode + step):.1f} %)"
             )
 
 
