@@ -438,21 +438,21 @@ class LogMelFrontend(nn.Module):
             filterbank = mel_filterbank(c.n_fft, c.sample_rate, c.n_mels, lo, hi, scale=c.mel_scale).to(waveform.device)
         if c.preemphasis:  # a valid two-tap convolution, as the authors': one sample shorter, nothing carried over
             waveform = waveform[..., 1:] - c.preemphasis * waveform[..., :-1]
-        if self.matmul_spectrum is not None:
+        if self.matmul_spectrum is not None:  # products only, as ONNX Runtime runs them fast
             half = c.n_fft // 2  # centred frames, padded as torch.stft pads them
             padded = nn.functional.pad(waveform[:, None], (half, half), mode=c.pad_mode)[:, 0]
             mel = torch.matmul(filterbank.T, self.matmul_spectrum(padded))  # (batch, mels, frames)
-            return (torch.log(mel + c.log_eps) + c.norm_shift) / c.norm_scale
-        spec = torch.stft(
-            waveform,
-            n_fft=c.n_fft,
-            hop_length=c.hop_length,
-            win_length=c.win_length,
-            window=self.window,
-            center=True,
-            pad_mode=c.pad_mode,
-            return_complex=True,
-        )
-        power = spec.real.square() + spec.imag.square()  # (batch, freqs, frames)
-        mel = torch.einsum("bft,fm->bmt", power, filterbank)
+        else:
+            spec = torch.stft(
+                waveform,
+                n_fft=c.n_fft,
+                hop_length=c.hop_length,
+                win_length=c.win_length,
+                window=self.window,
+                center=True,
+                pad_mode=c.pad_mode,
+                return_complex=True,
+            )
+            power = spec.real.square() + spec.imag.square()  # (batch, freqs, frames)
+            mel = torch.einsum("bft,fm->bmt", power, filterbank)
         return (torch.log(mel + c.log_eps) + c.norm_shift) / c.norm_scale

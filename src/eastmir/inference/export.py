@@ -16,7 +16,7 @@ clip). Class names, thresholds, sample rate and the rest ride along: ONNX
 
 ``--quantize int8``: static int8, calibrated on 32 of the run's training
 clips (which must be on this machine): for ONNX, ONNX Runtime's QDQ
-quantisation of the convolutions and matrix products (the front end stays
+quantisation of the convolutions (the front end and the classifier stay
 float32); for TorchScript, the student's convolution blocks in PyTorch's int8
 (:mod:`eastmir.inference.int8`, what ``predict --precision int8`` runs). The
 export prints the change in test mAP, measured on the run's test split when its

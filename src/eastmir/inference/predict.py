@@ -114,11 +114,13 @@ class TrainedStudent:
         self.minimum = min_samples(self.run)  # the exported model's too
         self.pad = self.frontend_config.silence if self.frontend is not None else 0.0
         student = self.run.student.eval()
-        example = torch.zeros((1, self.frontend_config.n_mels, self.window) if self.frontend else (1, self.window))
         if self.precision == "int8":
             self.model = int8_student(self.run, "--precision int8")
+        elif self.fast:
+            shape = (1, self.frontend_config.n_mels, self.window) if self.frontend else (1, self.window)
+            self.model = optimise_for_inference(student, torch.zeros(shape))
         else:
-            self.model = optimise_for_inference(student, example) if self.fast else student
+            self.model = student
         self.single_label = config.task_kind == "single_label"
         thresholds = (self.run.metrics or {}).get("thresholds")
         self.thresholds = (
