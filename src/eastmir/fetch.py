@@ -38,7 +38,7 @@ from urllib.request import Request, urlopen
 
 from tqdm.auto import tqdm
 
-from eastmir.errors import EastmirError
+from eastmir.errors import EastmirError, storage_error
 
 CHUNK = 1 << 20
 
@@ -74,6 +74,9 @@ def atomic_writer(path: str | Path, durable: bool = True, text: bool = False) ->
             tmp.unlink()
         if isinstance(err, OSError) and err.filename is None:  # (a full disk says so without a file name)
             raise OSError(err.errno, err.strerror, str(path)) from err
+        behind = storage_error(err, path) if isinstance(err, RuntimeError) else None
+        if behind is not None:  # torch's writer: "file write failed", for a full disk and ulimit -f alike
+            raise behind from err
         raise
 
 
