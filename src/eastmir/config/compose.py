@@ -33,6 +33,7 @@ import yaml
 from eastmir.config.rules import teacher_section, validate_config
 from eastmir.config.schema import RunConfig
 from eastmir.errors import ConfigError, UnknownNameError, did_you_mean
+from eastmir.registry import STUDENTS
 
 PLACEHOLDER = re.compile(r"\{(workdir|data_root|recipe|teacher)\}")
 
@@ -62,15 +63,56 @@ def shipped_config_dir() -> Path:
     return Path(str(resources.files("eastmir") / "configs"))
 
 
-def read_yaml(path: Path) -> Any:
-    """Parse a YAML file with the safe loader only (no ``!!python/…`` objects)."""
+MAX_CONFIG_BYTES = 1 << 20  # a run config is a few kB; a larger file is not one
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """The safe loader (no ``!!python/…`` objects) that refuses a key given twice in one mapping (PyYAML
+    would keep the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice (lines {seen[key]} and {line}); keep one", None
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """Plain YAML from ``text`` (safe loader, duplicate keys refused); :class:`ConfigError` naming ``where``."""
     try:
-        return yaml.safe_load(path.read_text())
+        return yaml.load(text, Loader=UniqueKeyLoader)
     except yaml.YAMLError as err:
         detail = " ".join(str(err).split())
-        raise ConfigError(f"{path}: invalid YAML ({detail}); only plain YAML is accepted") from err
+        raise ConfigError(f"{where}: invalid YAML ({detail}); only plain YAML is accepted") from err
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file: UTF-8 text of at most 1 MiB, plain YAML only, no key given twice."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"{path}: {size / 2**20:.1f} MiB, too large for a config (at most {MAX_CONFIG_BYTES >> 20} MiB); "
+                "is it the right file?"
+            )
+        with open(path, "rb") as fh:
+            blob = fh.read(MAX_CONFIG_BYTES + 1)
     except OSError as err:
         raise ConfigError(f"{path}: cannot read ({err.strerror})") from err
+    try:
+        text = blob.decode("utf-8")
+    except UnicodeDecodeError as err:
+        kind = "UTF-16 text" if blob[:2] in (b"\xff\xfe", b"\xfe\xff") else "not UTF-8 text"
+        raise ConfigError(
+            f"{path}: {kind} (byte {err.start} cannot be read as UTF-8); save the config as UTF-8 text"
+        ) from None
+    return parse_yaml(text.removeprefix("\ufeff"), str(path))
 
 
 def read_config_file(path: Path, chain: tuple[Path, ...] = ()) -> dict:
@@ -124,6 +166,7 @@ class RunTable:
         systems: [teacher_lr, kd, east_final]    # ../systems/<system>.yaml, run with every teacher
         without_teacher: [baseline]              # ../systems/<system>.yaml, run alone
         lambda: {vggish: 0.8, passt: 0.9}        # λ of every system that distils, per teacher
+        align: {panns: [1, 60]}                  # time-alignment factors the authors' configs state, per teacher
         settings:                                # exceptions, by run name
           teacher_lr-vggish: {optimizer: {lr: 0.2}}
 
@@ -140,6 +183,9 @@ class RunTable:
     without_teacher: list[str] = field(default_factory=list)
     lambdas: dict[str, float] = field(default_factory=dict)
     settings: dict[str, dict] = field(default_factory=dict)
+    # [k_student, k_teacher] of every system with a feature regulariser, per teacher, where the authors' configs
+    # state them (they can differ from what the frame periods give: OpenMIC's PANNs vector × 60, not 62)
+    align: dict[str, list[int]] = field(default_factory=dict)
     teachers_dir: str = "teachers"
 
     @property
@@ -149,7 +195,7 @@ class RunTable:
     @classmethod
     def read(cls, path: Path) -> RunTable:
         data = read_yaml(path) or {}
-        known = {"base", "teachers", "systems", "without_teacher", "lambda", "settings", "teachers_dir"}
+        known = {"base", "teachers", "systems", "without_teacher", "lambda", "settings", "teachers_dir", "align"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"{path}: unknown key(s) {unknown}; valid: {', '.join(sorted(known))}")
@@ -161,7 +207,8 @@ class RunTable:
             list(data.get("without_teacher", [])),
             dict(data.get("lambda", {})),
             dict(data.get("settings", {})),
-            data.get("teachers_dir", "teachers"),
+            teachers_dir=data.get("teachers_dir", "teachers"),
+            align=dict(data.get("align", {})),
         )
 
     def runs(self) -> list[str]:
@@ -183,6 +230,8 @@ class RunTable:
             dist = config.get("distillation") or {}
             if (dist.get("feature") or dist.get("kd")) and teacher in self.lambdas:
                 config = deep_merge(config, {"distillation": {"lambda": self.lambdas[teacher]}})
+            if dist.get("feature") and teacher in self.align:
+                config = deep_merge(config, {"distillation": {"feature": {"align": list(self.align[teacher])}}})
         config = deep_merge(config, self.settings.get(run, {}))
         config["name"] = f"{self.recipe}-{run}"
         return _substitute(config, {"recipe": self.recipe, "teacher": teacher})
@@ -255,7 +304,7 @@ def parse_overrides(items: list[str] | None) -> dict:
             raise ConfigError(f"override {item!r} must look like key.sub=value")
         key, raw = item.split("=", 1)
         try:
-            value = yaml.safe_load(raw)
+            value = yaml.load(raw, Loader=UniqueKeyLoader)
         except yaml.YAMLError as err:
             raise ConfigError(f"override {item!r}: the value is not valid YAML ({' '.join(str(err).split())})") from err
         node = out
@@ -268,12 +317,51 @@ def parse_overrides(items: list[str] | None) -> dict:
     return out
 
 
+PROBE_SCOPE = "teacher_lr"  # `--set teacher_lr.trainer.max_epochs=50`: an override for TeacherLR probes only
+
+
+def is_probe_config(config: dict) -> bool:
+    """Whether a raw config trains a linear probe on the teacher's embedding (TeacherLR)."""
+    name = (config.get("student") or {}).get("name") if isinstance(config.get("student"), dict) else None
+    return name in STUDENTS.names() and bool(getattr(STUDENTS.get(name), "is_probe", False))
+
+
+def scoped_overrides(config: dict, overrides: list[str] | None, shared: bool) -> dict:
+    """The overrides that reach ``config``: ``teacher_lr.<key>`` ones only a TeacherLR probe's (as ``<key>``);
+    with ``shared`` (a study's overrides, given once for every system), plain ``trainer.<key>`` ones only the
+    students': the probe keeps its own recipe's schedule (200 epochs with early stopping) unless it is named."""
+    parsed = parse_overrides(overrides)
+    probe_only = parsed.pop(PROBE_SCOPE, None) or {}
+    if not isinstance(probe_only, dict):
+        raise ConfigError(f"--set {PROBE_SCOPE}=…: name a key, e.g. {PROBE_SCOPE}.trainer.max_epochs=50")
+    if not is_probe_config(config):
+        return parsed
+    if shared:
+        parsed.pop("trainer", None)
+    return deep_merge(parsed, probe_only)
+
+
+def probe_note(config: RunConfig) -> str:
+    """For a TeacherLR probe, a line saying its own training schedule (a study's ``trainer`` overrides do not
+    reach it); for a student, nothing."""
+    if not config.student.capabilities.is_probe:
+        return ""
+    t = config.trainer
+    return (
+        f" (TeacherLR probe: up to {t.max_epochs} epochs, early stopping after {t.early_stop_patience}, its own "
+        "recipe; `--set trainer.…` reaches the students only, `--set teacher_lr.trainer.max_epochs=N` the probe)"
+    )
+
+
 def load_config(
     sources: str | Path | list[str | Path],
     overrides: list[str] | None = None,
     workdir: str | Path | None = None,
+    shared: bool = False,
 ) -> RunConfig:
-    """Read, compose, override, resolve and validate; returns the frozen, complete :class:`RunConfig`."""
+    """Read, compose, override, resolve and validate; returns the frozen, complete :class:`RunConfig`.
+
+    ``shared``: the overrides are a study's, given once for many systems (:func:`scoped_overrides`)."""
     sources = [sources] if isinstance(sources, (str, Path)) else list(sources)
     if not sources:
         raise ConfigError("no config given: pass --config NAME_OR_FILE (see `eastmir configs`)")
@@ -283,7 +371,7 @@ def load_config(
         raw, label = config_source(source)
         config = deep_merge(config, raw)
         names.append(label)
-    config = deep_merge(config, parse_overrides(overrides))
+    config = deep_merge(config, scoped_overrides(config, overrides, shared))
     label = " + ".join(names)
     if workdir is not None:
         config["workdir"] = str(Path(workdir).absolute())

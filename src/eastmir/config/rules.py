@@ -41,7 +41,7 @@ def options_model(obj: Callable, skip: tuple[str, ...] = ()) -> type[BaseModel]:
     """A model of the keyword options ``obj`` (a class, dataclass or function) accepts, from its signature."""
     fields: dict[str, Any] = {}
     if dataclasses.is_dataclass(obj):
-        hints = typing.get_type_hints(obj)
+        hints = typing.get_type_hints(obj, include_extras=True)
         for f in dataclasses.fields(obj):
             if f.name in skip:
                 continue
@@ -53,7 +53,7 @@ def options_model(obj: Callable, skip: tuple[str, ...] = ()) -> type[BaseModel]:
                 fields[f.name] = (hints[f.name], ...)
     else:
         target = obj.__init__ if isinstance(obj, type) else obj
-        hints = typing.get_type_hints(target)
+        hints = typing.get_type_hints(target, include_extras=True)
         for name, param in inspect.signature(target).parameters.items():
             if name in ("self", "progress", *skip) or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
                 continue

@@ -38,6 +38,7 @@ from pydantic import (
 
 from eastmir.audio import FrontendConfig
 from eastmir.config.versions import ADDED_KEYS, CONFIG_VERSION
+from eastmir.numbers import ClipSeconds, Fraction, Seed, Threads, TrainingBatchSize, Workers
 from eastmir.registry import STUDENTS, TEACHERS
 
 
@@ -58,13 +59,13 @@ class DataSection(Section):
 
     dataset: str
     root: PathStr  # the folder `eastmir data prepare` wrote manifest.json into
-    clip_seconds: PositiveFloat | None = None  # None: the most common clip duration of the manifest
-    batch_size: int = Field(16, ge=2)  # BatchNorm needs two clips; with DDP: the global batch
-    num_workers: NonNegativeInt = 0
+    clip_seconds: ClipSeconds | None = None  # None: the most common clip duration of the manifest
+    batch_size: TrainingBatchSize = 16  # BatchNorm needs two clips; with DDP: the global batch
+    num_workers: Workers = 0
     on_error: Literal["raise", "skip"] = "raise"
     stream: str | None = None  # a folder or bucket URL written by `eastmir pack`: read shards, not the store
-    train_fraction: float = Field(1.0, gt=0, le=1)  # train on a nested seeded subset (eastmir.data.subsets)
-    subset_seed: NonNegativeInt = 0  # which nested subsets; independent of the training seed
+    train_fraction: Fraction = 1.0  # train on a nested seeded subset (eastmir.data.subsets)
+    subset_seed: Seed = 0  # which nested subsets; independent of the training seed
 
     @field_validator("stream")
     @classmethod
@@ -216,11 +217,11 @@ class RunConfig(Section):
     config_version: int = Field(CONFIG_VERSION, ge=CONFIG_VERSION, le=CONFIG_VERSION)  # older: migrate() first
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")  # the run directory's name
     system: str | None = None  # how tables name the system (EAsT_Final, …)
-    seed: int = 0
+    seed: Seed = 0
     task: Literal["multilabel", "single_label"] | None = None  # None: the dataset's own, else multilabel
     workdir: PathStr
     cache_dir: PathStr | None = None  # the store; default {workdir}/cache
-    threads: PositiveInt | None = None
+    threads: Threads | None = None
     requires: list[str] = []  # configs to run first (KD needs its TeacherLR run)
     data: DataSection
     frontend: FrontendConfig = FrontendConfig()

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from eastmir.audio import FrontendConfig
+from eastmir.numbers import Dropout
 from eastmir.registry import STUDENTS
 from eastmir.students.base import Student, StudentOutput
 
@@ -129,7 +130,7 @@ class HarmonicCNN(Student):
         n_harmonic: int = 6,
         semitone_scale: int = 2,
         learn_bw: bool = True,
-        dropout: float = 0.5,
+        dropout: Dropout = 0.5,
     ) -> None:
         super().__init__()
         c = channels

@@ -39,6 +39,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import nn
 
+from eastmir.numbers import Dropout
 from eastmir.registry import STUDENTS
 from eastmir.students.base import Student, StudentOutput
 
@@ -82,7 +83,11 @@ class MobileFCN(Student):
     separable = True
 
     def __init__(
-        self, num_classes: int, n_mels: int = 96, dropout: float = 0.5, dropout_at: Literal["stages", "head"] = "stages"
+        self,
+        num_classes: int,
+        n_mels: int = 96,
+        dropout: Dropout = 0.5,
+        dropout_at: Literal["stages", "head"] = "stages",
     ) -> None:
         super().__init__()
         if n_mels not in (96, 128):

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from eastmir.audio import FrontendConfig
+from eastmir.numbers import Dropout
 from eastmir.registry import STUDENTS
 from eastmir.students.base import Student, StudentOutput
 
@@ -54,7 +55,7 @@ class ShortChunkCNN(Student):
     stage_hops = (8, 32, 128)
     STAGE_AFTER = (2, 4, 6)
 
-    def __init__(self, num_classes: int, channels: int = 128, shortcut_kernel: int = 1, dropout: float = 0.5) -> None:
+    def __init__(self, num_classes: int, channels: int = 128, shortcut_kernel: int = 1, dropout: Dropout = 0.5) -> None:
         super().__init__()
         c = channels
         widths = [(1, c), (c, c), (c, 2 * c), (2 * c, 2 * c), (2 * c, 2 * c), (2 * c, 2 * c), (2 * c, 4 * c)]

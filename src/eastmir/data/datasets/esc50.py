@@ -16,6 +16,7 @@ import numpy as np
 
 from eastmir.data.exclusions import Exclusions
 from eastmir.data.manifest import Clip, Manifest, ManifestError
+from eastmir.numbers import Probability
 from eastmir.registry import DATASETS
 
 
@@ -26,7 +27,7 @@ def prepare(
     test_fold: int = 1,
     valid_fold: int | None = None,
     check_audio: bool = True,
-    max_bad_fraction: float = 0.05,
+    max_bad_fraction: Probability = 0.05,
 ) -> Manifest:
     root = Path(root)
     meta = root / "meta" / "esc50.csv"

@@ -15,6 +15,7 @@ import numpy as np
 
 from eastmir.data.exclusions import Exclusions
 from eastmir.data.manifest import Clip, Manifest, ManifestError
+from eastmir.numbers import Probability
 from eastmir.registry import DATASETS
 
 SPLITS = {"training": "train", "validation": "valid", "test": "test"}
@@ -22,7 +23,7 @@ SPLITS = {"training": "train", "validation": "valid", "test": "test"}
 
 @DATASETS.register("fma_small")
 def prepare(
-    root: str | Path, progress: bool = True, check_audio: bool = True, max_bad_fraction: float = 0.05
+    root: str | Path, progress: bool = True, check_audio: bool = True, max_bad_fraction: Probability = 0.05
 ) -> Manifest:
     root = Path(root)
     table = root / "fma_metadata" / "tracks.csv"

@@ -23,6 +23,7 @@ import numpy as np
 
 from eastmir.data.exclusions import Exclusions
 from eastmir.data.manifest import Clip, Manifest, ManifestError
+from eastmir.numbers import Probability
 from eastmir.registry import DATASETS
 
 SPLIT_OF_FOLDER = {**{f: "train" for f in "0123456789ab"}, "c": "valid", "e": "test", "f": "test"}
@@ -50,7 +51,7 @@ def prepare(
     n_tags: int = 50,
     split: Literal["authors", "folders"] = "authors",
     check_audio: bool = True,
-    max_bad_fraction: float = 0.05,
+    max_bad_fraction: Probability = 0.05,
 ) -> Manifest:
     root = Path(root)
     table = root / "annotations_final.csv"

@@ -37,6 +37,7 @@ import numpy as np
 from eastmir.data.exclusions import Exclusions
 from eastmir.data.manifest import Clip, Manifest, ManifestError
 from eastmir.fetch import atomic_writer
+from eastmir.numbers import Probability
 from eastmir.registry import DATASETS
 
 
@@ -67,7 +68,7 @@ def prepare(
     valid_seed: int = 0,
     export_vggish: bool = True,
     check_audio: bool = True,
-    max_bad_fraction: float = 0.05,
+    max_bad_fraction: Probability = 0.05,
 ) -> Manifest:
     """Write ``root/manifest.json`` from the official files; errors name what is missing."""
     root = Path(root)

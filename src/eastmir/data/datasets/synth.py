@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from eastmir.data.manifest import MANIFEST_NAME, Clip, Manifest, load_manifest
 from eastmir.errors import ConfigError
 from eastmir.fetch import atomic_write, atomic_writer
+from eastmir.numbers import ClipSeconds, Count, Seed
 from eastmir.registry import DATASETS
 
 DRUM_CHANNEL = 9
@@ -77,10 +78,10 @@ KICK, SNARE, CLOSED_HAT, OPEN_HAT, RIDE, CRASH, LOW_TOM, HIGH_TOM, CLAP = 36, 38
 class SynthConfig:
     """Settings of the ``synth`` dataset (all overridable from the CLI/config)."""
 
-    n_clips: int = 800
-    clip_seconds: float = 3.0
+    n_clips: Count = 800
+    clip_seconds: ClipSeconds = 3.0
     sample_rate: int = 16000
-    seed: int = 0
+    seed: Seed = 0
     min_instruments: int = 1
     max_instruments: int = 3
     label_rate: float = 0.7
