@@ -103,10 +103,45 @@ def _check_mpeg(path: Path, layout: StreamLayout, decoded: int) -> None:
         )
 
 
-def load_audio(path: str | Path, sample_rate: int) -> np.ndarray:
-    """Decode ``path`` to mono float32 ``(samples,)`` at ``sample_rate`` (:func:`read_audio`, then soxr)."""
+def load_audio(path: str | Path, sample_rate: int, frontend: FrontendConfig | None = None) -> np.ndarray:
+    """Decode ``path`` to mono float32 ``(samples,)`` at ``sample_rate`` (:func:`read_audio`, then soxr).
+
+    ``frontend``: the log-mel front end the audio is for; a recording whose own rate holds less than the front
+    end's ``fmax`` gets an :class:`AudioQualityWarning` saying how many mel bands are empty for it."""
     audio, sr = read_audio(path)
+    note = band_limit_note(path, sr, frontend) if frontend is not None else None
+    if note:
+        warnings.warn(note, AudioQualityWarning, stacklevel=2)
     return resample(audio, sr, sample_rate)
+
+
+def band_limit_note(path: str | Path, native_rate: int, frontend: FrontendConfig) -> str | None:
+    """Why a recording at ``native_rate`` leaves some of ``frontend``'s mel bands empty, or ``None`` when it
+    reaches the front end's ``fmax`` (a band whose lower edge lies above the recording's Nyquist frequency holds
+    nothing but the resampler's noise floor)."""
+    nyquist = native_rate / 2
+    if nyquist >= frontend.fmax:
+        return None
+    scale = frontend.mel_scale
+    points = np.linspace(hz_to_mel(frontend.fmin, scale), hz_to_mel(frontend.fmax, scale), frontend.n_mels + 2)
+    empty = int(np.sum(mel_to_hz(points[:-2], scale) >= nyquist))
+    return (
+        f"{path}: recorded at {native_rate} Hz, so it holds nothing above {nyquist:g} Hz, but the front end's mel "
+        f"bands reach {frontend.fmax:g} Hz: {empty} of its {frontend.n_mels} bands are empty for this recording "
+        "(resampling does not bring them back), which the model never saw in training"
+    )
+
+
+def preprocessing(sample_rate: int) -> str:
+    """In words, the exact steps from a file to a model's ``waveform (samples,)`` input at ``sample_rate``, which
+    :func:`load_audio` performs in one call (model cards print this)."""
+    return (
+        f"`eastmir.audio.load_audio(path, {sample_rate})` does it in one call: decode with {DECODER}. An MP3's tags "
+        "(ID3v2, ID3v1, APE) are removed before libsndfile's mpg123 decodes it, which trims the encoder delay and "
+        "padding its LAME header states; channels are averaged to mono; soxr resamples to "
+        f"{sample_rate} Hz at its HQ quality; float32 samples in [-1, 1]. Another decoder (other delay "
+        "handling) or resampler shifts or filters the audio and changes the probabilities"
+    )
 
 
 def read_audio(path: str | Path, warn: bool = True) -> tuple[np.ndarray, int]:

@@ -8,41 +8,18 @@ shows its traceback instead. Anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
-import errno
-import math
 import os
 import sys
 import warnings
 from pathlib import Path
 
 from eastmir.audio import AudioDecodeError, AudioQualityWarning
-from eastmir.errors import ConfigError, EastmirError
+from eastmir.config.arguments import cli_type
+from eastmir.errors import ConfigError, EastmirError, system_error_line
+from eastmir.numbers import BatchSize, Count, Fraction, HopSeconds, Seed, Threads, Top, Workers
+from eastmir.outputs import Outputs
 
 USER_ERRORS = (EastmirError, AudioDecodeError)
-# what the system refuses, and what to do about it
-SYSTEM_ERRORS = {
-    errno.ENOSPC: "no space left on the device; free some space (or point --workdir, --cache-dir or --out "
-    "elsewhere) and rerun the same command",
-    errno.EDQUOT: "disk quota exceeded; free some space and rerun the same command",
-    errno.EROFS: "the file system is read-only; point --workdir, --cache-dir or --out at a writable folder",
-    errno.EACCES: "permission denied; check the permissions of this path (or of $EASTMIR_CACHE), or use another",
-    errno.EPERM: "operation not permitted; check the permissions of this path, or use another",
-    errno.ELOOP: "too many levels of symbolic links (a link that points to itself); fix or remove the link",
-    errno.ENAMETOOLONG: "file name too long; use a shorter path",
-    errno.ENOTDIR: "a part of this path is a file, not a folder; check the path (or $EASTMIR_CACHE, --workdir)",
-    errno.EISDIR: "a folder where a file belongs; check the path",
-}
-
-
-def _positive_seconds(text: str) -> float:
-    """An argparse type: a finite number of seconds above 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {text}")
-    return value
 
 
 class Parser(argparse.ArgumentParser):
@@ -74,17 +51,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--config",
         required=True,
         nargs="+",
+        action="extend",
         metavar="CONFIG",
-        help="YAML files or shipped configs (synth/east_final, openmic/east_final-passt), merged in order",
+        help="YAML files or shipped configs (synth/east_final, openmic/east_final-passt), merged in order; "
+        "--config may be given several times",
     )
     sets = Parser(add_help=False)
     sets.add_argument(
         "--set",
         dest="overrides",
         nargs="+",
+        action="extend",
         default=[],
         metavar="KEY=VALUE",
-        help="override config values, e.g. trainer.max_epochs=5 data.root=DIR",
+        help="override config values, e.g. trainer.max_epochs=5 data.root=DIR; --set may be given several times, "
+        "applied in order (a key set twice: the last wins)",
+    )
+    overwrite = Parser(add_help=False)
+    overwrite.add_argument(
+        "--overwrite", action="store_true", help="replace output files that exist and that eastmir did not write"
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -99,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--set",
         dest="overrides",
         nargs="+",
+        action="extend",
         default=[],
         metavar="KEY=VALUE",
         help="dataset options, e.g. n_clips=200 clip_seconds=3",
@@ -113,18 +99,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--set",
         dest="overrides",
         nargs="+",
+        action="extend",
         default=[],
         metavar="KEY=VALUE",
         help="teacher options, e.g. path=DIR dim=128 for precomputed",
     )
     ext.add_argument("--cache-dir", help="the store (default: <workdir>/cache)")
     ext.add_argument("--weights-dir", help="folder with the teacher's weight file or wheel (offline use)")
-    ext.add_argument("--batch-size", type=int, default=8, help="clips per batch")
-    ext.add_argument("--workers", type=int, default=0, help="loader processes decoding audio while the teacher runs")
+    ext.add_argument("--batch-size", type=cli_type(BatchSize), default=8, help="clips per batch")
+    ext.add_argument(
+        "--workers", type=cli_type(Workers), default=0, help="loader processes decoding audio while the teacher runs"
+    )
     ext.add_argument("--devices", default="1", help="devices (e.g. 2, or auto); with several, one rank per device")
     ext.add_argument("--accelerator", default="cpu", help="cpu, gpu, auto, …")
     ext.add_argument("--strategy", default="auto", help="e.g. ddp on several GPUs or nodes")
-    ext.add_argument("--num-nodes", type=int, default=1)
+    ext.add_argument("--num-nodes", type=cli_type(Count), default=1)
     ext.add_argument("--on-error", choices=("raise", "skip"), default="raise")
 
     feat = sub.add_parser(
@@ -136,30 +125,37 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--overwrite", action="store_true", help="train again from the start")
 
     pack = sub.add_parser(
-        "pack", parents=[common, workdir, config, sets], help="write a run's clips as shards to stream (data.stream)"
+        "pack",
+        parents=[common, workdir, config, sets, overwrite],
+        help="write a run's clips as shards to stream (data.stream)",
     )
     pack.add_argument("--out", required=True, help="folder to write the shards and index.json into")
-    pack.add_argument("--shard-size", type=int, default=1000, help="clips per shard")
+    pack.add_argument("--shard-size", type=cli_type(Count), default=1000, help="clips per shard")
 
-    pred = sub.add_parser("predict", parents=[common], help="class probabilities of audio files with a trained run")
+    pred = sub.add_parser(
+        "predict", parents=[common, overwrite], help="class probabilities of audio files with a trained run"
+    )
     pred.add_argument("run", help="a run directory or checkpoint")
     pred.add_argument("audio", nargs="+", help="files, folders (searched recursively) or globs")
     pred.add_argument("--format", choices=("table", "jsonl", "csv"), default="table")
     pred.add_argument("--out", help="write here instead of the screen")
-    pred.add_argument("--hop", type=_positive_seconds, help="seconds between windows (default: half the training clip)")
+    pred.add_argument(
+        "--hop", type=cli_type(HopSeconds), help="seconds between windows (default: half the training clip)"
+    )
     pred.add_argument("--aggregate", choices=("mean", "max"), default="mean", help="over a file's windows")
-    pred.add_argument("--curve", action="store_true", help="also the per-window probabilities (jsonl)")
-    pred.add_argument("--batch-size", type=int, default=32)
-    pred.add_argument("--top", type=int, default=3, help="classes shown per file in the table")
+    pred.add_argument("--curve", action="store_true", help="also the per-window probabilities (jsonl only)")
+    pred.add_argument("--batch-size", type=cli_type(BatchSize), default=32, help="windows per batch")
+    pred.add_argument("--top", type=cli_type(Top), default=3, help="classes shown per file in the table")
     pred.add_argument(
         "--precision",
-        choices=("auto", "float32", "bf16", "int8"),
-        default="auto",
-        help="auto (default): bf16 where the CPU has bf16 instructions (AMX, AVX512-BF16), else float32; int8: "
+        choices=("float32", "bf16", "int8", "auto"),
+        default="float32",
+        help="float32 (default: the same probabilities on every machine); bf16: bfloat16 autocast (faster where "
+        "the CPU has AMX or AVX512-BF16; probabilities within about 1e-2); auto: bf16 where the CPU has it; int8: "
         "static int8 calibrated on the run's training clips (fastest; they must be on this machine)",
     )
 
-    exp = sub.add_parser("export", parents=[common], help="one ONNX or TorchScript file, front end inside")
+    exp = sub.add_parser("export", parents=[common, overwrite], help="one ONNX or TorchScript file, front end inside")
     exp.add_argument("run", help="a run directory or checkpoint")
     exp.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
     exp.add_argument(
@@ -167,12 +163,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     exp.add_argument("--out", help="file to write (default RUN/export/model.onnx or .pt)")
 
-    cx = sub.add_parser("complexity", parents=[common], help="parameters and speed of every student and teacher")
-    cx.add_argument("--threads", type=int, default=1, help="torch / ONNX Runtime threads (pinned)")
+    cx = sub.add_parser(
+        "complexity", parents=[common, overwrite], help="parameters and speed of every student and teacher"
+    )
+    cx.add_argument("--threads", type=cli_type(Threads), default=1, help="torch / ONNX Runtime threads (pinned)")
     cx.add_argument("--students", nargs="+", help="only these students")
     cx.add_argument("--csv", help="also write a CSV here")
 
-    rep = sub.add_parser("report", parents=[common], help="Markdown/CSV table of runs (unfinished ones marked)")
+    rep = sub.add_parser(
+        "report", parents=[common, overwrite], help="Markdown/CSV table of runs (unfinished ones marked)"
+    )
     rep.add_argument("runs", nargs="+", help="run directories (or folders holding them, e.g. WORKDIR/runs)")
     rep.add_argument("--csv", help="also write the per-run CSV here")
     rep.add_argument("--out", help="write the full report here: Markdown, CSV, LaTeX, figures, one HTML page")
@@ -180,17 +180,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     sw = sub.add_parser("sweep", parents=[common, workdir, sets], help="a grid of runs, chosen on validation")
     sw.add_argument("--config", required=True, help="the config every run starts from")
-    sw.add_argument("--grid", nargs="+", required=True, metavar="KEY=V1,V2", help="e.g. distillation.lambda=0.3,0.6")
+    sw.add_argument(
+        "--grid",
+        nargs="+",
+        action="extend",
+        required=True,
+        metavar="KEY=V1,V2",
+        help="e.g. distillation.lambda=0.3,0.6",
+    )
     sw.add_argument("--engine", choices=("sequential", "ray"), default="sequential")
     sw.add_argument("--name", help="base run name (default: the config's name)")
 
     ex = sub.add_parser("experiment", parents=[common], help="the papers' studies: limited-data, generalisation")
     studies = ex.add_subparsers(dest="study", required=True, metavar="STUDY")
-    ld = studies.add_parser("limited-data", parents=[common, workdir, sets], help="systems × teachers × data fraction")
+    ld = studies.add_parser(
+        "limited-data", parents=[common, workdir, sets, overwrite], help="systems × teachers × data fraction"
+    )
     ld.add_argument("--systems", nargs="+", required=True, help="config names, e.g. synth/baseline synth/east_final")
     ld.add_argument("--teachers", nargs="+", default=[], help="teachers of the systems that have one (default: theirs)")
-    ld.add_argument("--fractions", nargs="+", type=float, default=[0.25, 0.5, 0.75, 1.0])
-    ld.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ld.add_argument("--fractions", nargs="+", type=cli_type(Fraction), default=[0.25, 0.5, 0.75, 1.0])
+    ld.add_argument("--seeds", nargs="+", type=cli_type(Seed), default=[0, 1, 2])
     ld.add_argument("--report", help="also write the report here (default: WORKDIR/reports/limited-data)")
     gen = studies.add_parser("generalisation", parents=[common], help="score a trained run on another dataset")
     gen.add_argument("--run", required=True, help="a run trained on MagnaTagATune (or any run with the mapped tags)")
@@ -208,8 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--systems", nargs="+", help="synth systems to run (default: baseline teacher_lr east_final_unbiased)"
     )
-    demo.add_argument("--seeds", nargs="+", type=int, help="one run of every system per seed (default: 0 1 2)")
-    demo.add_argument("--fraction", type=float, help="share of the training split (default: DEMO_FRACTION)")
+    demo.add_argument(
+        "--seeds", nargs="+", type=cli_type(Seed), help="one run of every system per seed (default: 0 1 2)"
+    )
+    demo.add_argument("--fraction", type=cli_type(Fraction), help="share of the training split (default: 0.5)")
     demo.add_argument(
         "--teacher", help="the teacher of every system that has one (default: DEFAULT_TEACHER); a+b: both"
     )
@@ -217,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--data",
         dest="data_options",
         nargs="+",
+        action="extend",
         default=[],
         metavar="KEY=VALUE",
         help="synth dataset options, e.g. n_clips=200 clip_seconds=2",
@@ -310,67 +322,106 @@ def _pack(args: argparse.Namespace) -> None:
     from eastmir.config import load_config
 
     config = load_config(args.config, args.overrides, workdir=_workdir(args.workdir))
-    index = pipeline.pack(config, Path(args.out).absolute(), args.shard_size, progress=not args.no_progress)
+    out = Outputs(args.overwrite).with_inputs([config.workdir, config.data.root]).check_folder(args.out)
+    index = pipeline.pack(config, out, args.shard_size, progress=not args.no_progress)
     print(f"shards and {index.name} in {index.parent}; copy the folder to a bucket and set data.stream to its URL")
 
 
 def _predict(args: argparse.Namespace) -> None:
+    from eastmir.errors import RunError
     from eastmir.inference.predict import Failure, choose_precision, expand_inputs, load_student
     from eastmir.reporting.predictions import write_predictions
 
+    if args.curve and args.format != "jsonl":
+        raise ConfigError("--curve adds each window's probabilities to JSON Lines: use it with --format jsonl")
+    files, missing = expand_inputs(args.audio)
+    if not files:
+        reasons = "; ".join(f.reason for f in missing)
+        raise RunError(f"nothing to predict: {reasons}")
+    outputs = Outputs(args.overwrite).with_inputs([*files, args.run])
+    out = outputs.check(args.out) if args.out else None  # before any long work
     precision, why = choose_precision(args.precision)
     student = load_student(args.run, precision=precision)
     print(f"eastmir: {why}", file=sys.stderr)  # once the run has loaded (a refused run is one line)
-    files, missing = expand_inputs(args.audio)
+    if student.threshold_note:
+        print(f"eastmir: warning: {student.threshold_note}", file=sys.stderr)
     results = [*missing, *student.predict_files(files, args.hop, args.aggregate, args.batch_size, not args.no_progress)]
     failures = [r for r in results if isinstance(r, Failure)]
     for failure in failures:
         print(f"eastmir: skipped {failure.source}: {failure.reason}", file=sys.stderr)
-    write_predictions([r for r in results if not isinstance(r, Failure)], args.format, args.out, args.top, args.curve)
     if failures and len(failures) == len(results):
-        from eastmir.errors import RunError
-
         raise RunError(f"none of the {len(results)} input(s) could be read")
+    predictions = [r for r in results if not isinstance(r, Failure)]
+    write_predictions(predictions, args.format, out, args.top, args.curve, outputs)
 
 
 def _export(args: argparse.Namespace) -> None:
     from eastmir.inference import load_run
     from eastmir.inference.export import export
 
-    path, card, notes = export(load_run(args.run), args.format, Path(args.out) if args.out else None, args.quantize)
+    run = Path(args.run)
+    own = (
+        [run]
+        if run.is_file()
+        else [run / n for n in ("checkpoints", "config.yaml", "metrics.json", "fingerprint.json")]
+    )
+    outputs = Outputs(args.overwrite).with_inputs(own)
+    if args.out:
+        outputs.check(args.out)  # before the run loads
+    path, card, notes = export(
+        load_run(args.run), args.format, Path(args.out) if args.out else None, args.quantize, outputs
+    )
     print(f"{path} ({path.stat().st_size / 1e6:.1f} MB), model card {card}")
     for note in notes:
         print(f"  {note}")
 
 
 def _complexity(args: argparse.Namespace) -> None:
-    from eastmir.inference.complexity import markdown, measure, write_csv
+    from eastmir.inference.complexity import check_students, markdown, measure, write_csv
 
+    check_students(args.students)
+    outputs = Outputs(args.overwrite)
+    csv_path = outputs.check(args.csv, "--csv") if args.csv else None  # before the timing run
     rows = measure(args.threads, args.students)
     print(markdown(rows, args.threads))
-    if args.csv:
-        write_csv(rows, args.csv)
+    if csv_path:
+        write_csv(rows, csv_path, outputs)
 
 
 def _run_dirs(arguments: list[str]) -> list[Path]:
     """Run directories as given, or the run directories inside a folder (e.g. ``WORKDIR/runs``)."""
-    from eastmir.rundir import RunDirectory
+    from eastmir.errors import RunError
+    from eastmir.paths import path_kind
+    from eastmir.rundir import CONFIG_FILE, RunDirectory
 
-    return [run.path for run in RunDirectory.found_in(arguments)]
+    for given in arguments:
+        kind = path_kind(given)
+        if kind not in (None, "a folder"):
+            raise RunError(f"{given}: {'no such run directory or folder' if kind == 'missing' else kind}")
+    runs = [run.path for run in RunDirectory.found_in(arguments)]
+    if not any((run / CONFIG_FILE).is_file() for run in runs):
+        raise RunError(
+            f"no run directory in {', '.join(arguments)} (a run directory holds config.yaml; `eastmir fit` writes "
+            "them under WORKDIR/runs)"
+        )
+    return runs
 
 
 def _report(args: argparse.Namespace) -> None:
     from eastmir.reporting.tables import markdown_table, read_runs, write_csv
 
     runs = _run_dirs(args.runs)
+    outputs = Outputs(args.overwrite).with_inputs(runs)
+    csv_path = outputs.check(args.csv, "--csv") if args.csv else None
+    out = outputs.check_folder(args.out) if args.out else None
     rows = read_runs(runs)
     print(markdown_table(rows))
-    if args.csv:
-        write_csv(rows, args.csv)
-    if args.out:
+    if csv_path:
+        write_csv(rows, csv_path, outputs)
+    if out:
         from eastmir.reporting.report import write_report
 
-        written = write_report(runs, args.out, args.title)
+        written = write_report(runs, out, args.title, outputs)
         print(f"\nreport written to {written['html']} (and report.md, report.csv, report.tex, figures/)")
 
 
@@ -519,6 +570,12 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _show_warning
     try:
         COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below
+    except BrokenPipeError:
+        # the reader went away (`eastmir configs | head -1`): stop quietly, as Unix tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except USER_ERRORS as err:
         if args.debug:
             raise
@@ -528,10 +585,10 @@ def main(argv: list[str] | None = None) -> int:
         print("eastmir: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
     except OSError as err:
-        if args.debug or err.errno not in SYSTEM_ERRORS:
+        line = system_error_line(err)
+        if args.debug or line is None:
             raise
-        where = f"{err.filename}: " if err.filename else ""
-        print(f"eastmir: error: {where}{SYSTEM_ERRORS[err.errno]}", file=sys.stderr)
+        print(f"eastmir: error: {line}", file=sys.stderr)
         return 2
     except SystemExit as stop:
         if type(stop).__name__ != "SIGTERMException":  # Lightning's, after a SIGTERM: stopped at a clean point

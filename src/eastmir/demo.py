@@ -22,7 +22,15 @@ import time
 from pathlib import Path
 
 from eastmir import pipeline
-from eastmir.config import RunConfig, load_config, on_training_share, shipped_config_dir, with_teacher
+from eastmir.config import (
+    RunConfig,
+    load_config,
+    on_training_share,
+    probe_note,
+    shipped_config_dir,
+    teacher_section,
+    with_teacher,
+)
 from eastmir.errors import ConfigError, UnknownNameError, did_you_mean
 from eastmir.fetch import atomic_write
 from eastmir.reporting.grid import cells, load_rows, metrics_of, summary_markdown
@@ -70,9 +78,13 @@ def run_demo(
 
     def config(name: str) -> RunConfig:
         if name not in configs:
-            configs[name] = with_teacher(load_config(name, overrides, workdir=workdir), teacher)
+            configs[name] = with_teacher(load_config(name, overrides, workdir=workdir, shared=True), teacher)
         return configs[name]
 
+    teacher_section(teacher)  # every name is checked before any data is rendered or read
+    for name in (f"synth/{s}" for s in systems):
+        for needed in config(name).requires:
+            config(needed)
     root = config(f"synth/{systems[0]}").data.root
     pipeline.prepare("synth", root, {**DEMO_DATA, **(data_options or {})}, progress)
     done: dict[str, Path] = {}
@@ -82,7 +94,7 @@ def run_demo(
         if share.name not in done:
             for needed in share.requires:  # e.g. KD needs its TeacherLR head, of the same seed and data
                 run(needed, seed)
-            print(f"\n=== {share.name} ===", flush=True)
+            print(f"\n=== {share.name} ==={probe_note(share)}", flush=True)
             done[share.name] = pipeline.fit(share, progress=progress)
         return done[share.name]
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from eastmir import pipeline
-from eastmir.config import load_config, on_training_share, run_tables, with_teacher
+from eastmir.config import load_config, on_training_share, probe_note, run_tables, with_teacher
 from eastmir.errors import ConfigError
 from eastmir.fetch import atomic_write
 
@@ -64,20 +64,20 @@ def limited_data(
     done: dict[str, Path] = {}
 
     def run(name: str, teacher: str | None, fraction: float, seed: int) -> Path:
-        config = load_config(name, list(overrides), workdir=workdir)
+        config = load_config(name, list(overrides), workdir=workdir, shared=True)
         if teacher and config.teacher:
             config = with_teacher(config, teacher)
         config = on_training_share(config, fraction, seed, name)
         if config.name not in done:
             for needed in config.requires:
                 run(needed, teacher, fraction, seed)
-            print(f"\n=== {config.name} ===", flush=True)
+            print(f"\n=== {config.name} ==={probe_note(config)}", flush=True)
             done[config.name] = pipeline.fit(config, progress=progress)
         return done[config.name]
 
     out = []
     for name in systems:
-        has_teacher = bool(load_config(name, list(overrides), workdir=workdir).teacher)
+        has_teacher = bool(load_config(name, list(overrides), workdir=workdir, shared=True).teacher)
         for teacher in (teachers or [None]) if has_teacher else [None]:
             for fraction in fractions:
                 for seed in seeds:
@@ -156,7 +156,7 @@ def reproduce(recipe: str, workdir: str | Path, overrides: Sequence[str] = (), p
 
     def run(name: str) -> Path:
         if name not in done:
-            config = load_config(name, list(overrides), workdir=workdir)
+            config = load_config(name, list(overrides), workdir=workdir, shared=True)
             for needed in config.requires:
                 run(needed)
             print(f"\n=== {name} ===", flush=True)

@@ -63,9 +63,15 @@ def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
         if key.strip() in grid:
             raise ConfigError(f"--grid {key.strip()} is given twice")
         try:
-            grid[key.strip()] = [yaml.safe_load(v) for v in _split_values(values)]
+            parsed = [yaml.safe_load(v) for v in _split_values(values)]
         except yaml.YAMLError as err:
             raise ConfigError(f"--grid {item!r}: a value is not valid YAML ({' '.join(str(err).split())})") from None
+        twice = sorted({json.dumps(v) for v in parsed if sum(json.dumps(w) == json.dumps(v) for w in parsed) > 1})
+        if twice:
+            raise ConfigError(
+                f"--grid {item!r}: {', '.join(twice)} given more than once (the same run twice); give each value once"
+            )
+        grid[key.strip()] = parsed
     return grid
 
 

@@ -43,10 +43,10 @@ from pathlib import Path
 
 import torch
 
-from eastmir.fetch import atomic_write
 from eastmir.folding import optimise_for_inference
 from eastmir.inference.export import InferenceModel, quantize_static_int8, quiet_export
 from eastmir.inference.predict import bf16_capability
+from eastmir.outputs import Outputs
 from eastmir.registry import STUDENTS
 
 # the paper's Table 2 times these two alone on a 128 × 1000 log-mel: their options for it
@@ -132,6 +132,12 @@ def _onnx(model: torch.nn.Module, example: torch.Tensor, path: Path, threads: in
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     feed = {"x": example[:1].numpy()}
     return lambda: session.run(None, feed)
+
+
+def check_students(students: list[str] | None) -> None:
+    """Every name in ``students`` is a registered student (an unknown one is one line, before any work)."""
+    for name in students or []:
+        STUDENTS.get(name)
 
 
 def measured_students() -> list[str]:
@@ -244,6 +250,7 @@ def teacher_rows() -> list[Row]:
 
 def measure(threads: int = 1, students: list[str] | None = None, seconds: float = 20.0) -> list[Row]:
     """Build every contender, then time them all interleaved (:func:`interleaved`) with ``threads`` pinned."""
+    check_students(students)
     torch.set_num_threads(threads)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -323,7 +330,7 @@ def markdown(rows: list[Row], threads: int) -> str:
     return "\n".join(lines)
 
 
-def write_csv(rows: list[Row], path: str | Path) -> None:
+def write_csv(rows: list[Row], path: str | Path, outputs: Outputs | None = None) -> None:
     fh = io.StringIO(newline="")
     writer = csv.writer(fh)
     head = ["model", "kind", "parameters", "macs", "input", *BACKENDS]
@@ -331,7 +338,7 @@ def write_csv(rows: list[Row], path: str | Path) -> None:
     for r in rows:
         speeds = [r.speed.get(b) for b in BACKENDS] + [r.fastest.get(b) for b in BACKENDS]
         writer.writerow([r.name, r.kind, r.parameters, r.macs, r.input, *speeds, *(r.gflops(b) for b in BACKENDS)])
-    atomic_write(path, fh.getvalue())
+    (outputs or Outputs()).write(path, fh.getvalue(), "--csv")
 
 
 __all__ = ["AUTHORS_WAY", "BACKENDS", "INT8", "Row", "count_macs", "interleaved", "markdown", "measure", "write_csv"]

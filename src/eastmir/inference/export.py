@@ -29,7 +29,6 @@ import contextlib
 import io
 import json
 import logging
-import os
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -42,11 +41,12 @@ import torch
 from torch import nn
 
 from eastmir import __version__
-from eastmir.audio import FrontendConfig, LogMelFrontend
+from eastmir.audio import FrontendConfig, LogMelFrontend, preprocessing
 from eastmir.errors import RunError
 from eastmir.folding import optimise_for_inference
 from eastmir.inference.run import LoadedRun
 from eastmir.inference.windows import HOP_FRACTION, aggregate, cut, cut_scripted
+from eastmir.outputs import Outputs
 
 FORMATS = ("onnx", "torchscript")
 
@@ -58,11 +58,14 @@ def quiet_export() -> Iterator[None]:
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.ERROR)
+    # torch's exporter logs "torchvision is not installed" through loggers with levels of their own
+    logging.disable(logging.WARNING)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             yield
     finally:
+        logging.disable(logging.NOTSET)
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
 
@@ -194,22 +197,26 @@ def export_onnx(run: LoadedRun, path: Path, quantize: str | None = None) -> Path
     example = torch.zeros(2, max(2 * samples, 4 * min_samples(run)))
     dims = ({0: torch.export.Dim("batch", min=1, max=4096), 1: torch.export.Dim("samples", min=min_samples(run))},)
     float_path = path if not quantize else path.with_name(path.stem + ".float32.onnx")
-    torch.onnx.export(
-        model,
-        (example,),
-        str(float_path),
-        input_names=["waveform"],
-        output_names=["probabilities"],
-        dynamo=True,
-        dynamic_shapes=dims,
-        verbose=False,
-    )
+    with quiet_export():
+        torch.onnx.export(
+            model,
+            (example,),
+            str(float_path),
+            input_names=["waveform"],
+            output_names=["probabilities"],
+            dynamo=True,
+            dynamic_shapes=dims,
+            verbose=False,
+        )
     if quantize:
         quantize_int8(run, float_path, path)
-    proto = onnx.load(str(path))
+    proto = onnx.load(str(path))  # with any weights the exporter wrote beside it (<file>.data)
     entry = proto.metadata_props.add()
     entry.key, entry.value = "eastmir", json.dumps(metadata(run, quantize))
-    onnx.save(proto, str(path))
+    onnx.save(proto, str(path), save_as_external_data=False)  # one self-contained file (weights below 2 GB)
+    for extra in (path.with_name(path.name + ".data"), float_path, float_path.with_name(float_path.name + ".data")):
+        if extra != path:
+            extra.unlink(missing_ok=True)
     return path
 
 
@@ -467,6 +474,9 @@ def model_card(run: LoadedRun, path: Path, fmt: str, quantize: str | None, notes
         "ending with the input and a shorter input padded with silence, averaged: the scores of `eastmir predict`",
         f"- front end inside: log-mel {json.dumps(meta['frontend'])}",
         "",
+        "## Preprocessing (outside the model)",
+        f"- {preprocessing(meta['sample_rate'])}",
+        "",
         "## Classes and thresholds",
         "",
         "| class | threshold |",
@@ -487,26 +497,49 @@ def model_card(run: LoadedRun, path: Path, fmt: str, quantize: str | None, notes
     return card
 
 
+def export_path(run: LoadedRun, fmt: str, out: Path | None, quantize: str | None) -> Path:
+    """Where ``export`` writes: ``out``, else ``RUN/export/model[-int8].onnx`` (or ``.pt``)."""
+    suffix = ".onnx" if fmt == "onnx" else ".pt"
+    return Path(out).absolute() if out else run.directory / "export" / f"model{'-int8' if quantize else ''}{suffix}"
+
+
+def run_inputs(run: LoadedRun) -> list[Path]:
+    """What an export or prediction reads from a run directory: never an output."""
+    files = [run.checkpoint, run.directory / "checkpoints", *(run.directory / n for n in ("config.yaml",))]
+    return [*files, run.directory / "metrics.json", run.directory / "fingerprint.json"]
+
+
 def export(
-    run: LoadedRun, fmt: str, out: Path | None = None, quantize: str | None = None
+    run: LoadedRun,
+    fmt: str,
+    out: Path | None = None,
+    quantize: str | None = None,
+    outputs: Outputs | None = None,
 ) -> tuple[Path, Path, list[str]]:
-    """Export ``run``; returns the file, its model card and notes (parity, quantisation effect)."""
+    """Export ``run``; returns the file, its model card (``<file>.md``) and notes (parity, quantisation effect).
+
+    Both files go through ``outputs`` (:class:`eastmir.outputs.Outputs`): neither replaces a file eastmir did not
+    write unless it allows overwriting, and neither may be one of the run's own files."""
     if fmt not in FORMATS:
         raise RunError(f"unknown export format {fmt!r}; valid: {', '.join(FORMATS)}")
     if quantize not in (None, "int8"):
         raise RunError(f"unknown quantisation {quantize!r}; valid: int8")
-    suffix = ".onnx" if fmt == "onnx" else ".pt"
-    final = Path(out) if out else run.directory / "export" / f"model{'-int8' if quantize else ''}{suffix}"
-    final.parent.mkdir(parents=True, exist_ok=True)
+    outputs = (outputs or Outputs()).with_inputs(run_inputs(run))
+    final = export_path(run, fmt, out, quantize)
+    if out is None and not final.parent.is_dir():
+        outputs.folder(final.parent, "export folder")
+    outputs.check(final)
+    outputs.check(final.with_suffix(".md"), "model card")
     # everything is made in a temporary folder beside the result and moved into place once complete, so a
     # full disk or an interrupt never leaves a model without its metadata or card
-    with tempfile.TemporaryDirectory(prefix=".export-", dir=final.parent) as folder:
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=final.parent) as folder, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*isinstance.treespec, LeafSpec.*")  # torch's own, harmless
         path = Path(folder) / final.name
         notes = _export_into(run, fmt, path, quantize)
         card = model_card(run, path, fmt, quantize, notes)
-        for made in sorted(Path(folder).iterdir(), key=lambda f: f == card):  # the card last
-            os.replace(made, final.parent / made.name)
-    return final, final.parent / card.name, notes
+        outputs.write(final, path.read_bytes())
+        outputs.write(final.with_suffix(".md"), card.read_bytes(), "model card")  # the card last
+    return final, final.with_suffix(".md"), notes
 
 
 def _export_into(run: LoadedRun, fmt: str, path: Path, quantize: str | None) -> list[str]:

@@ -33,6 +33,7 @@ from eastmir.folding import optimise_for_inference
 from eastmir.inference.export import CALIBRATION_CLIPS, int8_student, min_samples
 from eastmir.inference.run import LoadedRun, load_run
 from eastmir.inference.windows import HOP_FRACTION, cut, starts
+from eastmir.paths import path_kind, regular_file_problem
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".opus"}
 AGGREGATIONS = ("mean", "max")
@@ -126,6 +127,17 @@ class TrainedStudent:
         self.thresholds = (
             None if self.single_label else np.array([(thresholds or {}).get(c, 0.5) for c in self.classes])
         )
+        self.threshold_note = None  # why the validation thresholds are not the ones used, if they are not
+        if not self.single_label and not thresholds:
+            why = (
+                "no metrics.json (an unfinished run or a bare checkpoint)"
+                if self.run.metrics is None
+                else ("no validation thresholds in its metrics.json")
+            )
+            self.threshold_note = (
+                f"{self.run.directory}: {why}: every class is predicted at probability ≥ 0.5, not at the "
+                "F1-optimal validation thresholds a finished run uses"
+            )
 
     @property
     def classes(self) -> list[str]:
@@ -215,7 +227,8 @@ class TrainedStudent:
 
         for path in tqdm(files, desc="predict", unit="file", disable=not progress):
             try:
-                inputs, starts = self.windows(load_audio(path, self.sample_rate), hop)
+                audio = load_audio(path, self.sample_rate, self.frontend_config if self.frontend else None)
+                inputs, starts = self.windows(audio, hop)
             except AudioDecodeError as err:
                 yield from flush()
                 yield Failure(path, str(err))
@@ -244,8 +257,9 @@ def bf16_capability() -> str | None:
     return None
 
 
-def choose_precision(asked: str) -> tuple[str, str]:
-    """``auto`` → ``bf16`` where the CPU has bf16 instructions, else ``float32``; with a line that says why."""
+def choose_precision(asked: str = "float32") -> tuple[str, str]:
+    """The precision to predict in and a line that says why: ``float32`` unless asked (the same probabilities
+    on every machine); ``auto`` → ``bf16`` where the CPU has bf16 instructions, else ``float32``."""
     capability = bf16_capability()
     if asked == "auto":
         asked = "bf16" if capability else "float32"
@@ -260,6 +274,8 @@ def choose_precision(asked: str) -> tuple[str, str]:
             f"predicting in int8 (static, {int8_engine()} backend, calibrated on {CALIBRATION_CLIPS} of the run's "
             "training clips)"
         )
+    if asked == "float32":
+        return asked, "predicting in float32 (--precision bf16 or int8 for speed)"
     return asked, f"predicting in {asked}"
 
 
@@ -269,10 +285,17 @@ def expand_inputs(arguments: Iterable[str]) -> tuple[list[Path], list[Failure]]:
     missing: list[Failure] = []
     for argument in arguments:
         path = Path(argument)
-        if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
-        elif path.is_file():
+        kind = path_kind(path)
+        if kind == "a folder":
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+            if not found:
+                suffixes = ", ".join(sorted(AUDIO_SUFFIXES))
+                missing.append(Failure(argument, f"{argument}: a folder with no audio files in it ({suffixes})"))
+            files += found
+        elif kind is None:
             files.append(path)
+        elif kind != "missing":
+            missing.append(Failure(argument, f"{argument}: {regular_file_problem(path)}"))
         else:
             matched = sorted(Path(p) for p in glob.glob(argument, recursive=True) if Path(p).is_file())
             if matched:

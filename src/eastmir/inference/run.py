@@ -91,7 +91,21 @@ def load_run(path: str | Path, which: str = "best") -> LoadedRun:
         )
     except ConfigError as err:
         raise RunError(f"{checkpoint}: {err}" if str(checkpoint) not in str(err) else str(err)) from None
-    system.load_state_dict(state["state_dict"], strict=True)
+    try:
+        system.load_state_dict(state["state_dict"], strict=True)
+    except RuntimeError as err:
+        first = next((line.strip() for line in str(err).splitlines() if "size mismatch" in line), str(err)[:200])
+        raise RunError(f"{checkpoint}: its weights do not fit its own config ({first})") from None
+    bad = [
+        name
+        for name, t in state["state_dict"].items()
+        if torch.is_tensor(t) and t.is_floating_point() and not torch.isfinite(t).all()
+    ]
+    if bad:
+        raise RunError(
+            f"{checkpoint}: {len(bad)} weight tensor(s) hold NaN or infinite values ({', '.join(bad[:3])}): the "
+            "training diverged; retrain with a lower optimizer.lr (eastmir fit … --overwrite)"
+        )
     system.eval()
     metrics = run.read_metrics() if run.finished else None
     return LoadedRun(run.path, checkpoint, system, list(system.classes), system.config, metrics)

@@ -8,6 +8,7 @@ from eastmir.config import RunConfig, check_dataset_options
 from eastmir.data.manifest import MANIFEST_NAME, Manifest, load_manifest
 from eastmir.data.sources import record_contents
 from eastmir.errors import ConfigError, ManifestError
+from eastmir.paths import path_kind
 from eastmir.registry import DATASETS
 
 
@@ -22,6 +23,9 @@ def prepare(
     """
     prepare_fn = DATASETS.get(dataset)
     options = check_dataset_options(dataset, dict(options or {}))
+    kind = path_kind(root)
+    if kind not in ("a folder", "missing"):
+        raise ManifestError(f"--root {root}: {kind or 'a file'} stands there; --root names the dataset's folder")
     if download:
         from eastmir.data.download import download_dataset
 

@@ -9,15 +9,22 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from eastmir.fetch import atomic_write
+from eastmir.outputs import Outputs
 
 
-def write_predictions(predictions: list[Any], fmt: str, out: str | None, top: int = 3, curve: bool = False) -> None:
-    """``predictions``: :class:`eastmir.inference.predict.Prediction` objects, in order."""
+def write_predictions(
+    predictions: list[Any],
+    fmt: str,
+    out: str | Path | None,
+    top: int = 3,
+    curve: bool = False,
+    outputs: Outputs | None = None,
+) -> None:
+    """``predictions``: :class:`eastmir.inference.predict.Prediction` objects, in order; written to ``out``
+    under the output rules (:class:`eastmir.outputs.Outputs`), else to the screen."""
     text = {"table": _table, "jsonl": _jsonl, "csv": _csv}[fmt](predictions, top, curve)
     if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(out, text)
+        (outputs or Outputs()).write(out, text)
     else:
         sys.stdout.write(text)
 
@@ -31,7 +38,7 @@ def _table(predictions: list[Any], top: int, curve: bool) -> str:
 
 
 def _jsonl(predictions: list[Any], top: int, curve: bool) -> str:
-    return "".join(json.dumps(p.as_dict(curve)) + "\n" for p in predictions)
+    return "".join(json.dumps(p.as_dict(curve), allow_nan=False) + "\n" for p in predictions)
 
 
 def _csv(predictions: list[Any], top: int, curve: bool) -> str:
