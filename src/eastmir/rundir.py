@@ -6,6 +6,7 @@ Every reader and writer of a run goes through :class:`RunDirectory`::
       config.yaml                  the validated config the run trains with
       fingerprint.json             what the run was started from (config and data), see below
       metrics.json                 written last, atomically: the run is finished
+      failed.json                  why its last training stopped with an error (diverged), until it trains again
       checkpoints/best-epochNNN-<metric>0.xxxx.ckpt   the best by the validation metric
       checkpoints/last.ckpt        written after every epoch: what a run resumes from
       logs/version_0/metrics.csv   the training log, kept across resumes
@@ -27,6 +28,7 @@ included), so a dead holder's lock is simply taken over.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -132,6 +134,20 @@ class RunDirectory:
     def lock_file(self) -> Path:
         return self.path / ".lock"
 
+    @property
+    def failure_file(self) -> Path:
+        """``failed.json``: why the last training of this run stopped with an error (a diverged run)."""
+        return self.path / "failed.json"
+
+    def record_failure(self, reason: str) -> None:
+        atomic_write(self.failure_file, json.dumps({"error": reason}, indent=1))
+
+    def read_failure(self) -> str | None:
+        try:
+            return str(json.loads(self.failure_file.read_text()).get("error", "failed"))
+        except (OSError, ValueError, AttributeError):
+            return None
+
     # ------------------------------------------------------------------ state
     @property
     def finished(self) -> bool:
@@ -208,9 +224,20 @@ class RunDirectory:
                 f"again from the start with these, or give this run another name (--set name=…)"
             )
 
-    def write_fingerprint(self, config: dict[str, Any], data: str | None = None) -> None:
+    def check_dataset(self, manifest: str | None, manifest_path: Path | str) -> None:
+        """Stop with one line when a finished run trained on another version of its dataset: the sha256 of the
+        dataset's ``manifest.json`` now (``manifest``) differs from the one recorded when it trained."""
+        recorded = (self._recorded() or {}).get("manifest")
+        if recorded and manifest and recorded != manifest:
+            raise RunError(
+                f"{self.path} finished on other data: {manifest_path} changed since it trained (clips, labels or "
+                "splits); its scores are not those of the data now. Rerun with --overwrite to train on the data as it "
+                "is, or give this run another name (--set name=…)"
+            )
+
+    def write_fingerprint(self, config: dict[str, Any], data: str | None = None, manifest: str | None = None) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
-        blob = {"config": _comparable(config), "data": data}
+        blob = {"config": _comparable(config), "data": data, "manifest": manifest}
         atomic_write(self.fingerprint_file, json.dumps(blob, indent=1, sort_keys=True, default=str))
 
     def _recorded(self) -> dict[str, Any] | None:
@@ -241,6 +268,14 @@ class RunDirectory:
                 f"{self.path} is being trained by {held.holder}; wait for it to finish or stop it, "
                 "or give this run another name (--set name=…)"
             ) from None
+
+
+def run_identity(config: dict[str, Any], data: str | None) -> str:
+    """The identity a run's checkpoints carry: sha256 of its comparable config (less the keys a resumed run may
+    change) and its data digest. A checkpoint with another identity belongs to another run."""
+    blob = {k: v for k, v in flatten(_comparable(config)).items() if k not in RESUMABLE}
+    text = json.dumps({"config": blob, "data": data}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def runs_folder(workdir: str | Path) -> Path:
@@ -283,4 +318,4 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "…"
 
 
-__all__ = ["CHECKPOINT_EPOCH", "CONFIG_FILE", "RunDirectory", "RunMetrics", "flatten", "runs_folder"]
+__all__ = ["CHECKPOINT_EPOCH", "CONFIG_FILE", "RunDirectory", "RunMetrics", "flatten", "run_identity", "runs_folder"]

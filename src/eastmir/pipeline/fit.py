@@ -11,11 +11,13 @@ from typing import Any
 import torch
 
 from eastmir.config import RunConfig
+from eastmir.data.manifest import MANIFEST_NAME as MANIFEST
 from eastmir.data.store import remove_stale_parts
 from eastmir.errors import ConfigError, TrainingError
+from eastmir.fetch import sha256_of
 from eastmir.filelock import first_process
 from eastmir.pipeline.rundata import RunData, run_data
-from eastmir.rundir import RunDirectory, RunMetrics
+from eastmir.rundir import RunDirectory, RunMetrics, run_identity
 
 
 def fit(
@@ -42,9 +44,18 @@ def fit(
             _empty(run)
         run.check_fingerprint(config.to_dict(), added=config.added_keys)
         if run.finished:
+            run.check_dataset(manifest_digest(config), Path(config.data.root) / MANIFEST)
             print(f"{run.path}: already finished (metrics.json); pass --overwrite to retrain")
             return run.path
         return _fit(config, run, progress, callbacks)
+
+
+def manifest_digest(config: RunConfig) -> str | None:
+    """sha256 of the run's dataset manifest (``None`` for streamed shards, or where there is none)."""
+    if config.data.stream:
+        return None
+    path = Path(config.data.root) / MANIFEST
+    return sha256_of(path) if path.is_file() else None
 
 
 def _empty(run: RunDirectory) -> None:
@@ -56,7 +67,13 @@ def _empty(run: RunDirectory) -> None:
 
 
 def _fit(config: RunConfig, run: RunDirectory, progress: bool, callbacks: Sequence[Any]) -> Path:
-    from eastmir.training.checkpoints import check_resumable, read_checkpoint, read_teacher_head
+    from eastmir.training.checkpoints import (
+        RunIdentity,
+        check_owner,
+        check_resumable,
+        read_checkpoint,
+        read_teacher_head,
+    )
     from eastmir.training.datamodule import ClipDataModule
     from eastmir.training.evaluation import evaluate
     from eastmir.training.system import EastSystem
@@ -74,11 +91,15 @@ def _fit(config: RunConfig, run: RunDirectory, progress: bool, callbacks: Sequen
 
     data = run_data(config, progress)
     config = config.changed({"task": data.task})
+    digest = data.fingerprint()
+    identity = run_identity(config.to_dict(), digest)
     if first_process():
-        digest = data.fingerprint()
         run.check_fingerprint(config.to_dict(), digest, config.added_keys)
-        run.write_fingerprint(config.to_dict(), digest)
-        run.write_config(config.to_dict())
+        if resume is not None:
+            check_owner(resume, identity, config.name, len(data.classes))
+        run.write_fingerprint(config.to_dict(), digest, manifest_digest(config))
+        # config.yaml: every value the run uses written out (the clip length the manifest chose, too)
+        run.write_config(config.changed({"data": {"clip_seconds": data.clip_seconds}}).to_dict())
     seed_run(config.seed)
     system = EastSystem(
         config,
@@ -92,12 +113,20 @@ def _fit(config: RunConfig, run: RunDirectory, progress: bool, callbacks: Sequen
     if teacher_head is not None:
         system.set_teacher_head(teacher_head, str(config.kd.teacher_run))
     dm = _data_module(ClipDataModule, data, config)
-    trainer, best = build_trainer(config, run, system.monitor, progress, resume is not None, callbacks)
+    trainer, best = build_trainer(
+        config, run, system.monitor, progress, resume is not None, [RunIdentity(identity), *callbacks]
+    )
     if resume is not None:
         trim_log(run.log_file, int(read_checkpoint(resume).get("epoch", -1)))
     if resume is None or not training_done(resume, config.trainer.max_epochs):
-        with interrupts_as_keyboard(trainer):
-            trainer.fit(system, datamodule=dm, ckpt_path=str(resume) if resume else None)
+        run.failure_file.unlink(missing_ok=True)
+        try:
+            with interrupts_as_keyboard(trainer):
+                trainer.fit(system, datamodule=dm, ckpt_path=str(resume) if resume else None)
+        except TrainingError as err:  # a diverged run: marked failed for `report`, never tested
+            if trainer.is_global_zero:
+                run.record_failure(str(err))
+            raise TrainingError(f"{run.path}: {err}") from None
         if trainer.is_global_zero:
             trim_log(run.log_file)
     best_path = best.best_model_path or run.newest_best()

@@ -21,13 +21,10 @@
 
 from __future__ import annotations
 
-import errno
 import hashlib
-import os
 import pickle
 import random
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -81,14 +78,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         checkpoint = {**checkpoint, DIGEST_KEY: content_digest(checkpoint)}
-        try:
-            with atomic_writer(path) as fh:
-                torch.save(checkpoint, fh)
-        except RuntimeError as err:
-            if shutil.disk_usage(path.parent).free < 64 * 2**20:
-                # torch's zip writer reports a full disk as "file write failed"
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from err
-            raise
+        with atomic_writer(path) as fh:  # (a full disk or ulimit -f comes back as the OSError behind it)
+            torch.save(checkpoint, fh)
 
     def load_checkpoint(self, path, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
         return read_checkpoint(path, map_location)
@@ -152,6 +143,43 @@ class RngState(Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         _set_rng_states(state_dict)
+
+
+class RunIdentity(Callback):
+    """Every checkpoint carries the identity of the run that wrote it (:func:`eastmir.rundir.run_identity`)."""
+
+    def __init__(self, identity: str) -> None:
+        self.identity = identity
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"run": self.identity}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        pass  # checked before resuming, by check_owner
+
+
+def check_owner(path: Path, identity: str, name: str, num_classes: int) -> None:
+    """Stop with one line when the checkpoint to resume from was written by another run (copied in, or left
+    from other settings): its recorded identity differs, or (a checkpoint from before identities) its run name or
+    class count does."""
+    state = read_checkpoint(path)
+    recorded = next(
+        (v.get("run") for k, v in (state.get("callbacks") or {}).items() if k.startswith("RunIdentity")), None
+    )
+    hp = state.get("hyper_parameters") or {}
+    other = (hp.get("config") or {}).get("name")
+    if recorded is not None:
+        foreign = recorded != identity
+    else:
+        foreign = other != name or hp.get("num_classes") != num_classes
+    if foreign:
+        what = f"run {other!r}" if other and other != name else "this run with other settings or data"
+        classes = hp.get("num_classes")
+        shown = f", {classes} classes against {num_classes} here" if classes not in (None, num_classes) else ""
+        raise RunError(
+            f"{path}: written by {what}{shown}, not by this run; it is not resumed. Delete it, or rerun with "
+            "--overwrite to train this run from the start"
+        )
 
 
 def check_resumable(path: Path) -> None:

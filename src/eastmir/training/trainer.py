@@ -27,11 +27,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from eastmir.config import RunConfig
+from eastmir.errors import TrainingError
 from eastmir.rundir import RunDirectory
 from eastmir.training.checkpoints import AtomicCheckpointIO, RngState, read_checkpoint
 
@@ -87,7 +89,7 @@ def build_trainer(
     trainer = L.Trainer(
         default_root_dir=run.path,
         logger=KeptCSVLogger(run.path, name="logs", version=0),  # writes run.log_file
-        callbacks=[best, last, stop, RngState(), *callbacks],
+        callbacks=[FiniteValidation(monitor), best, last, stop, RngState(), *callbacks],
         plugins=[AtomicCheckpointIO()],
         max_epochs=t.max_epochs,
         max_steps=t.max_steps,
@@ -105,6 +107,28 @@ def build_trainer(
         enable_model_summary=False,
     )
     return trainer, best
+
+
+class FiniteValidation(Callback):
+    """Stop training at the first validation whose loss or monitored metric is not finite: a diverged run is
+    never a result. (Lightning's early stopping would take the NaN as a reason to stop quietly, and the run would
+    then be tested and reported like any other.)"""
+
+    def __init__(self, monitor: str) -> None:
+        self.monitor = monitor
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        for key in ("val_loss", self.monitor):
+            value = trainer.callback_metrics.get(key)
+            if value is not None and not bool(torch.isfinite(value).all()):
+                raise TrainingError(
+                    f"epoch {trainer.current_epoch}: the validation {key.removeprefix('val_')} is not finite "
+                    f"({float(value)}): the training diverged; lower optimizer.lr (it is "
+                    f"{trainer.optimizers[0].param_groups[0]['lr'] if trainer.optimizers else '?'}) and rerun "
+                    "with --overwrite"
+                )
 
 
 def seed_run(seed: int) -> None:
