@@ -33,6 +33,7 @@ the ``precomputed`` import.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -300,6 +301,11 @@ def fill(
     """
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, not {on_error!r}")
+    if not verify:  # a complete collection is only read: no lock, nothing written (a read-only store; many runs)
+        report, todo = plan_fill(collection, items)
+        if not todo:
+            finish_fill(collection, report, on_error)
+            return report
     with collection.building():
         return _fill(collection, items, read, compute, batch_size, on_error, progress, desc, workers, verify)
 
@@ -470,7 +476,8 @@ def remove_stale_parts(folder: Path) -> None:
     for part in folder.glob(".*.part"):
         pid = part.name.rsplit(".", 2)[-2].split("-")[0]  # .<name>.<pid>-<thread>.part
         if pid.isdigit() and not _alive(int(pid)):
-            part.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # (a read-only store keeps them; they are never read)
+                part.unlink(missing_ok=True)
 
 
 def _alive(pid: int) -> bool:
@@ -489,7 +496,9 @@ def _record_failures(collection: Collection, report: FillReport, on_error: str) 
         if path.exists():  # (a read-only store refuses even the removal of a file that is not there)
             path.unlink()
         return
-    atomic_write(path, json.dumps(report.failed, indent=1))
+    text = json.dumps(report.failed, indent=1)
+    if not (path.is_file() and path.read_text() == text):  # (a read-only store holding the same list is fine)
+        atomic_write(path, text)
     first = "; ".join(f"{clip}: {why}" for clip, why in list(report.failed.items())[:3])
     more = f" (and {len(report.failed) - 3} more)" if len(report.failed) > 3 else ""
     if on_error == "raise":

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import json
+import tarfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ import numpy as np
 
 from eastmir.errors import ManifestError
 from eastmir.fetch import atomic_write
+from eastmir.paths import regular_file_problem
 
 INDEX = "index.json"
 
@@ -90,9 +92,30 @@ def read_index(url: str) -> dict:
 
     try:
         with fsspec.open(_shard_url(url, INDEX), "r") as fh:
-            return json.load(fh)
+            index = json.load(fh)
     except (FileNotFoundError, OSError) as err:
         raise ManifestError(f"{url}: no {INDEX} there ({err}); write one with `eastmir pack`") from err
+    except ValueError as err:
+        raise ManifestError(f"{url}: its {INDEX} is damaged ({err}); write it again with `eastmir pack`") from None
+    if "://" not in url:
+        check_local_shards(Path(url), index)
+    return index
+
+
+def check_local_shards(folder: Path, index: dict) -> None:
+    """Every shard ``index`` names is in ``folder`` and starts as a tar file; else a line naming the first that
+    is not (a missing or corrupt shard would otherwise stop training midway with a library's traceback)."""
+    for split, entry in (index.get("splits") or {}).items():
+        for name in entry.get("shards", []):
+            path = folder / name
+            problem = regular_file_problem(path)
+            if problem is None and not tarfile.is_tarfile(path):
+                problem = "is not a tar shard (damaged or truncated)"
+            if problem:
+                raise ManifestError(
+                    f"{path}: shard of the {split} split {problem}; pack the data again (`eastmir pack`) or copy "
+                    "the folder whole"
+                )
 
 
 def stream_split(
@@ -113,7 +136,7 @@ def stream_split(
     )
     if shuffle:
         pipeline = pipeline.shuffle(shuffle)
-    for sample in pipeline:
+    for sample in _reading(pipeline, url, split):
         meta = json.loads(sample["meta.json"])
         item = {
             "clip_id": meta["clip_id"],
@@ -124,3 +147,15 @@ def stream_split(
             if f"{name}.npy" in sample:
                 item[name] = np.load(io.BytesIO(sample[f"{name}.npy"]), allow_pickle=False)
         yield item
+
+
+def _reading(samples: Iterable[dict], url: str, split: str) -> Iterator[dict]:
+    """The samples, with a shard that breaks midway (a remote one, or one changed after the check) as one line."""
+    try:
+        yield from samples
+    except (tarfile.ReadError, OSError, ValueError, KeyError) as err:
+        detail = " ".join(str(err).split())[:200]
+        raise ManifestError(
+            f"{url}: a shard of the {split} split cannot be read ({type(err).__name__}: {detail}); "
+            "pack the data again (`eastmir pack`)"
+        ) from None

@@ -15,7 +15,17 @@ from typing import Any
 from eastmir.config import TeacherSection
 from eastmir.data.jobs import ExtractionSettings
 from eastmir.data.manifest import Manifest
-from eastmir.data.store import Collection, FillReport, Producer, SourceItem, Store, combined_key, fill, finish_fill
+from eastmir.data.store import (
+    Collection,
+    FillReport,
+    Producer,
+    SourceItem,
+    Store,
+    combined_key,
+    fill,
+    finish_fill,
+    plan_fill,
+)
 from eastmir.registry import TEACHERS
 from eastmir.teachers.base import Teacher, TeacherSource
 
@@ -103,6 +113,10 @@ def extract_with(
     if isinstance(teacher, Teacher):
         from eastmir.training.extraction import extract_batched
 
+        report, todo = plan_fill(collection, items)
+        if not todo:  # every clip is stored: read only, no lock (a read-only store; runs started together)
+            finish_fill(collection, report, settings.on_error)
+            return collection, report
         with collection.building():
             report = extract_batched(teacher, items, collection, settings)
         return collection, report

@@ -58,6 +58,8 @@ from eastmir.audio import AudioDecodeError, read_audio
 from eastmir.data.exclusions import Exclusions
 from eastmir.data.manifest import MANIFEST_NAME, SPLITS, Clip, Manifest
 from eastmir.errors import ManifestError
+from eastmir.numbers import Probability
+from eastmir.paths import regular_file_problem
 from eastmir.registry import DATASETS
 
 PATH_COLUMNS = ("path", "file", "filename")
@@ -94,6 +96,16 @@ class Row:
     clip_id: str = ""
     duration: float | None = None
     extra: dict = field(default_factory=dict)
+
+
+def _within(root: Path, given: str) -> str:
+    """An absolute path to a file inside ``root`` as the relative path it is (others are returned as given)."""
+    if not Path(given).is_absolute():
+        return given
+    try:
+        return Path(given).resolve().relative_to(root.resolve()).as_posix()
+    except (ValueError, OSError, RuntimeError):
+        return given
 
 
 def _inside(root: Path, rel: str) -> bool:
@@ -150,7 +162,7 @@ def prepare(
     split_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
     seed: int = 0,
     task: Literal["auto", "multilabel", "single_label"] = "auto",
-    max_bad_fraction: float = 0.05,
+    max_bad_fraction: Probability = 0.05,
     check_audio: bool = True,
 ) -> Manifest:
     """Write ``root/manifest.json`` and ``root/excluded.csv`` from a folder of audio and a CSV of labels."""
@@ -197,8 +209,12 @@ def prepare(
 
     rows: list[Row] = []
     seen: dict[str, int] = {}
+    stems: dict[str, set[str]] = {}  # clip id without the extension → the paths that have it
+    for values in rows_by_line.values():
+        given = _within(root, values[path_col].replace("\\", "/"))
+        stems.setdefault(Path(given).with_suffix("").as_posix(), set()).add(given)
     for line, values in rows_by_line.items():
-        rel = values[path_col].replace("\\", "/")
+        rel = _within(root, values[path_col].replace("\\", "/"))
         parsed = parse(values)
         if isinstance(parsed, tuple) and isinstance(parsed[0], str):
             excluded.add(rel, line, "", *parsed)
@@ -226,11 +242,15 @@ def prepare(
             )
             continue
         clip_id = Path(rel).with_suffix("").as_posix()
+        if len(stems.get(clip_id, ())) > 1:  # song.ogg and song.flac: two clips, named with their extensions
+            clip_id = rel
         if clip_id in seen:
             excluded.add(rel, line, clip_id, "duplicate clip", f"the same clip as line {seen[clip_id]}")
             continue
-        if not (root / rel).is_file():
-            excluded.add(rel, line, clip_id, "missing file", f"{root / rel} does not exist")
+        problem = regular_file_problem(root / rel)
+        if problem is not None:
+            kind = "missing file" if problem == "does not exist" else "not a file"
+            excluded.add(rel, line, clip_id, kind, f"{root / rel} {problem}")
             continue
         seen[clip_id] = line
         rows.append(Row(line, rel, labels, mask, split, clip_id))
@@ -310,19 +330,27 @@ def _read_table(csv_path: Path) -> list[tuple[int, list[str]]]:
     return [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
 
 
-def _label_variants(names: list[list[str]], column: str, separator: str) -> None:
-    """Stop when labels differ only in case or spacing, or hold another separator: they would become classes."""
+def _refuse_variants(names: list[str], what: str) -> None:
+    """Stop when class names differ only in case or spacing (``piano``, ``Piano ``): they would become separate
+    classes. ``what`` says where they come from."""
     by_form: dict[str, set[str]] = {}
-    for row in names:
-        for name in row:
-            by_form.setdefault(" ".join(name.lower().split()), set()).add(name)
+    for name in names:
+        by_form.setdefault(" ".join(name.lower().split()), set()).add(name)
     variants = sorted(sorted(v) for v in by_form.values() if len(v) > 1)
     if variants:
         shown = "; ".join(" / ".join(map(repr, v)) for v in variants[:5])
         raise ManifestError(
-            f"column {column!r}: labels that differ only in case or spacing ({shown}) would become separate classes; "
+            f"{what}: names that differ only in case or spacing ({shown}) would become separate classes; "
             "spell each class one way"
         )
+
+
+def _label_variants(names: list[list[str]], column: str, separator: str) -> None:
+    """Stop when labels differ only in case or spacing, or hold another separator while this one never separates
+    two labels (then the other is likely the separator meant): they would become classes."""
+    _refuse_variants([n for row in names for n in row], f"column {column!r}")
+    if any(len(row) > 1 for row in names):
+        return  # the separator does separate labels here: another mark inside a label is part of its name
     for sep in ",;|":
         glued = sorted({n for row in names for n in row if sep != separator and sep in n})
         if glued:
@@ -371,6 +399,7 @@ def _class_columns_layout(rows, header, path_col, split_col, class_columns, clas
         class_list = list(classes)
     if not class_list:
         raise ManifestError(f"{csv_path}: no class column (each should hold 1, 0 or blank), nor a labels column")
+    _refuse_variants(class_list, f"{csv_path}: class columns")
     if ignored:
         print(f"note: {csv_path.name}: columns {', '.join(ignored)} hold no 1/0/blank values: not classes, ignored")
 
