@@ -24,7 +24,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from eastmir.fetch import atomic_write
+from eastmir.outputs import Outputs
 from eastmir.reporting.grid import NO_TEACHER, TITLES, Cell, RunRecord, mean_std
 from eastmir.rundir import RunDirectory
 
@@ -37,7 +37,8 @@ def _save(fig, path: Path) -> Path:
     buffer = io.BytesIO()
     fig.savefig(buffer, dpi=DPI, format="png")
     plt.close(fig)
-    atomic_write(path, buffer.getvalue())  # never a 0-byte or half-written PNG
+    # never a 0-byte or half-written PNG; into the report's folder, whose files write_report checked first
+    Outputs(overwrite=True).write(path, buffer.getvalue(), "figure")
     return path
 
 

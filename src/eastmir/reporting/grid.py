@@ -12,26 +12,52 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from eastmir.config import teacher_label
 from eastmir.fetch import atomic_write
 from eastmir.registry import STUDENTS
-from eastmir.rundir import RunDirectory
+from eastmir.rundir import RunDirectory, flatten
 
 NO_TEACHER = "—"
 TITLES = {"mAP": "mAP", "roc_auc": "ROC-AUC", "f1": "F1", "accuracy": "Accuracy"}
 
 
+# settings that tell the runs of one grid cell apart without changing what the cell measures: the run's name and
+# folders, its seed (the cell's seeds), the KD head's path (one per seed), and where it ran
+NOT_A_SETTING = (
+    "name",
+    "seed",
+    "system",
+    "workdir",
+    "cache_dir",
+    "requires",
+    "task",
+    "threads",
+    "config_version",
+    "data.subset_seed",
+    "data.train_fraction",
+    "data.num_workers",
+    "distillation.kd.teacher_run",
+    "trainer.accelerator",
+    "trainer.devices",
+    "trainer.strategy",
+    "trainer.num_nodes",
+    "trainer.log_every_n_steps",
+)
+
+
 @dataclass
 class RunRecord:
     run_dir: Path
-    system: str
+    system: str  # how tables name the system, with the settings that set this run apart from others of its cell
     student: str
     teacher: str
     fraction: float
@@ -39,10 +65,60 @@ class RunRecord:
     test: dict[str, float]
     validation: float | None
     per_class_ap: dict[str, float | None] | None
+    settings: dict[str, Any] = field(default_factory=dict)  # the run's config, flattened, less NOT_A_SETTING
+    base_system: str = ""  # the system's own name (``Baseline``), without the settings
+    variant: str = ""  # the settings that set it apart (``trainer.max_epochs=8``), or ""
+
+
+def _settings(config: dict[str, Any]) -> dict[str, Any]:
+    flat = flatten(config)
+    return {
+        k: v
+        for k, v in flat.items()
+        if k not in NOT_A_SETTING and not k.startswith("teacher.") and not k.startswith("teacher")
+    }
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "…"
+
+
+def name_variants(rows: list[RunRecord]) -> None:
+    """Runs of one system, teacher and data fraction that differ in any setting are different cells: each
+    run's ``system`` gets the settings that set it apart (``TeacherLR [trainer.max_epochs=8]``)."""
+    groups: dict[tuple, list[RunRecord]] = {}
+    for r in rows:
+        r.base_system = r.base_system or r.system
+        groups.setdefault((r.base_system, r.teacher, r.fraction), []).append(r)
+    for group in groups.values():
+        keys = sorted({k for r in group for k in r.settings})
+        differing = [k for k in keys if len({json.dumps(r.settings.get(k), default=str) for r in group}) > 1]
+        for r in group:
+            r.variant = ", ".join(f"{k}={_short(r.settings.get(k))}" for k in differing)
+            r.system = f"{r.base_system} [{r.variant}]" if r.variant else r.base_system
+
+
+def one_per_seed(rows: list[RunRecord]) -> tuple[list[RunRecord], list[str]]:
+    """Each cell's runs with one run per seed (the first by run directory), and a line naming every other run
+    of a cell and seed: two runs of one seed are a duplicate, never averaged as two seeds."""
+    kept: dict[tuple, RunRecord] = {}
+    lines = []
+    for r in sorted(rows, key=lambda r: str(r.run_dir)):
+        key = (r.system, r.teacher, r.fraction, r.seed)
+        if key in kept:
+            lines.append(
+                f"{r.run_dir}: a second run of {r.system} ({r.teacher}, {r.fraction:.0%}, seed {r.seed}) besides "
+                f"{kept[key].run_dir}, with the same settings: a duplicate, left out (the seed counts once)"
+            )
+            continue
+        kept[key] = r
+    return [r for r in rows if kept.get((r.system, r.teacher, r.fraction, r.seed)) is r], lines
 
 
 def load_rows(run_dirs: Sequence[str | Path]) -> tuple[list[RunRecord], list[str]]:
-    """The finished runs among ``run_dirs`` and a line for each directory that is not one."""
+    """The finished runs among ``run_dirs`` (one per cell and seed; cells told apart by every setting that
+    differs, :func:`name_variants`) and a line for each directory left out (unfinished, failed, duplicate)."""
     rows, skipped = [], []
     for d in map(Path, run_dirs):
         run = RunDirectory(d)
@@ -63,9 +139,12 @@ def load_rows(run_dirs: Sequence[str | Path]) -> tuple[list[RunRecord], list[str
                 metrics["test"],
                 validation,
                 metrics.get("test_per_class_ap"),
+                _settings(config),
             )
         )
-    return rows, skipped
+    name_variants(rows)
+    rows, duplicates = one_per_seed(rows)
+    return rows, skipped + duplicates
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -201,6 +280,11 @@ def grid_latex(cs: Sequence[Cell], metric: str, caption: str = "") -> str:
 
 
 def grid_csv(cs: Sequence[Cell], metrics: Sequence[str], path: str | Path) -> None:
+    """:func:`grid_csv_text` written to ``path``."""
+    atomic_write(path, grid_csv_text(cs, metrics))
+
+
+def grid_csv_text(cs: Sequence[Cell], metrics: Sequence[str]) -> str:
     """One line per cell: system, teacher, fraction, seeds, then mean and std of every metric."""
     fh = io.StringIO(newline="")
     w = csv.writer(fh)
@@ -213,4 +297,4 @@ def grid_csv(cs: Sequence[Cell], metrics: Sequence[str], path: str | Path) -> No
             v = c.metric(m)
             values += [f"{v[0]:.6f}", f"{v[1]:.6f}"] if v else ["", ""]
         w.writerow([c.system, c.teacher, f"{c.fraction:g}", len(c.runs), *values])
-    atomic_write(path, fh.getvalue())
+    return fh.getvalue()

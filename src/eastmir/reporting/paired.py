@@ -45,16 +45,25 @@ def paired_differences(rows: Sequence[RunRecord], metric: str = "mAP") -> list[P
     """Every system with a teacher (TeacherLR too) against the Baseline (the system named ``Baseline``, else
     the only system without a teacher), seed by seed; a seed without a Baseline run is left out. Empty when
     there is no Baseline."""
-    plain = {r.system for r in rows if r.teacher == NO_TEACHER}
+    plain = {r.base_system or r.system for r in rows if r.teacher == NO_TEACHER}
     baseline = BASELINE if BASELINE in plain else next(iter(plain)) if len(plain) == 1 else None
     if baseline is None:
         return []
-    reference = {(r.fraction, r.seed): r.test[metric] for r in rows if r.system == baseline and r.teacher == NO_TEACHER}
+
+    def is_baseline(r: RunRecord) -> bool:
+        return (r.base_system or r.system) == baseline and r.teacher == NO_TEACHER
+
+    reference = {(r.fraction, r.seed, r.variant): r.test[metric] for r in rows if is_baseline(r)}
+    variants = {(r.fraction, r.variant) for r in rows if is_baseline(r)}
     out: dict[tuple, Paired] = {}
     for r in rows:
-        if r.system == baseline and r.teacher == NO_TEACHER:
+        if is_baseline(r):
             continue
-        base = reference.get((r.fraction, r.seed))
+        # the Baseline run of the same seed, data and settings; a Baseline of one setting pairs with every run
+        only = [v for f, v in variants if f == r.fraction]
+        base = reference.get(
+            (r.fraction, r.seed, r.variant if r.variant in only else only[0] if len(only) == 1 else None)
+        )
         value = r.test.get(metric)
         if base is None or value is None or math.isnan(value) or math.isnan(base):
             continue

@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from eastmir.errors import RunError
-from eastmir.fetch import atomic_write
+from eastmir.outputs import Outputs
 from eastmir.reporting import figures
-from eastmir.reporting.grid import TITLES, cells, grid_csv, grid_latex, grid_markdown, load_rows, metrics_of
+from eastmir.reporting.grid import TITLES, cells, grid_csv_text, grid_latex, grid_markdown, load_rows, metrics_of
 from eastmir.reporting.paired import paired_differences, paired_markdown
 
 STYLE = """
@@ -48,15 +48,24 @@ def _markdown_to_html_table(table: str) -> str:
     return '<table class="results">' + "".join(rows) + "</table>"
 
 
-def write_report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "eastmir report") -> dict[str, Path]:
-    """Write the report of ``run_dirs`` into ``out``; returns what was written, by kind."""
+def write_report(
+    run_dirs: Sequence[str | Path], out: str | Path, title: str = "eastmir report", outputs: Outputs | None = None
+) -> dict[str, Path]:
+    """Write the report of ``run_dirs`` into the folder ``out`` (made, or one eastmir wrote before); returns what
+    was written, by kind. Every file goes through ``outputs`` (:class:`eastmir.outputs.Outputs`): a file there that
+    eastmir did not write (a user's ``report.md``) is refused unless it allows overwriting."""
     rows, skipped = load_rows(run_dirs)
     for line in skipped:
         print(f"warning: {line}")
     if not rows:
         raise RunError("eastmir report: none of the given directories is a finished run (metrics.json)")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    outputs = (outputs or Outputs()).with_inputs(run_dirs)
+    out = outputs.folder(out)
+    for name in ("report.md", "report.csv", "report.tex", "report.html"):
+        outputs.check(out / name)  # all refusals before anything is written
+    figures_dir = outputs.subfolder(out / "figures")
+    for name in ("bars.png", "fractions.png", "per_class_ap.png", "curves.png"):
+        outputs.check(figures_dir / name)
     cs = cells(rows)
     metrics = metrics_of(rows)
     fractions = sorted({c.fraction for c in cs}, reverse=True)
@@ -95,11 +104,11 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "
         md += [f"## {heading}", "", table, ""]
     md += ["## Figures", ""] + [f"![{k}](figures/{p.name})" for k, p in made.items() if p] + [""]
     written["markdown"] = out / "report.md"
-    atomic_write(written["markdown"], "\n".join(md))
+    outputs.write(written["markdown"], "\n".join(md))
     written["csv"] = out / "report.csv"
-    grid_csv(cs, metrics, written["csv"])
+    outputs.write(written["csv"], grid_csv_text(cs, metrics))
     written["latex"] = out / "report.tex"
-    atomic_write(written["latex"], "% \\usepackage{booktabs}\n" + "\n\n".join(latex) + "\n")
+    outputs.write(written["latex"], "% \\usepackage{booktabs}\n" + "\n\n".join(latex) + "\n")
     body = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(intro)}</p>"]
     for heading, table in sections:
         body += [f"<h2>{html.escape(heading)}</h2>", _markdown_to_html_table(table)]
@@ -116,5 +125,5 @@ def write_report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "
         f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>" + "".join(body) + "</body></html>\n"
     )
     written["html"] = out / "report.html"
-    atomic_write(written["html"], page)
+    outputs.write(written["html"], page)
     return written

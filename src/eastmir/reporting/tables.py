@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from eastmir.config import teacher_label
-from eastmir.fetch import atomic_write
+from eastmir.outputs import Outputs
 from eastmir.rundir import RunDirectory
 
 TITLES = {"mAP": "mAP", "roc_auc": "ROC-AUC", "f1": "F1", "accuracy": "Accuracy"}
@@ -42,7 +42,8 @@ def _unfinished(run: RunDirectory) -> dict:
             epochs = [int(float(r["epoch"])) for r in csv.DictReader(fh) if r.get("epoch") and r.get("val_loss")]
     max_epochs = (config.get("trainer") or {}).get("max_epochs")
     reached = f"epoch {max(epochs) + 1}" + (f" of {max_epochs}" if max_epochs else "") if epochs else "no epoch done"
-    row["status"] = f"unfinished: {reached}"
+    failure = run.read_failure()
+    row["status"] = f"failed: {failure}" if failure else f"unfinished: {reached}"
     return row
 
 
@@ -74,7 +75,7 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def write_csv(rows: list[dict], path: str | Path) -> None:
+def write_csv(rows: list[dict], path: str | Path, outputs: Outputs | None = None) -> None:
     cols = metric_columns(rows)
     fh = io.StringIO(newline="")
     w = csv.writer(fh)
@@ -85,4 +86,4 @@ def write_csv(rows: list[dict], path: str | Path) -> None:
             + [r["test"].get(k) for k in cols]
             + [r.get("epochs"), r.get("steps"), r.get("wall_seconds"), r.get("status", "finished")]
         )
-    atomic_write(path, fh.getvalue())
+    (outputs or Outputs()).write(path, fh.getvalue(), "--csv")
