@@ -88,3 +88,13 @@ def fake_teacher_run():
         return run_dir
 
     return make
+
+
+@pytest.fixture(scope="session")
+def short_run(small_synth, small_synth_embeddings, workdir):
+    """A finished synth Baseline run of two epochs (``{workdir}/runs/short_run``), for the fault tests."""
+    from eastmir import pipeline
+    from eastmir.config import load_config
+
+    config = load_config("synth/baseline", ["name=short_run", "trainer.max_epochs=2"], workdir=workdir)
+    return pipeline.fit(config, progress=False)

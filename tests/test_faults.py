@@ -410,7 +410,9 @@ def test_a_read_only_store_that_holds_every_entry_still_serves_them(small_synth,
     assert report.cached == len(small_synth.clips) and report.built == 0
 
 
-@pytest.mark.parametrize(("hop", "problem"), [("0", "above 0, got 0"), ("-1", "above 0, got -1"), ("nan", "nan")])
+@pytest.mark.parametrize(
+    ("hop", "problem"), [("0", "above 0.0, got 0"), ("-1", "above 0.0, got -1"), ("nan", "finite number, got 'nan'")]
+)
 def test_predict_refuses_a_hop_that_is_not_a_positive_number(finished, small_synth, hop, problem, capsys):
     from eastmir.cli import main
 
@@ -418,16 +420,23 @@ def test_predict_refuses_a_hop_that_is_not_a_positive_number(finished, small_syn
         main(["predict", str(finished), str(small_synth.audio_file(small_synth.clips[0])), "--hop", hop])
     assert stop.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith("eastmir: error: argument --hop: must be a number of seconds above 0") and problem in err
+    assert err.startswith("eastmir: error: argument --hop: must be ") and problem in err
 
 
-def test_predict_out_into_a_new_folder_and_report_on_a_damaged_metrics_file(finished, small_synth, tmp_path, capsys):
+def test_predict_out_into_a_missing_folder_and_report_on_a_damaged_metrics_file(
+    finished, small_synth, tmp_path, capsys
+):
+    """An output's missing folder is named before any work (and nothing is made outside the named output)."""
     import shutil
 
     from eastmir.cli import main
 
     out = tmp_path / "new" / "folder" / "tags.csv"
     clip = str(small_synth.audio_file(small_synth.clips[0]))
+    assert main(["predict", str(finished), clip, "--format", "csv", "--out", str(out), "--no-progress"]) == 2
+    assert f"the folder {out.parent} does not exist; create it first" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+    out.parent.mkdir(parents=True)
     assert main(["predict", str(finished), clip, "--format", "csv", "--out", str(out), "--no-progress"]) == 0
     assert out.read_text().startswith("file,")
     damaged = tmp_path / "damaged"
@@ -446,6 +455,11 @@ def test_predict_out_into_a_new_folder_and_report_on_a_damaged_metrics_file(fini
         ("distillation.lambda=nan", "distillation.lambda: must be a finite number, got 'nan'"),
         ("optimizer.lr=inf", "optimizer.lr: must be a finite number, got 'inf'"),
         ("data.batch_size=1", "data.batch_size: must be at least 2, got 1"),
+        # round three (issue 24): the same bounded types on every number
+        ("data.clip_seconds=1e9", "data.clip_seconds: must be at most 600.0, got '1e9'"),
+        ("seed=-1", "seed: must be at least 0, got -1"),
+        ("student.dropout=1.5", "student.dropout: must be below 1.0, got 1.5"),
+        ("student.dropout=-0.5", "student.dropout: must be at least 0.0, got -0.5"),
     ],
 )
 def test_impossible_numbers_are_named_as_what_they_are(workdir, override, message):

@@ -106,7 +106,7 @@ def bad_case(root, case):
         "empty path": ["", "piano"],
         "duplicate clip": ["audio/clip01.flac", "voice"],
         "path leaves the root (..)": ["../outside.wav", "piano"],
-        "path leaves the root (absolute)": [str(audio / "clip02.ogg"), "piano"],
+        "path leaves the root (absolute)": [str(root.parent / "elsewhere" / "clip02.ogg"), "piano"],
         "path leaves the root (symlink)": ["audio/link.wav", "piano"],
         "missing file": ["audio/nothere.wav", "piano"],
         "zero-length audio": ["audio/empty.wav", "piano"],

@@ -343,7 +343,7 @@ def test_alignment_by_their_repeat_factors_gives_their_losses(case, teacher, fac
     [
         ("openmic/east_final-vggish", 0.96, (1, 6)),  # CP-ResNet stages of 0.16 s; their configs: teacher × 6
         ("openmic/east_final-passt", 0.96, (1, 6)),
-        ("openmic/east_final-panns", None, (1, 62)),  # one vector per 10 s clip (theirs: × 60, then the crop)
+        ("openmic/east_final-panns", None, (1, 60)),  # one vector per 10 s clip: their configs' × 60 (runs.yaml)
         ("magnatagatune/east_final-vggish", 0.96, (2, 1)),  # Mobile FCN's last stage, 1.92 s: student × 2
         ("magnatagatune/east_final-panns", None, (1, 15)),  # 29.1 s / 1.92 s
     ],

@@ -6,6 +6,7 @@ import shutil
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from eastmir import load_run, load_student, pipeline
@@ -15,6 +16,7 @@ from eastmir.errors import RunError
 from eastmir.folding import fold_batchnorm
 from eastmir.inference.export import Runner, export, inference_model
 from eastmir.inference.run import LoadedRun
+from eastmir.outputs import Outputs
 from eastmir.registry import STUDENTS
 from eastmir.training.system import EastSystem
 
@@ -117,7 +119,7 @@ def test_export_metadata_names_the_classes(tmp_path):
     onnx_path, _, _ = export(run, "onnx", tmp_path / "m.onnx")
     meta = json.loads({p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}["eastmir"])
     assert meta["classes"] == ["a", "b", "c", "d"] and meta["sample_rate"] == 16000 and meta["clip_seconds"] == 3.0
-    ts_path, _, _ = export(run, "torchscript", tmp_path / "m.pt")
+    ts_path, _, _ = export(run, "torchscript", tmp_path / "m.pt", outputs=Outputs(overwrite=True))  # m.md again
     files = {"eastmir.json": ""}
     with pytest.deprecated_call():  # TorchScript is deprecated in recent PyTorch
         torch.jit.load(str(ts_path), _extra_files=files)
@@ -196,7 +198,8 @@ def test_long_recordings_are_windowed_and_aggregated(trained, tmp_path):
 @pytest.mark.parametrize("fmt", ["table", "jsonl", "csv"])
 def test_predict_output_formats(trained, small_synth, tmp_path, fmt, capsys):
     files = [str(small_synth.audio_file(c)) for c in small_synth.clips[:3]]
-    assert main(["predict", str(trained), *files, "--format", fmt, "--no-progress", "--curve"]) == 0
+    curve = ["--curve"] if fmt == "jsonl" else []  # (the per-window curve is JSON Lines only)
+    assert main(["predict", str(trained), *files, "--format", fmt, "--no-progress", *curve]) == 0
     out = capsys.readouterr().out
     if fmt == "jsonl":
         rows = [json.loads(line) for line in out.splitlines()]
@@ -235,7 +238,19 @@ def test_int8_export_reports_its_test_map_change(trained, tmp_path, capsys):
     # TorchScript int8: the student's convolution blocks in PyTorch's int8 (predict --precision int8's model)
     capsys.readouterr()
     assert (
-        main(["export", str(trained), "--format", "torchscript", "--quantize", "int8", "--out", str(tmp_path / "q.pt")])
+        main(
+            [
+                "export",
+                str(trained),
+                "--format",
+                "torchscript",
+                "--quantize",
+                "int8",
+                "--out",
+                str(tmp_path / "q.pt"),
+                "--overwrite",
+            ]
+        )
         == 0
     )
     assert "int8 test mAP" in capsys.readouterr().out
@@ -278,6 +293,9 @@ def test_int8_prediction_is_close_to_float32_and_refused_without_training_clips(
     got = int8.predict(audio, 16000)
     assert 0 < np.abs(got.windows - exact.windows).max() < INT8_TOLERANCE
     assert main(["predict", str(trained), "--precision", "int8", "--no-progress", str(tmp_path / "none.wav")]) == 2
+    assert "nothing to predict" in capsys.readouterr().err  # inputs are checked before the run loads
+    sf.write(tmp_path / "one.wav", np.zeros(16000 * 3, np.float32), 16000)
+    assert main(["predict", str(trained), "--precision", "int8", "--no-progress", str(tmp_path / "one.wav")]) == 0
     assert "predicting in int8 (static" in capsys.readouterr().err
     from eastmir.inference.predict import TrainedStudent
 

@@ -53,7 +53,7 @@ else:  # before renaming the count-th temporary file whose target ends with `whe
                 die()
         real_replace(src, dst)
 
-    store.os.replace = checkpoints.os.replace = replace
+    os.replace = replace  # (the one os module, which the store and the checkpoint writer both use)
 
 from eastmir.cli import main
 sys.exit(main(argv))

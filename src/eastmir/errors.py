@@ -72,7 +72,7 @@ SYSTEM_ERRORS = {
     errno.EPERM: "operation not permitted; check the permissions of this path, or use another",
     errno.ELOOP: "too many levels of symbolic links (a link that points to itself); fix or remove the link",
     errno.ENAMETOOLONG: "file name too long; use a shorter path",
-    errno.ENOTDIR: "a part of this path is a file, not a folder; check the path",
+    errno.ENOTDIR: "a part of this path is a file, not a folder; check the path (or $EASTMIR_CACHE, --workdir)",
     errno.EISDIR: "a folder where a file belongs; check the path",
     errno.EEXIST: "already exists; remove it or choose another path",
     errno.EIO: "input/output error from the storage device; check the disk, then rerun the same command",

@@ -212,6 +212,8 @@ def prepare(
     stems: dict[str, set[str]] = {}  # clip id without the extension → the paths that have it
     for values in rows_by_line.values():
         given = _within(root, values[path_col].replace("\\", "/"))
+        if not given:
+            continue
         stems.setdefault(Path(given).with_suffix("").as_posix(), set()).add(given)
     for line, values in rows_by_line.items():
         rel = _within(root, values[path_col].replace("\\", "/"))
