@@ -224,30 +224,38 @@ def read_audio(path: str | Path, warn: bool = True) -> tuple[np.ndarray, int]:
     return audio, sr
 
 
-def hz_to_mel(freq: np.ndarray | float, scale: str = "htk") -> np.ndarray:
-    """Hertz → mel, HTK (``2595 log10(1 + f/700)``) or Slaney (linear below 1 kHz)."""
-    freq = np.asarray(freq, dtype=np.float64)
+def hz_to_mel(freq: np.ndarray | torch.Tensor | float, scale: str = "htk") -> np.ndarray | torch.Tensor:
+    """Hertz → mel, HTK (``2595 log10(1 + f/700)``) or Slaney (linear below 1 kHz); a tensor stays a tensor
+    (its dtype and device), anything else becomes a float64 array."""
+    lib, freq = _array_library(freq)
     if scale == "htk":
-        return 2595.0 * np.log10(1.0 + freq / 700.0)
+        return 2595.0 * lib.log10(1.0 + freq / 700.0)
     if scale == "slaney":
         f_sp, min_log_hz = 200.0 / 3, 1000.0
         min_log_mel, logstep = min_log_hz / f_sp, math.log(6.4) / 27.0
         lin = freq / f_sp
-        log = min_log_mel + np.log(np.maximum(freq, 1e-10) / min_log_hz) / logstep
-        return np.where(freq >= min_log_hz, log, lin)
+        log = min_log_mel + lib.log(lib.clip(freq, 1e-10, None) / min_log_hz) / logstep
+        return lib.where(freq >= min_log_hz, log, lin)
     raise ValueError(f"unknown mel scale {scale!r}; valid: htk, slaney")
 
 
-def mel_to_hz(mel: np.ndarray | float, scale: str = "htk") -> np.ndarray:
+def mel_to_hz(mel: np.ndarray | torch.Tensor | float, scale: str = "htk") -> np.ndarray | torch.Tensor:
     """Inverse of :func:`hz_to_mel`."""
-    mel = np.asarray(mel, dtype=np.float64)
+    lib, mel = _array_library(mel)
     if scale == "htk":
         return 700.0 * (10.0 ** (mel / 2595.0) - 1.0)
     if scale == "slaney":
         f_sp, min_log_hz = 200.0 / 3, 1000.0
         min_log_mel, logstep = min_log_hz / f_sp, math.log(6.4) / 27.0
-        return np.where(mel >= min_log_mel, min_log_hz * np.exp(logstep * (mel - min_log_mel)), f_sp * mel)
+        return lib.where(mel >= min_log_mel, min_log_hz * lib.exp(logstep * (mel - min_log_mel)), f_sp * mel)
     raise ValueError(f"unknown mel scale {scale!r}; valid: htk, slaney")
+
+
+def _array_library(x):
+    """``(torch, x)`` for a tensor, else ``(numpy, x as a float64 array)``: the mel formulas run on either."""
+    if isinstance(x, torch.Tensor):
+        return torch, x
+    return np, np.asarray(x, dtype=np.float64)
 
 
 def mel_filterbank(
@@ -290,6 +298,30 @@ def mel_filterbank(
     elif norm is not None:
         raise ValueError(f"unknown filterbank norm {norm!r}; valid: None, unit_sum, slaney")
     return torch.from_numpy(weights.T.astype(np.float32))
+
+
+def mel_filterbanks(
+    n_fft: int, sample_rate: int, n_mels: int, fmin: torch.Tensor, fmax: torch.Tensor, scale: str = "htk"
+) -> torch.Tensor:
+    """One filterbank per clip, ``(batch, n_fft // 2 + 1, n_mels)`` float32, for ranges ``fmin (batch,)`` and
+    ``fmax (batch,)`` in Hz: for each pair what :func:`mel_filterbank` gives with its defaults (triangles on the
+    mel axis, peak 1, no normalisation), built at once on the ranges' device in float64 (the per-clip
+    frequency jitter of a training batch, without a loop over its clips)."""
+    nyquist = sample_rate / 2
+    if bool(((fmin < 0) | (fmin >= fmax) | (fmax > nyquist)).any()):
+        raise ValueError(f"every mel range must lie within 0-{nyquist} Hz with fmin < fmax")
+    fmin, fmax = fmin.double(), fmax.double()
+    freqs = torch.linspace(0.0, nyquist, n_fft // 2 + 1, dtype=torch.float64, device=fmin.device)
+    axis = hz_to_mel(freqs, scale)  # (freqs,)
+    low, high = hz_to_mel(fmin, scale)[:, None], hz_to_mel(fmax, scale)[:, None]
+    steps = torch.arange(n_mels + 2, dtype=torch.float64, device=fmin.device)
+    edges = low + (high - low) * steps / (n_mels + 1)  # (batch, n_mels + 2), as numpy.linspace spaces them
+    edges[:, -1:] = high  # (numpy.linspace ends exactly on the stop)
+    lower, centre, upper = edges[:, :-2, None], edges[:, 1:-1, None], edges[:, 2:, None]
+    rising = (axis - lower) / (centre - lower)
+    falling = (upper - axis) / (upper - centre)
+    weights = torch.minimum(rising, falling).clamp_min(0.0)  # (batch, n_mels, freqs)
+    return weights.transpose(1, 2).float()
 
 
 ADDED_DEFAULTS = {"preemphasis": 0.0, "window": "periodic", "pad_mode": "constant"}  # fields added on 2026-11-30
@@ -463,20 +495,28 @@ class LogMelFrontend(nn.Module):
         self.matmul_spectrum = MatmulPowerSpectrum(c.n_fft, c.hop_length, self.window).to(self.window.device)
         return self
 
-    def forward(self, waveform: torch.Tensor, fmin: float | None = None, fmax: float | None = None) -> torch.Tensor:
-        """``fmin``/``fmax`` (Hz) override the filterbank's range for this call (frequency jitter)."""
+    def forward(
+        self,
+        waveform: torch.Tensor,
+        fmin: float | torch.Tensor | None = None,
+        fmax: float | torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``fmin``/``fmax`` (Hz) override the filterbank's range for this call (frequency jitter): one value for
+        the batch, or one per clip ``(batch,)`` (each clip through its own filterbank, in one batched product)."""
         c = self.config
-        filterbank = self.filterbank
+        filterbank = self.filterbank  # (freqs, mels), or (1 or batch, freqs, mels) for ranges of this call
         if fmin is not None or fmax is not None:
-            lo = c.fmin if fmin is None else fmin
-            hi = c.fmax if fmax is None else fmax
-            filterbank = mel_filterbank(c.n_fft, c.sample_rate, c.n_mels, lo, hi, scale=c.mel_scale).to(waveform.device)
+            device = waveform.device
+            lo = torch.as_tensor(c.fmin if fmin is None else fmin, dtype=torch.float64, device=device).reshape(-1)
+            hi = torch.as_tensor(c.fmax if fmax is None else fmax, dtype=torch.float64, device=device).reshape(-1)
+            lo, hi = torch.broadcast_tensors(lo, hi)
+            filterbank = mel_filterbanks(c.n_fft, c.sample_rate, c.n_mels, lo, hi, scale=c.mel_scale)
         if c.preemphasis:  # a valid two-tap convolution, as the authors': one sample shorter, nothing carried over
             waveform = waveform[..., 1:] - c.preemphasis * waveform[..., :-1]
         if self.matmul_spectrum is not None:  # products only, as ONNX Runtime runs them fast
             half = c.n_fft // 2  # centred frames, padded as torch.stft pads them
             padded = nn.functional.pad(waveform[:, None], (half, half), mode=c.pad_mode)[:, 0]
-            mel = torch.matmul(filterbank.T, self.matmul_spectrum(padded))  # (batch, mels, frames)
+            mel = torch.matmul(filterbank.transpose(-1, -2), self.matmul_spectrum(padded))  # (batch, mels, frames)
         else:
             spec = torch.stft(
                 waveform,
@@ -489,5 +529,5 @@ class LogMelFrontend(nn.Module):
                 return_complex=True,
             )
             power = spec.real.square() + spec.imag.square()  # (batch, freqs, frames)
-            mel = torch.einsum("bft,fm->bmt", power, filterbank)
+            mel = torch.matmul(filterbank.transpose(-1, -2), power)  # (batch, mels, frames)
         return (torch.log(mel + c.log_eps) + c.norm_shift) / c.norm_scale

@@ -71,7 +71,7 @@ from eastmir.metrics import MaskedMultilabelMetrics, SingleLabelMetrics
 from eastmir.registry import COMPRESSIONS, OPTIMISERS, REGULARISERS, SCHEDULERS, STUDENTS
 from eastmir.students.base import StudentOutput
 from eastmir.students.linear_probe import LinearProbe
-from eastmir.training.augment import jittered_range, mixup, spec_augment
+from eastmir.training.augment import jittered_ranges, mixup, spec_augment
 
 
 def resolve_stages(spec: Any, n_stages: int) -> list[int]:
@@ -225,23 +225,52 @@ class EastSystem(L.LightningModule):
         return self.config.input_key
 
     def with_logmel(self, batch: dict[str, Any], train: bool) -> dict[str, Any]:
-        """Compute the log-mel from ``batch["waveform"]`` when the front end runs per batch (jittered in training)."""
-        if self.frontend is None or "logmel" in batch:
+        """``batch`` with ``logmel (batch, mels, frames)`` computed from ``waveform (batch, samples)`` when the
+        front end runs per batch (jittered in training); a training batch's partners (``batch["partner"]``, the
+        mixup clips the data module serves) go through the same front-end call. One STFT and one batched mel
+        product for all of them: each clip's own filterbank range (the authors' jitter) is a batched product,
+        not a loop over the clips."""
+        if self.frontend is None:
             return batch
-        c = self.frontend.config
-        rest = {k: v for k, v in batch.items() if k != "waveform"}
-        wave = batch["waveform"]
-        if not train:
-            return dict(rest, logmel=self.frontend(wave))
-        if not self.authors_augment:  # one ± range for the batch
-            return dict(
-                rest, logmel=self.frontend(wave, *jittered_range(c.fmin, c.fmax, *self.jitter, c.sample_rate / 2))
-            )
-        # the authors': each clip its own range, fmin only up and fmax only down
-        ranges = [
-            jittered_range(c.fmin, c.fmax, *self.jitter, c.sample_rate / 2, inward=True) for _ in range(len(wave))
+        partner = batch.get("partner")
+        groups = [g for g in (batch, partner) if isinstance(g, dict) and "logmel" not in g and "waveform" in g]
+        if not groups:
+            return batch
+        wave = torch.cat([g["waveform"] for g in groups]) if len(groups) > 1 else groups[0]["waveform"]
+        ranges = self._jittered_ranges([len(g["waveform"]) for g in groups], wave.device) if train else None
+        logmel = self.frontend(wave, *ranges) if ranges else self.frontend(wave)
+        done = [
+            dict({k: v for k, v in g.items() if k != "waveform"}, logmel=part)
+            for g, part in zip(groups, logmel.split([len(g["waveform"]) for g in groups]))
         ]
-        return dict(rest, logmel=torch.cat([self.frontend(w[None], *r) for w, r in zip(wave, ranges)]))
+        if partner is not None and len(done) > 1:
+            return dict(done[0], partner=done[1])
+        if partner is not None and "logmel" in batch:  # only the partner needed it
+            return dict(batch, partner=done[0])
+        return done[0]
+
+    def _jittered_ranges(self, sizes: list[int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Filterbank ranges ``(fmin (clips,), fmax (clips,))`` for groups of ``sizes`` clips, or ``None`` without
+        a jitter: the authors' style draws one range per clip (fmin only up, fmax only down), eastmir's one
+        ± range per group (the batch, its partners)."""
+        if not any(self.jitter):
+            return None
+        c = self.frontend.config
+        if self.authors_augment:
+            lo, hi = jittered_ranges(sum(sizes), c.fmin, c.fmax, *self.jitter, c.sample_rate / 2, inward=True)
+        else:
+            lo, hi = jittered_ranges(len(sizes), c.fmin, c.fmax, *self.jitter, c.sample_rate / 2)
+            repeats = torch.tensor(sizes)
+            lo, hi = lo.repeat_interleave(repeats), hi.repeat_interleave(repeats)
+        return lo.to(device, non_blocking=True), hi.to(device, non_blocking=True)
+
+    def compile_student(self, mode: str = "default", backend: str = "inductor") -> None:
+        """Compile the student with ``torch.compile`` in place (``nn.Module.compile``: its parameters and state
+        dict keys stay as they are, so checkpoints load either way). ``mode``: inductor's; another ``backend``
+        (``aot_eager``) only for tests. The compiled forward and backward compute the eager step's values up to
+        float rounding (a test compares the losses and gradients)."""
+        options = {"mode": mode} if backend == "inductor" else {}
+        self.student.compile(backend=backend, **options)
 
     @property
     def monitor(self) -> str:
@@ -253,7 +282,10 @@ class EastSystem(L.LightningModule):
         return self.student(x)
 
     def setup(self, stage: str) -> None:
-        """With several processes, BatchNorm statistics over the global batch (before DDP wraps the model)."""
+        """With several processes, BatchNorm statistics over the global batch (before DDP wraps the model); for
+        training, the student compiled when ``trainer.compile`` asks."""
+        if stage == "fit" and self.config.trainer.compile != "off":
+            self.compile_student(self.config.trainer.compile)
         if self._world() > 1:
             from eastmir.training.batchnorm import synchronise_batchnorm
 
@@ -362,10 +394,8 @@ class EastSystem(L.LightningModule):
         return terms
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        partner = batch.pop("partner", None)  # a clip from the whole training split per clip (the data module's)
         batch = self.with_logmel(batch, train=True)
-        if partner is not None:
-            partner = self.with_logmel(partner, train=True)
+        partner = batch.pop("partner", None)  # a clip from the whole training split per clip (the data module's)
         if self.authors_augment:  # per clip, SpecAugment first (masks at log 0), then mixing with folded weights
             batch = self._spec_augment(batch)
             if self.mixup_alpha > 0:
