@@ -147,6 +147,18 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--batch-size", type=cli_type(BatchSize), default=32, help="windows per batch")
     pred.add_argument("--top", type=cli_type(Top), default=3, help="classes shown per file in the table")
     pred.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu (default), cuda, cuda:N, or auto (a CUDA device when torch sees one); float32 results agree to "
+        "about 1e-5 between devices",
+    )
+    pred.add_argument(
+        "--workers",
+        type=cli_type(Workers),
+        help="processes decoding files while the student runs (default: 0 on 2 cores or fewer, else half the cores "
+        "up to 8)",
+    )
+    pred.add_argument(
         "--precision",
         choices=("float32", "bf16", "int8", "auto"),
         default="float32",
@@ -169,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     cx.add_argument("--threads", type=cli_type(Threads), default=1, help="torch / ONNX Runtime threads (pinned)")
     cx.add_argument("--students", nargs="+", help="only these students")
     cx.add_argument("--csv", help="also write a CSV here")
+    cx.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto: cuda adds GPU columns")
 
     rep = sub.add_parser(
         "report", parents=[common, overwrite], help="Markdown/CSV table of runs (unfinished ones marked)"
@@ -314,6 +327,11 @@ def _fit(args: argparse.Namespace) -> None:
             metrics = run.read_metrics()
             shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items())
             print(f"{metrics['system']} ({metrics['name']}), test split: {shown}")
+            if metrics.get("data_wait") is not None:
+                print(
+                    f"data wait: the accelerator waited for batches {metrics['data_wait']:.1%} of the training "
+                    "steps' time (more data.num_workers if this is high)"
+                )
         print(f"run directory: {run_dir}")
 
 
@@ -329,7 +347,14 @@ def _pack(args: argparse.Namespace) -> None:
 
 def _predict(args: argparse.Namespace) -> None:
     from eastmir.errors import RunError
-    from eastmir.inference.predict import Failure, choose_precision, expand_inputs, load_student
+    from eastmir.inference.predict import (
+        Failure,
+        choose_device,
+        choose_precision,
+        default_workers,
+        expand_inputs,
+        load_student,
+    )
     from eastmir.reporting.predictions import write_predictions
 
     if args.curve and args.format != "jsonl":
@@ -340,12 +365,15 @@ def _predict(args: argparse.Namespace) -> None:
         raise RunError(f"nothing to predict: {reasons}")
     outputs = Outputs(args.overwrite).with_inputs([*files, args.run])
     out = outputs.check(args.out) if args.out else None  # before any long work
-    precision, why = choose_precision(args.precision)
-    student = load_student(args.run, precision=precision)
+    device = choose_device(args.device)  # before the run loads
+    precision, why = choose_precision(args.precision, device)
+    student = load_student(args.run, precision=precision, device=device)
     print(f"eastmir: {why}", file=sys.stderr)  # once the run has loaded (a refused run is one line)
     if student.threshold_note:
         print(f"eastmir: warning: {student.threshold_note}", file=sys.stderr)
-    results = [*missing, *student.predict_files(files, args.hop, args.aggregate, args.batch_size, not args.no_progress)]
+    workers = args.workers if args.workers is not None else default_workers()
+    found = student.predict_files(files, args.hop, args.aggregate, args.batch_size, not args.no_progress, workers)
+    results = [*missing, *found]
     failures = [r for r in results if isinstance(r, Failure)]
     for failure in failures:
         print(f"eastmir: skipped {failure.source}: {failure.reason}", file=sys.stderr)
@@ -378,11 +406,13 @@ def _export(args: argparse.Namespace) -> None:
 
 def _complexity(args: argparse.Namespace) -> None:
     from eastmir.inference.complexity import check_students, markdown, measure, write_csv
+    from eastmir.inference.predict import choose_device
 
     check_students(args.students)
+    choose_device(args.device)  # a device this machine lacks is one line before the timing run
     outputs = Outputs(args.overwrite)
     csv_path = outputs.check(args.csv, "--csv") if args.csv else None  # before the timing run
-    rows = measure(args.threads, args.students)
+    rows = measure(args.threads, args.students, device=args.device)
     print(markdown(rows, args.threads))
     if csv_path:
         write_csv(rows, csv_path, outputs)

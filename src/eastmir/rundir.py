@@ -44,8 +44,9 @@ from eastmir.filelock import Held, hold
 
 CHECKPOINT_EPOCH = re.compile(r"epoch(\d+)")
 CONFIG_FILE = "config.yaml"
-# config keys whose value does not change what a run computes: a rerun may differ in them
-RESULT_NEUTRAL = ("requires",)
+# config keys whose value does not change what a run computes (beyond float rounding): a rerun or a resume may
+# differ in them (how the step is compiled and which cuDNN algorithms it times are speed settings)
+RESULT_NEUTRAL = ("requires", "trainer.compile", "trainer.cudnn_benchmark")
 # keys a resumed run may change: raising trainer.max_epochs continues the run where it stopped, to what a run
 # started with the higher value computes (the LR schedule and early stopping do not depend on it)
 RESUMABLE = ("trainer.max_epochs",)
@@ -72,6 +73,7 @@ class RunMetrics(TypedDict, total=False):
     train_fraction: float
     backbone_parameters: int
     wall_seconds: float
+    data_wait: float  # the share of the training steps' time the accelerator waited for batches
 
 
 class RunDirectory:
@@ -298,7 +300,12 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     blob = json.loads(json.dumps(config, default=str))
     blob.pop("config_version", None)  # a run of an earlier release compares by its (migrated) values
     for key in RESULT_NEUTRAL:
-        blob.pop(key, None)
+        *parents, leaf = key.split(".")
+        section = blob
+        for parent in parents:
+            section = section.get(parent) if isinstance(section, dict) else None
+        if isinstance(section, dict):
+            section.pop(leaf, None)
     blob.pop("task", None)  # filled in from the dataset once it is read
     return blob
 

@@ -208,6 +208,10 @@ class TrainerSection(Section):
     log_every_n_steps: PositiveInt = 10
     deterministic: bool = False
     channels_last: bool = True  # convolution weights in channels-last memory: faster steps, same numbers
+    # torch.compile of the student for training (its mode; "reduce-overhead" also replays CUDA graphs on a GPU):
+    # fewer, fused kernels per step after a compilation of a minute or more at the start; "off" runs eagerly
+    compile: Literal["off", "default", "reduce-overhead", "max-autotune"] = "off"
+    cudnn_benchmark: bool = True  # cuDNN times its convolution algorithms once per shape (off when deterministic)
 
 
 NO_AUGMENT = AugmentSection()

@@ -77,7 +77,14 @@ def _fit(config: RunConfig, run: RunDirectory, progress: bool, callbacks: Sequen
     from eastmir.training.datamodule import ClipDataModule
     from eastmir.training.evaluation import evaluate
     from eastmir.training.system import EastSystem
-    from eastmir.training.trainer import build_trainer, interrupts_as_keyboard, seed_run, training_done, trim_log
+    from eastmir.training.trainer import (
+        DataWait,
+        build_trainer,
+        interrupts_as_keyboard,
+        seed_run,
+        training_done,
+        trim_log,
+    )
 
     if run.checkpoints.is_dir():  # checkpoints a killed process wrote but never renamed into place
         remove_stale_parts(run.checkpoints)
@@ -153,6 +160,9 @@ def _fit(config: RunConfig, run: RunDirectory, progress: bool, callbacks: Sequen
         "backbone_parameters": system.student.backbone_parameters(),
         "wall_seconds": round(time.time() - started, 1),
     }
+    waited = next((c.share for c in trainer.callbacks if isinstance(c, DataWait)), None)
+    if waited is not None:  # this training's (a resumed run's: since it resumed)
+        metrics["data_wait"] = round(waited, 4)
     metrics[f"best_{system.monitor}"] = results[f"best_{system.monitor}"]  # type: ignore[literal-required]
     if trainer.is_global_zero:
         run.write_metrics(metrics)

@@ -51,6 +51,8 @@ NOT_A_SETTING = (
     "trainer.strategy",
     "trainer.num_nodes",
     "trainer.log_every_n_steps",
+    "trainer.compile",
+    "trainer.cudnn_benchmark",
 )
 
 

@@ -47,6 +47,8 @@ from eastmir.data.clips import ClipRecord, fit_frames, fit_time_axis
 from eastmir.data.store import read_entry
 from eastmir.errors import ConfigError
 
+PREFETCH = 4  # batches each loader worker keeps ready: a slow read or decode does not stall the step
+
 __all__ = ["ClipDataModule", "ClipDataset", "ClipRecord", "StreamedClips"]
 
 
@@ -219,14 +221,22 @@ class ClipDataModule(L.LightningDataModule):
             )
         elif world > 1:
             sampler = EveryNth(len(dataset), world, rank)
+        workers = self.num_workers
         return DataLoader(
             dataset,
             batch_size=batch_size,
             sampler=sampler,
             drop_last=shuffle and len(dataset) > self.batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            num_workers=workers,
+            persistent_workers=workers > 0,  # no new worker processes (and imports) every epoch
+            prefetch_factor=PREFETCH if workers > 0 else None,
+            pin_memory=self._on_gpu(),  # page-locked batches: the copy to the GPU runs beside the step
         )
+
+    def _on_gpu(self) -> bool:
+        """Whether the trainer this module serves runs on a CUDA device."""
+        trainer = getattr(self, "trainer", None)
+        return trainer is not None and trainer.strategy.root_device.type == "cuda"
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True)

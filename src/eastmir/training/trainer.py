@@ -18,13 +18,16 @@ step (see :mod:`eastmir.training.system` for the batch-wide losses).
 from __future__ import annotations
 
 import csv
+import itertools
 import logging
 import os
 import signal
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -89,7 +92,7 @@ def build_trainer(
     trainer = L.Trainer(
         default_root_dir=run.path,
         logger=KeptCSVLogger(run.path, name="logs", version=0),  # writes run.log_file
-        callbacks=[FiniteValidation(monitor), best, last, stop, RngState(), *callbacks],
+        callbacks=[FiniteValidation(monitor), best, last, stop, RngState(), DataWait(), *callbacks],
         plugins=[AtomicCheckpointIO()],
         max_epochs=t.max_epochs,
         max_steps=t.max_steps,
@@ -101,6 +104,7 @@ def build_trainer(
         precision=t.precision,
         log_every_n_steps=t.log_every_n_steps,
         deterministic=t.deterministic,
+        benchmark=t.cudnn_benchmark and not t.deterministic,  # cuDNN autotuning (a no-op on the CPU)
         use_distributed_sampler=False,  # ClipDataModule shards the batches itself
         num_sanity_val_steps=0 if resuming else 2,  # its loader would draw from the restored RNG
         enable_progress_bar=progress,
@@ -129,6 +133,58 @@ class FiniteValidation(Callback):
                     f"{trainer.optimizers[0].param_groups[0]['lr'] if trainer.optimizers else '?'}) and rerun "
                     "with --overwrite"
                 )
+
+
+class DataWait(Callback):
+    """The share of the training epochs the accelerator waited for data: from the end of one step's work to
+    the start of the next, summed, over the epochs' length (:attr:`share`, ``None`` before a step).
+
+    On a GPU the gaps are read from CUDA events on the compute stream, so a batch fetched while the GPU is still
+    busy with the step before costs nothing (the CPU's clock would count it); on the CPU the step runs on the
+    clock, and the gaps are the loader's time."""
+
+    def __init__(self) -> None:
+        self.waited = self.total = 0.0
+        self._marks: list[tuple[str, Any]] = []  # ("epoch" | "start" | "end", clock or CUDA event)
+
+    @property
+    def share(self) -> float | None:
+        return self.waited / self.total if self.total > 0 else None
+
+    def _mark(self, trainer: L.Trainer, kind: str) -> None:
+        """Note the time (a CUDA event on the compute stream on a GPU) of ``kind``: epoch, start or end."""
+        device = trainer.strategy.root_device
+        if device.type == "cuda":
+            event = torch.cuda.Event(enable_timing=True)
+            event.record(torch.cuda.current_stream(device))
+            self._marks.append((kind, event))
+        else:
+            self._marks.append((kind, time.perf_counter()))
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._marks = []
+        self._mark(trainer, "epoch")
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, i: int) -> None:
+        self._mark(trainer, "start")
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        self._mark(trainer, "end")
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        marks, self._marks = self._marks, []
+        if len(marks) < 3:
+            return
+        if isinstance(marks[0][1], torch.cuda.Event):
+            marks[-1][1].synchronize()
+            elapsed = lambda a, b: a.elapsed_time(b) / 1000  # noqa: E731 (seconds between two recorded events)
+        else:
+            elapsed = lambda a, b: b - a  # noqa: E731
+        for (kind, before), (next_kind, after) in itertools.pairwise(marks):
+            if next_kind == "start" and kind in ("epoch", "end"):
+                self.waited += max(elapsed(before, after), 0.0)
+        last_end = next(mark for kind, mark in reversed(marks) if kind in ("end", "epoch"))
+        self.total += elapsed(marks[0][1], last_end)  # the steps, not the validation after them
 
 
 def seed_run(seed: int) -> None:
