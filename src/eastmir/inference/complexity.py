@@ -31,6 +31,7 @@ int8 contenders, integer operations).
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import os
@@ -56,6 +57,9 @@ AUTHORS_WAY = "eager (the authors' way)"
 BF16 = "folded + channels-last, bf16"
 INT8 = "PyTorch int8"
 TORCHSCRIPT_INT8 = "TorchScript int8"
+GPU = "GPU, folded + channels-last"  # (``--device cuda``) float32 without TF32, as ``predict --device cuda``
+GPU_BF16 = "GPU, bf16"
+GPU_BACKENDS = (GPU, GPU_BF16)
 BACKENDS = (
     AUTHORS_WAY,
     "eager, folded + channels-last",
@@ -65,6 +69,7 @@ BACKENDS = (
     "TorchScript",
     "ONNX Runtime",
     "ONNX Runtime int8",
+    *GPU_BACKENDS,
 )
 
 
@@ -145,7 +150,28 @@ def measured_students() -> list[str]:
     return [n for n in STUDENTS.names() if not STUDENTS.get(n).is_probe]
 
 
-def student_row(name: str, threads: int, workdir: Path) -> Row:
+def on_device(model: torch.nn.Module, x: torch.Tensor, device: torch.device) -> dict[str, Callable[[], object]]:
+    """The GPU contenders of ``model`` on input ``x`` (none on the CPU): a copy on ``device`` in float32 and
+    under bf16 autocast, each call synchronised so its time is the device's."""
+    if device.type == "cpu":
+        return {}
+    from eastmir.inference.predict import full_float32
+
+    gpu, gx = copy.deepcopy(model).to(device).eval(), x.to(device)
+
+    def run(bf16: bool) -> Callable[[], object]:
+        def call() -> object:
+            with torch.no_grad(), full_float32(device), torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+                out = gpu(gx)
+            torch.cuda.synchronize(device)
+            return out
+
+        return call
+
+    return {GPU: run(False), GPU_BF16: run(True)}
+
+
+def student_row(name: str, threads: int, workdir: Path, device: torch.device | None = None) -> Row:
     """One student, waveform → probabilities, with the options and front end its class declares."""
     cls = STUDENTS.get(name)
     frontend = cls.complexity_frontend if cls.input_key == "logmel" else None
@@ -177,6 +203,7 @@ def student_row(name: str, threads: int, workdir: Path) -> Row:
         "TorchScript": _no_grad(lambda: traced(wave)),
         "ONNX Runtime": _onnx(exportable, wave, workdir / f"{name}.onnx", threads, False),
         "ONNX Runtime int8": _onnx(exportable, wave, workdir / f"{name}.onnx", threads, True),
+        **on_device(fast, wave, device or torch.device("cpu")),
     }
     return row
 
@@ -211,7 +238,7 @@ def _no_grad(call: Callable[[], object]) -> Callable[[], object]:
     return run
 
 
-def table2_row(name: str, threads: int, workdir: Path) -> Row:
+def table2_row(name: str, threads: int, workdir: Path, device: torch.device | None = None) -> Row:
     """The student alone on a 128 × 1000 log-mel, as the paper's Table 2 and the authors' measurements."""
     options = {**STUDENTS.get(name).complexity_options, **TABLE2_OPTIONS[name]}
     torch.manual_seed(0)
@@ -225,6 +252,7 @@ def table2_row(name: str, threads: int, workdir: Path) -> Row:
         AUTHORS_WAY: _no_grad(lambda: student(x)),
         BACKENDS[1]: _no_grad(lambda: fast(x)),
         "ONNX Runtime": _onnx(export_student, x, workdir / f"{name}-t2.onnx", threads, False),
+        **on_device(fast, x, device or torch.device("cpu")),
     }
     return row
 
@@ -248,17 +276,23 @@ def teacher_rows() -> list[Row]:
     return rows
 
 
-def measure(threads: int = 1, students: list[str] | None = None, seconds: float = 20.0) -> list[Row]:
-    """Build every contender, then time them all interleaved (:func:`interleaved`) with ``threads`` pinned."""
+def measure(
+    threads: int = 1, students: list[str] | None = None, seconds: float = 20.0, device: str = "cpu"
+) -> list[Row]:
+    """Build every contender, then time them all interleaved (:func:`interleaved`) with ``threads`` pinned;
+    ``device`` ``cuda`` (or ``auto`` on a machine with one) adds each student on the GPU, float32 and bf16."""
+    from eastmir.inference.predict import choose_device
+
     check_students(students)
+    where = choose_device(device)
     torch.set_num_threads(threads)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in students or measured_students():
-            rows.append(student_row(name, threads, Path(tmp)))
+            rows.append(student_row(name, threads, Path(tmp), where))
         for name in TABLE2_OPTIONS:
             if not students or name in students:
-                rows.append(table2_row(name, threads, Path(tmp)))
+                rows.append(table2_row(name, threads, Path(tmp), where))
         rows += teacher_rows()
         load = os.getloadavg()[0]
         rounds = interleaved(rows, seconds=seconds)
@@ -282,6 +316,7 @@ def markdown(rows: list[Row], threads: int) -> str:
         return f"{r.speed[b]:.1f} ({r.fastest.get(b, r.speed[b]):.1f})" + (f", {rate:.1f} GFLOP/s" if rate else "")
 
     how = MEASURED
+    shown = [b for b in BACKENDS if b not in GPU_BACKENDS or any(b in r.speed for r in rows)]
     lines = [
         f"Batch 1, {threads} thread(s) pinned; every contender timed interleaved, round by round, in this run "
         f"({how.get('rounds', '?')} rounds; 1-minute load average {how.get('load_before', float('nan')):.2f} before, "
@@ -289,11 +324,11 @@ def markdown(rows: list[Row], threads: int) -> str:
         "and the GFLOP/s the median call achieves; backbone parameters without the head; multiply-accumulates per "
         "call of the convolutions and matrix products (GMAC).",
         "",
-        "| model | kind | parameters (M) | GMAC per call | input | " + " | ".join(BACKENDS) + " |",
-        "|---|---|---:|---:|---|" + "---:|" * len(BACKENDS),
+        "| model | kind | parameters (M) | GMAC per call | input | " + " | ".join(shown) + " |",
+        "|---|---|---:|---:|---|" + "---:|" * len(shown),
     ]
     for r in rows:
-        cells = [cell(r, b) for b in BACKENDS]
+        cells = [cell(r, b) for b in shown]
         macs = f"{r.macs / 1e9:.3f}" if r.macs else "—"
         lines.append(
             f"| {r.name} | {r.kind} | {r.parameters / 1e6:.3f} | {macs} | {r.input} | " + " | ".join(cells) + " |"
@@ -341,4 +376,16 @@ def write_csv(rows: list[Row], path: str | Path, outputs: Outputs | None = None)
     (outputs or Outputs()).write(path, fh.getvalue(), "--csv")
 
 
-__all__ = ["AUTHORS_WAY", "BACKENDS", "INT8", "Row", "count_macs", "interleaved", "markdown", "measure", "write_csv"]
+__all__ = [
+    "AUTHORS_WAY",
+    "BACKENDS",
+    "GPU",
+    "GPU_BF16",
+    "INT8",
+    "Row",
+    "count_macs",
+    "interleaved",
+    "markdown",
+    "measure",
+    "write_csv",
+]

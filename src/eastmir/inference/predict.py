@@ -20,14 +20,19 @@ the same outputs up to float rounding, 4× faster for Mobile FCN on this CPU.
 from __future__ import annotations
 
 import glob
+import os
+import re
+import warnings
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Dataset
 
-from eastmir.audio import AudioDecodeError, LogMelFrontend, load_audio
+from eastmir.audio import AudioDecodeError, AudioQualityWarning, FrontendConfig, LogMelFrontend, load_audio
 from eastmir.errors import RunError
 from eastmir.folding import optimise_for_inference
 from eastmir.inference.export import CALIBRATION_CLIPS, int8_student, min_samples
@@ -93,11 +98,15 @@ class TrainedStudent:
     run: LoadedRun
     fast: bool = True
     precision: str = "float32"
+    device: str | torch.device = "cpu"
     model: torch.nn.Module = field(init=False)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise RunError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        self.device = choose_device(self.device)
+        if self.precision == "int8" and self.device.type != "cpu":
+            raise RunError("--precision int8 runs on the CPU only (PyTorch's int8 kernels); use --device cpu")
         if self.run.input_key == "embedding":
             raise RunError(
                 f"{self.run.directory} is a TeacherLR run: it reads teacher embeddings, so it cannot predict from "
@@ -122,6 +131,9 @@ class TrainedStudent:
             self.model = optimise_for_inference(student, torch.zeros(shape))
         else:
             self.model = student
+        self.model = self.model.to(self.device)
+        if self.frontend is not None:
+            self.frontend = self.frontend.to(self.device)
         self.single_label = config.task_kind == "single_label"
         thresholds = (self.run.metrics or {}).get("thresholds")
         self.thresholds = (
@@ -158,7 +170,7 @@ class TrainedStudent:
                 f"too short: {len(waveform)} samples ({len(waveform) / self.sample_rate:.3f} s) at "
                 f"{self.sample_rate} Hz, below the model's minimum of {self.minimum} (one analysis window)"
             )
-        x = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))[None]
+        x = torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32))[None].to(self.device)
         if self.frontend is not None:
             with torch.no_grad():
                 x = self.frontend(x)
@@ -169,13 +181,17 @@ class TrainedStudent:
 
     @torch.no_grad()
     def scores(self, inputs: torch.Tensor) -> np.ndarray:
-        """Probabilities ``(n, classes)`` of a batch of inputs."""
-        if self.precision == "bf16":
-            with torch.autocast("cpu", torch.bfloat16):
-                logits = self.model(inputs).logits.float()
-        else:
-            logits = self.model(inputs).logits
-        return (torch.softmax(logits, 1) if self.single_label else torch.sigmoid(logits)).numpy()
+        """Probabilities ``(n, classes)`` of a batch of inputs (on the student's device). In float32 on a GPU
+        the convolutions and products run in true float32 (no TF32), so they match the CPU's to about 1e-5."""
+        inputs = inputs.to(self.device)
+        with full_float32(self.device):
+            if self.precision == "bf16":
+                with torch.autocast(self.device.type, torch.bfloat16):
+                    logits = self.model(inputs).logits.float()
+            else:
+                logits = self.model(inputs).logits
+            probabilities = torch.softmax(logits, 1) if self.single_label else torch.sigmoid(logits)
+        return probabilities.cpu().numpy()
 
     def predict(
         self,
@@ -205,10 +221,14 @@ class TrainedStudent:
         aggregate: str = "mean",
         batch_size: int = 32,
         progress: bool = True,
+        workers: int = 0,
     ) -> Iterator[Prediction | Failure]:
-        """Predictions of many files, in order; an unreadable file gives a :class:`Failure` and the rest go on.
+        """Predictions of many files, in their order; an unreadable file gives a :class:`Failure` and the rest
+        go on.
 
-        Windows of several files share a batch of up to ``batch_size``.
+        Files are decoded and resampled in ``workers`` processes (0: in this one) while the student scores the
+        ones before; windows of several files share a batch of up to ``batch_size``. The results do not depend
+        on ``workers`` or ``batch_size`` (each window is scored on its own; a test compares them).
         """
         from tqdm.auto import tqdm
 
@@ -225,9 +245,23 @@ class TrainedStudent:
                 at += len(inputs)
             pending.clear()
 
-        for path in tqdm(files, desc="predict", unit="file", disable=not progress):
+        decoded = DataLoader(
+            DecodedFiles(files, self.sample_rate, self.frontend_config if self.frontend else None),
+            batch_size=None,
+            num_workers=workers,
+            collate_fn=_as_is,
+            prefetch_factor=4 if workers else None,
+        )
+        for path, audio, problem, notes in tqdm(
+            decoded, desc="predict", total=len(files), unit="file", disable=not progress
+        ):
+            with warnings.catch_warnings():  # every call names its files' problems (not once per process)
+                warnings.simplefilter("always", AudioQualityWarning)
+                for note in notes:
+                    warnings.warn(note, AudioQualityWarning, stacklevel=2)
             try:
-                audio = load_audio(path, self.sample_rate, self.frontend_config if self.frontend else None)
+                if problem is not None:
+                    raise AudioDecodeError(problem)
                 inputs, starts = self.windows(audio, hop)
             except AudioDecodeError as err:
                 yield from flush()
@@ -239,9 +273,86 @@ class TrainedStudent:
         yield from flush()
 
 
-def load_student(path: str | Path, fast: bool = True, precision: str = "float32") -> TrainedStudent:
-    """A trained run (directory or checkpoint) ready to predict: ``load_student(run).predict(waveform, rate)``."""
-    return TrainedStudent(load_run(path), fast, precision)
+class DecodedFiles(Dataset):
+    """Files decoded and resampled to ``sample_rate`` (:func:`~eastmir.audio.load_audio`), one per item, for a
+    loader's worker processes: ``(path, audio (samples,) or None, the problem or None, warnings)``; a file that
+    cannot be read is a problem, not an exception, and its warnings travel back to be shown once, in order."""
+
+    def __init__(self, files: list[str], sample_rate: int, frontend: FrontendConfig | None) -> None:
+        self.files, self.sample_rate, self.frontend = files, sample_rate, frontend
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[str, np.ndarray | None, str | None, list[str]]:
+        path = self.files[i]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", AudioQualityWarning)
+            try:
+                audio, problem = load_audio(path, self.sample_rate, self.frontend), None
+            except AudioDecodeError as err:
+                audio, problem = None, str(err)
+        return path, audio, problem, [str(w.message) for w in caught if issubclass(w.category, AudioQualityWarning)]
+
+
+def default_workers() -> int:
+    """Decoding processes for ``predict`` when not told: none on 2 cores or fewer (the student needs them),
+    else half the cores, at most 8."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return 0 if cores <= 2 else min(8, cores // 2)
+
+
+def _as_is(item):
+    """The loader's item unchanged (no conversion of the arrays to tensors)."""
+    return item
+
+
+@contextmanager
+def full_float32(device: torch.device) -> Iterator[None]:
+    """On a CUDA device, cuDNN and cuBLAS in true float32 (no TF32) for the block; elsewhere nothing."""
+    if device.type != "cuda":
+        yield
+        return
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
+
+
+DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+def choose_device(asked: str | torch.device = "auto") -> torch.device:
+    """The device to predict on: ``cpu``, ``cuda`` (or ``cuda:N``), or ``auto`` (a CUDA device when torch sees
+    one, else the CPU); a CUDA device torch cannot use is a one-line :class:`RunError`."""
+    if isinstance(asked, torch.device):
+        return asked
+    if not DEVICE.match(str(asked)):
+        raise RunError(f"--device must be auto, cpu, cuda or cuda:N, got {asked!r}")
+    if asked == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(asked)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            build = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+            raise RunError(
+                f"--device {asked}: torch {torch.__version__} ({build}) sees no CUDA device; use --device cpu, or "
+                "install a CUDA build of torch (README: On a GPU)"
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise RunError(f"--device {asked}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
+def load_student(
+    path: str | Path, fast: bool = True, precision: str = "float32", device: str | torch.device = "cpu"
+) -> TrainedStudent:
+    """A trained run (directory or checkpoint) ready to predict: ``load_student(run).predict(waveform, rate)``;
+    ``device``: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``."""
+    return TrainedStudent(load_run(path), fast, precision, device)
 
 
 PRECISIONS = ("float32", "bf16", "int8")
@@ -257,16 +368,24 @@ def bf16_capability() -> str | None:
     return None
 
 
-def choose_precision(asked: str = "float32") -> tuple[str, str]:
+def choose_precision(asked: str = "float32", device: torch.device | None = None) -> tuple[str, str]:
     """The precision to predict in and a line that says why: ``float32`` unless asked (the same probabilities
-    on every machine); ``auto`` → ``bf16`` where the CPU has bf16 instructions, else ``float32``."""
-    capability = bf16_capability()
+    on every machine); ``auto`` → ``bf16`` where the device computes it natively (a CPU with bf16 instructions,
+    a GPU with bf16 support), else ``float32``. ``device``: where the student runs (default the CPU)."""
+    device = device or torch.device("cpu")
+    where = "" if device.type == "cpu" else f" on {device}"
+    if device.type == "cuda":
+        native = torch.cuda.is_bf16_supported()
+        capability = "bf16 support" if native else None
+    else:
+        capability = bf16_capability()
     if asked == "auto":
         asked = "bf16" if capability else "float32"
-        why = f"this CPU has {capability}" if capability else "this CPU has no bf16 instructions"
-        return asked, f"predicting in {asked} ({why}; --precision float32, bf16 or int8 to choose)"
+        on = "this GPU" if device.type == "cuda" else "this CPU"
+        why = f"{on} has {capability}" if capability else f"{on} has no bf16 instructions"
+        return asked, f"predicting in {asked}{where} ({why}; --precision float32, bf16 or int8 to choose)"
     if asked == "bf16" and not capability:
-        return asked, "predicting in bf16, which this CPU emulates without bf16 instructions: slower than float32"
+        return asked, f"predicting in bf16{where}, which this device emulates without bf16 instructions: slower"
     if asked == "int8":
         from eastmir.inference.int8 import int8_engine
 
@@ -275,8 +394,8 @@ def choose_precision(asked: str = "float32") -> tuple[str, str]:
             "training clips)"
         )
     if asked == "float32":
-        return asked, "predicting in float32 (--precision bf16 or int8 for speed)"
-    return asked, f"predicting in {asked}"
+        return asked, f"predicting in float32{where} (--precision bf16 or int8 for speed)"
+    return asked, f"predicting in {asked}{where}"
 
 
 def expand_inputs(arguments: Iterable[str]) -> tuple[list[Path], list[Failure]]:
