@@ -44,3 +44,11 @@ def test_gpu_fit_smoke_prints_the_wait_and_first_step(name):
     assert "data wait" in table[0] and "first step" in table[0]
     cells = [c.strip() for c in table[-1].strip("|").split("|")]
     assert cells[-1].endswith("%") and 0.0 <= float(cells[-1].rstrip("%")) < 100.0
+
+
+def test_gpu_predict_smoke_compares_two_contenders_on_the_same_outputs():
+    out = smoke("gpu_predict.py")
+    rows = [line for line in out.splitlines() if line.startswith("| cpu")]
+    assert len(rows) == 2
+    difference = float(rows[1].strip("|").split("|")[-1])
+    assert difference == 0.0  # the same device and precision: worker decoding changes nothing

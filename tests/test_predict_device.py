@@ -129,3 +129,20 @@ def test_jsonl_lines_name_the_files_in_input_order(short_run, recordings, tmp_pa
     assert main(["predict", str(short_run), *map(str, shuffled), "--format", "jsonl", "--out", str(out)]) == 0
     files = [json.loads(line)["file"] for line in out.read_text().splitlines()]
     assert files == [str(p) for p in shuffled]
+
+
+@pytest.mark.skipif(not NO_CUDA, reason="a machine without CUDA")
+def test_a_gpu_accelerator_this_machine_lacks_is_one_line_for_extract_and_fit(small_synth, tmp_path, capsys):
+    """``extract --accelerator gpu`` and ``fit`` with ``trainer.accelerator=gpu`` run the same Lightning path as on
+    a GPU; on a machine without one they stop with one line, before any clip is embedded or trained on."""
+    args = ["extract", "--teacher", "aisfx", "--dataset", str(small_synth.root), "--workdir", str(tmp_path)]
+    assert main([*args, "--accelerator", "gpu", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err.startswith("eastmir: error: --accelerator / --devices / --strategy (gpu, devices")
+        and len(err.splitlines()) == 1
+    )
+    assert not list((tmp_path / "cache").rglob("*.npy"))  # nothing embedded
+    fit = ["fit", "--config", "synth/baseline", "--workdir", str(tmp_path), "--no-progress"]
+    assert main([*fit, "--set", f"data.root={small_synth.root}", "trainer.accelerator=gpu", "name=g"]) == 2
+    assert "eastmir: error: trainer.accelerator / devices / strategy (gpu" in capsys.readouterr().err

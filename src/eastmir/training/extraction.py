@@ -109,10 +109,11 @@ def extract_batched(
             num_workers=settings.workers,
             shuffle=False,
         )
-        from eastmir.training.trainer import interrupts_as_keyboard, quiet_lightning
+        from eastmir.training.trainer import interrupts_as_keyboard, lightning_trainer, quiet_lightning
 
         quiet_lightning()
-        trainer = L.Trainer(
+        trainer = lightning_trainer(
+            "--accelerator / --devices / --strategy",
             accelerator=settings.accelerator,
             devices=settings.devices,
             strategy=settings.strategy,

@@ -36,7 +36,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from eastmir.config import RunConfig
-from eastmir.errors import TrainingError
+from eastmir.errors import ConfigError, TrainingError
 from eastmir.rundir import RunDirectory
 from eastmir.training.checkpoints import AtomicCheckpointIO, RngState, read_checkpoint
 
@@ -55,6 +55,7 @@ def quiet_lightning() -> None:
     """Keep Lightning's info lines (accelerator found, tips) and known-harmless warnings off the screen."""
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
     logging.getLogger("lightning.fabric.utilities.rank_zero").setLevel(logging.WARNING)
+    logging.getLogger("lightning.pytorch.accelerators.cuda").setLevel(logging.WARNING)  # LOCAL_RANK: 0 - CUDA_…
     for pattern in QUIET:
         warnings.filterwarnings("ignore", message=pattern)
 
@@ -89,7 +90,8 @@ def build_trainer(
     )
     # checked after each validation only: a run that max_steps ends mid-epoch has no val_loss to check
     stop = EarlyStopping(monitor="val_loss", mode="min", patience=t.early_stop_patience, check_on_train_epoch_end=False)
-    trainer = L.Trainer(
+    trainer = lightning_trainer(
+        "trainer.accelerator / devices / strategy",
         default_root_dir=run.path,
         logger=KeptCSVLogger(run.path, name="logs", version=0),  # writes run.log_file
         callbacks=[FiniteValidation(monitor), best, last, stop, RngState(), DataWait(), *callbacks],
@@ -111,6 +113,21 @@ def build_trainer(
         enable_model_summary=False,
     )
     return trainer, best
+
+
+def lightning_trainer(settings: str, **options: Any) -> L.Trainer:
+    """``L.Trainer(**options)``; a device setting this machine cannot honour (``gpu`` without a CUDA device, more
+    devices than it has) is one :class:`~eastmir.errors.ConfigError` line naming ``settings``, not a traceback."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return L.Trainer(**options)
+    except (MisconfigurationException, ValueError, RuntimeError) as err:
+        detail = " ".join(str(err).split())
+        raise ConfigError(
+            f"{settings} ({options.get('accelerator')}, devices {options.get('devices')}): Lightning cannot use them "
+            f"on this machine: {detail} (a GPU needs a CUDA build of torch: README, On a GPU)"
+        ) from None
 
 
 class FiniteValidation(Callback):
