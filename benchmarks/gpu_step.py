@@ -230,6 +230,10 @@ def report(recipe: str, args, contenders: dict[str, Contender]) -> None:
     for name, times in measured.items():
         ratio = statistics.median(t / a for t, a in zip(times, measured[authors], strict=True))
         print(f"| {name} | {1000 * statistics.median(times):.1f} | {ratio:.2f} | {launches[name]} |")
+    fed, full = "eastmir fed log-mels, no augmentation", "eastmir float32"
+    if fed in measured and full in measured:
+        cost = statistics.median(a / b for a, b in zip(measured[full], measured[fed], strict=True))
+        print(f"\nThe front end and augmentation on the device: {full} is {cost:.3f}× {fed} (paired rounds' median)")
 
 
 if __name__ == "__main__":
