@@ -39,13 +39,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--students", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--smoke", action="store_true", help="tiny shapes, one round: that it runs (make test)")
     args = parser.parse_args()
+    if args.smoke:
+        args.students, args.rounds = ["mobile_fcn"], 1
     print(f"{machine(args.threads)}; bf16 instructions: {bf16_capability() or 'none'}, {args.rounds} rounds\n")
     print("| student | batch | float32 step, min / median (ms) | bf16 step, min / median (ms) | ratio | target |")
     print("|---|---|---:|---:|---:|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.students:
             overrides, n, shape, target = CASES[name]
+            if args.smoke:
+                n, shape = 2, (shape[0], 120)
             config = load_config("synth/east_final", overrides, workdir=tmp)
             torch.manual_seed(0)
             system = EastSystem(config, 20, embedding_dim=512, clip_seconds=10.0, embedding_period=1.0).train()

@@ -111,7 +111,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch threads in the main process (pinned)")
     parser.add_argument("--no-step", action="store_true", help="skip the CP-ResNet training step")
+    parser.add_argument("--smoke", action="store_true", help="tiny shapes, one round: that it runs (make test)")
     args = parser.parse_args()
+    if args.smoke:
+        global BATCH
+        args.clips, args.rounds, args.no_step, BATCH = 8, 1, True, 4
     print(
         f"{machine(args.threads)} in the main process; {WORKERS} loader workers with 1 thread each; batch {BATCH}; "
         f"{args.clips} clips of 10 s"

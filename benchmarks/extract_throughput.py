@@ -63,7 +63,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--teachers", nargs="+", default=["aisfx", "musicnn"])
+    parser.add_argument("--smoke", action="store_true", help="tiny shapes, one round: that it runs (make test)")
     args = parser.parse_args()
+    if args.smoke:
+        args.clips, args.rounds, args.teachers = 2, 1, ["aisfx"]
     print(f"{machine(args.threads)}; {args.clips} synth clips of 10 s; {args.rounds} rounds\n")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -94,22 +94,27 @@ def main() -> None:
     parser.add_argument("--students", nargs="+", default=list(STUDENTS), choices=list(STUDENTS))
     parser.add_argument("--threads", type=int, default=1, help="torch threads, pinned (default 1)")
     parser.add_argument("--quick", action="store_true", help="Mobile FCN, the Table-1 systems, 3 rounds (≈2 min)")
+    parser.add_argument("--smoke", action="store_true", help="tiny shapes, one round: that it runs (make test)")
     args = parser.parse_args()
     systems_to_time = QUICK_SYSTEMS if args.quick else SYSTEMS
     rounds = 3 if args.quick else args.rounds
-    students = ["mobile_fcn"] if args.quick else args.students
+    students = ["mobile_fcn"] if args.quick or args.smoke else args.students
+    batch_size, frames_cut = (4, 120) if args.smoke else (BATCH, None)
+    if args.smoke:
+        systems_to_time, rounds = QUICK_SYSTEMS[:3], 1
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s) (pinned), {rounds} rounds")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for student_name in students:
             student, (mels, frames), t_frames = STUDENTS[student_name]
+            frames = frames_cut or frames
             g = torch.Generator().manual_seed(0)
             batch = {
-                "logmel": torch.randn(BATCH, mels, frames, generator=g),
-                "embedding": torch.randn(BATCH, t_frames, DIM, generator=g),
-                "targets": (torch.rand(BATCH, CLASSES, generator=g) < 0.3).float(),
-                "mask": torch.rand(BATCH, CLASSES, generator=g) < 0.7,
+                "logmel": torch.randn(batch_size, mels, frames, generator=g),
+                "embedding": torch.randn(batch_size, t_frames, DIM, generator=g),
+                "targets": (torch.rand(batch_size, CLASSES, generator=g) < 0.3).float(),
+                "mask": torch.rand(batch_size, CLASSES, generator=g) < 0.7,
             }
             systems = {n: build(n, student, work) for n in systems_to_time}
             optims = {n: s.configure_optimizers()["optimizer"] for n, s in systems.items()}
@@ -122,7 +127,8 @@ def main() -> None:
                     times[n].append(train_step(systems[n], optims[n], batch))
             base = statistics.median(times["baseline"])
             print(
-                f"\n### {student_name}: batch {BATCH} × {mels} mels × {frames} frames, teacher {t_frames} × {DIM}; "
+                f"\n### {student_name}: batch {batch_size} × {mels} mels × {frames} frames, "
+                f"teacher {t_frames} × {DIM}; "
                 f"Baseline step {base * 1000:.0f} ms (median of {rounds}), {torch.get_num_threads()} thread(s)\n"
             )
             print("| system | step (ms) | paired ratio vs Baseline | added cost alone (ms) | added / Baseline step |")
@@ -130,7 +136,7 @@ def main() -> None:
             for n in systems_to_time:
                 ratio = statistics.median(t / b for t, b in zip(times[n], times["baseline"]))
                 extra = added_cost(systems[n], batch) if n != "baseline" else 0.0
-                name = systems[n].config.get("system") or n
+                name = systems[n].config.system or n
                 print(
                     f"| {name} | {statistics.median(times[n]) * 1000:.0f} | {ratio:.3f} | {extra * 1000:.1f} "
                     f"| {100 * extra / base:.2f} % |"

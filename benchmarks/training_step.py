@@ -39,13 +39,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--students", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--smoke", action="store_true", help="tiny shapes, one round: that it runs (make test)")
     args = parser.parse_args()
+    if args.smoke:
+        args.students, args.rounds = ["mobile_fcn"], 1
     print(f"{machine(args.threads)}; batch 16, {args.rounds} rounds\n")
     print("| student | input | NCHW step (ms) | channels-last step (ms) | paired ratio | target ≤ 0.8 |")
     print("|---|---|---:|---:|---:|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.students:
             overrides, shape = CASES[name]
+            if args.smoke:
+                shape = (4, *shape[1:-1], 120)
             systems, optimizers = {}, {}
             for layout in (False, True):
                 config = load_config("synth/baseline", [*overrides, f"trainer.channels_last={layout}"], workdir=tmp)
@@ -56,8 +61,8 @@ def main() -> None:
             key = systems[True].student.input_key
             batch = {
                 key: torch.randn(*shape, generator=g),
-                "targets": (torch.rand(16, 20, generator=g) < 0.3).float(),
-                "mask": torch.ones(16, 20, dtype=torch.bool),
+                "targets": (torch.rand(shape[0], 20, generator=g) < 0.3).float(),
+                "mask": torch.ones(shape[0], 20, dtype=torch.bool),
             }
             for layout in (False, True):
                 training_step(systems[layout], optimizers[layout], batch)  # warm-up

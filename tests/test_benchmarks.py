@@ -52,3 +52,18 @@ def test_gpu_predict_smoke_compares_two_contenders_on_the_same_outputs():
     assert len(rows) == 2
     difference = float(rows[1].strip("|").split("|")[-1])
     assert difference == 0.0  # the same device and precision: worker decoding changes nothing
+
+
+@pytest.mark.parametrize(
+    ("name", "table"),
+    [
+        ("step_time.py", "| system | step (ms) |"),
+        ("training_step.py", "| student | input | NCHW step (ms) |"),
+        ("bf16_step.py", "| student | batch | float32 step"),
+        ("data_loading.py", "| path | clips/s"),
+        ("extract_throughput.py", "| teacher | "),
+    ],
+)
+def test_every_other_benchmark_runs_its_smoke_mode(name, table):
+    out = smoke(name)
+    assert out.startswith("torch ") and table in out
