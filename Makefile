@@ -36,7 +36,7 @@ demo: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest
 
-# The structure is checked, not only described: lint, format and the layers of DESIGN.md.
+# The structure is checked, not only described: lint, format and the layers of docs/architecture.md.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

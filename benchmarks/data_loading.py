@@ -9,8 +9,8 @@ processes, shuffled.
   log-mel entries that ``eastmir features`` wrote once;
 - **decode at the model's rate** (the baseline: the authors' pipeline): the
   audio was resampled once, offline, to 32 kHz mono OGG, and their dataset
-  class decodes it and computes the log-mel in every item (REFERENCE.md §9
-  measured 42–45 clips/s for their code on this machine);
+  class decodes it and computes the log-mel in every item (their code was
+  measured at 42–45 clips/s on this kind of machine);
 - **decode and resample** (for reference): the same from the 44.1 kHz stereo
   originals, resampled in every item, as a loader without an offline copy would.
 

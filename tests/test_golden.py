@@ -264,7 +264,7 @@ def test_the_metrics_equal_theirs_where_every_class_is_defined():
 
 def test_classes_without_a_positive_or_a_negative_are_left_out_not_counted_as_zero():
     """With class 3 (no labelled positive) and class 7 (no labelled negative), theirs counts AP −0 and AUC 0
-    into the means and its macro F1 is NaN; eastmir leaves undefined classes out (REFERENCE.md §5): its mAP is
+    into the means and its macro F1 is NaN; eastmir leaves undefined classes out (docs/method.md): its mAP is
     the mean of their other 19 per-class APs, its AUC of their other 18, and its F1 is a number."""
     from eastmir.metrics import masked_metrics
 
@@ -285,7 +285,7 @@ def test_classes_without_a_positive_or_a_negative_are_left_out_not_counted_as_ze
 
 
 def test_teacher_lr_uses_their_plateau(tmp_path):
-    """TeacherLR: SGD 0.1, plateau factor 0.1 and patience 1, early stop after 3 (REFERENCE.md §10)."""
+    """TeacherLR: SGD 0.1, plateau factor 0.1 and patience 1, early stop after 3 (the authors' code)."""
     from eastmir.config import load_config
 
     for name in ("openmic/teacher_lr-passt", "magnatagatune/teacher_lr-panns", "synth/teacher_lr"):

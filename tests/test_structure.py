@@ -86,3 +86,23 @@ def test_the_config_s_trip_through_fit_comes_back_to_a_file_at_most_8_times(
     trip, _files, climbs, returns = trip_tool.measure(calls)
     assert trip[0] == "eastmir/pipeline/fit.py" and "eastmir/training/system.py" in trip
     assert returns <= 8 and climbs <= 8, trip
+
+
+def test_the_repository_cites_only_its_own_documents():
+    """The design notes outside the repository are not project files: nothing here points at them; the
+    documents a reader needs are in ``docs/``."""
+    roots = ["src", "tests", "benchmarks", "tools", "docs", "pyproject.toml", "Makefile", "README.md"]
+    files = [p for r in roots for p in ([ROOT / r] if (ROOT / r).is_file() else (ROOT / r).rglob("*"))]
+    pattern = re.compile(r"shared/|REFERENCE\.md|DESIGN\.md")
+    offenders = []
+    for path in files:
+        if not path.is_file() or "egg-info" in path.parts or path.suffix not in {"", ".py", ".md", ".toml", ".yaml"}:
+            continue
+        if path.resolve() == Path(__file__).resolve():
+            continue
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            if pattern.search(line):
+                offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not offenders, offenders
+    for name in ("architecture.md", "method.md", "studies.md"):
+        assert (ROOT / "docs" / name).is_file()

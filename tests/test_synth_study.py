@@ -1,5 +1,5 @@
-"""Opt-in (`make test-slow`), hours on 2 CPU cores: the synth study of the README ("What the synth study
-found"), by the same commands.
+"""Opt-in (`make test-slow`), hours on 2 CPU cores: the synth study of docs/studies.md, by the same
+commands.
 
 On the demo's data (800 clips of 3 s: 560 / 80 / 160), with the faithful recipe (the authors' front end and
 monitored loss): Baseline, TeacherLR, EAsT_Final with the biased and the unbiased distance correlation, and

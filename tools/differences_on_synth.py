@@ -13,8 +13,8 @@ validation clips in batches of 16 it compares, for the trained student:
 
 and counts what the metric and batching choices touch on its splits: classes of the test split without a
 labelled positive or negative (left out of our mAP; theirs: NaN or 0), and training clips ``drop_last``
-leaves out per epoch. The authors' formulas here are ports of ../shared/golden/README.md, for this
-measurement only.
+leaves out per epoch. The authors' formulas here are ports of their code (as the golden arrays in tests/data/golden
+check), for this measurement only.
 """
 
 from __future__ import annotations

@@ -329,7 +329,7 @@ ADDED_DEFAULTS = {"preemphasis": 0.0, "window": "periodic", "pad_mode": "constan
 
 @dataclass(frozen=True)
 class FrontendConfig:
-    """Log-mel settings (REFERENCE.md §3). ``(log(mel + eps) + shift) / scale``.
+    """Log-mel settings (the recipes' values: docs/method.md). ``(log(mel + eps) + shift) / scale``.
 
     ``preemphasis``, ``window`` and ``pad_mode`` choose between two front ends: the defaults are eastmir's
     first one (no pre-emphasis, periodic Hann, zero padding); the paper recipes set the authors'

@@ -38,7 +38,7 @@ from eastmir.reporting.paired import paired_differences, paired_markdown
 from eastmir.reporting.tables import markdown_table, read_runs, write_csv
 from eastmir.rundir import runs_folder
 
-# The synth study (README, "What the synth study found") decides these: the EAsT system it supports
+# The synth study (docs/studies.md) decides these: the EAsT system it supports
 # (EAsT_Final with the unbiased distance correlation at the λ its sweep chose, 0.1: above the Baseline on 3 of
 # 3 seeds at 50 %, +.025 ± .011; EAsT_KD at its chosen 0.3 was level with it), its teacher, and that share of
 # the training data.

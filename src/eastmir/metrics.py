@@ -1,4 +1,4 @@
-"""Masked multi-label metrics (REFERENCE.md §5).
+"""Masked multi-label metrics (docs/method.md, metrics).
 
 Every metric is computed per class over the **labelled** samples of that
 class only, then averaged over classes:

@@ -104,7 +104,7 @@ def _entry(teacher: str, path: str, sha256: str, size: int) -> ZooEntry:
 
 ZOO: dict[str, ZooEntry] = {
     e.name: e
-    for e in (  # ../shared/data/authors_checkpoints.tsv: the Git LFS pointers of the authors' repository
+    for e in (  # the Git LFS pointers of the authors' repository (their checkpoints' sizes and digests)
         _entry(
             "openl3",
             "work_dir_magna/east_final_openl3/epoch=93-val_mAP=0.448.ckpt",

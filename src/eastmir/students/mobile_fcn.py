@@ -1,7 +1,7 @@
 """Mobile FCN: Choi et al.'s FCN with MobileNet-style depth-wise separable
 convolutions, the MagnaTagATune student of Ding & Lerch (ISMIR 2023).
 
-Eight conv blocks, no conv biases (REFERENCE.md §7). Pool sizes are
+Eight conv blocks, no conv biases (as the authors' model). Pool sizes are
 (frequency, time) for a ``(mels × frames)`` input:
 
 =====  ========================  ========================

@@ -5,7 +5,7 @@ pipeline; the weights are read from the PyPI wheel ``aisfx==0.1.2`` (MIT
 code, CC-BY 4.0 weights), which is fetched with ``pip download --no-deps``
 and never installed or imported.
 
-Input pipeline (REFERENCE.md §8): 44.1 kHz mono; frames of 2048 samples
+Input pipeline (as the published model's): 44.1 kHz mono; frames of 2048 samples
 (symmetric Hann, not normalised), hop 1024, the first frame centred on
 sample 0 (zero padding) and frames emitted while their start lies inside
 the signal; power spectrum; 96 HTK mel bands 0–22 050 Hz with triangles on

@@ -9,7 +9,7 @@ the Million Song Dataset, the default) or ``mtt`` (MagnaTagATune: it
 refuses to teach a MagnaTagATune run, whose test clips it was trained on,
 unless ``allow_test_leakage: true``).
 
-Input (REFERENCE.md §8): 16 kHz mono; STFT with n_fft 512, hop 256, a
+Input (as the published model's): 16 kHz mono; STFT with n_fft 512, hop 256, a
 periodic Hann window, centred frames (reflect padding, as the librosa of
 2019); power; 96 Slaney mel bands with Slaney normalisation (0–8 kHz);
 ``log10(10 000·x + 1)`` computed in float32 (the original casts to float16

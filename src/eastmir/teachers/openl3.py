@@ -9,7 +9,7 @@ Configured as in the paper: the music model, mel-256 input, 512-d, windows
 of 1 s at 48 kHz with a hop of 0.96 s (the package's framing: the clip is
 centred with half a window of zeros in front and zero-padded to whole
 hops); the stored embeddings are shifted by ``shift`` (−2.24 by default,
-the published normalisation, REFERENCE.md §3).
+the published normalisation, docs/method.md).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ with the teacher section below) imports them into the store, checking every
 file (``dim`` defaults to the width of the first file): a missing,
 unreadable, wrong-shaped or non-finite file is reported with its clip, and
 nothing of it reaches training. The published normalisations
-(REFERENCE.md §3) are applied on import: ``x → (x + shift) · scale``.
+(the published ones) are applied on import: ``x → (x + shift) · scale``.
 
 YAML::
 

@@ -12,7 +12,7 @@ bands 125–7500 Hz, ``log(mel + 0.01)``, non-overlapping examples of 96
 frames = 0.96 s) → the package's VGG → 128-d per 0.96 s. With
 ``postprocess`` (default) the package's PCA whitening, clipping to ±2 and
 8-bit quantisation follow, then ``(q − 128) / 256``, the published
-normalisation of the stored OpenMIC features (REFERENCE.md §3). A clip
+normalisation of the stored OpenMIC features (the published one). A clip
 shorter than one example is zero-padded to one.
 """
 

@@ -1,4 +1,4 @@
-"""Training-time augmentation on batches (REFERENCE.md §3, OpenMIC recipe).
+"""Training-time augmentation on batches (the OpenMIC recipe, docs/method.md).
 
 - :func:`mixup`: one Beta(α, α) weight per sample; inputs, teacher
   embeddings and label vectors are mixed linearly with a partner: a clip
