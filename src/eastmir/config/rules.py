@@ -23,8 +23,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from eastmir.config.messages import format_errors, suggest_key, unknown_keys
-from eastmir.config.schema import PathStr, RunConfig
+from eastmir.config.schema import PathStr, RunConfig, use_validator
 from eastmir.errors import ConfigError, UnknownNameError
+from eastmir.inputs import InputKind
 from eastmir.registry import (
     COMPRESSIONS,
     DATASETS,
@@ -259,6 +260,9 @@ def _combinations(config: RunConfig) -> list[str]:
             "augment.mixup_partner: training_set reads each partner by index, which streamed shards (data.stream) "
             "cannot; set augment.mixup_partner: batch"
         )
-    if config.augmentation.jitters and student.input_key != "logmel":
+    if config.augmentation.jitters and not InputKind(student.input_key).reads_logmel:
         problems.append(f"augment.fmin_jitter/fmax_jitter jitter a log-mel front end, which {name} does not read")
     return problems
+
+
+use_validator(validate_config)  # RunConfig.changed checks through this module

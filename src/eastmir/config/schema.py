@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -37,7 +38,9 @@ from pydantic import (
 )
 
 from eastmir.audio import FrontendConfig
+from eastmir.config.merge import deep_merge
 from eastmir.config.versions import ADDED_KEYS, CONFIG_VERSION
+from eastmir.inputs import InputKind
 from eastmir.numbers import ClipSeconds, Fraction, Seed, Threads, TrainingBatchSize, Workers
 from eastmir.registry import STUDENTS, TEACHERS
 
@@ -217,6 +220,17 @@ class TrainerSection(Section):
 NO_AUGMENT = AugmentSection()
 
 
+# The full check of a config (rules.validate_config: registries, component options, combinations): it lives
+# above this module, which only declares the schema; it registers itself here so RunConfig.changed can use it.
+_VALIDATOR: Callable[[dict[str, Any], str], RunConfig] | None = None
+
+
+def use_validator(validate: Callable[[dict[str, Any], str], RunConfig]) -> None:
+    """Set the function :meth:`RunConfig.changed` checks its result with (``eastmir.config.rules`` calls this)."""
+    global _VALIDATOR
+    _VALIDATOR = validate
+
+
 class RunConfig(Section):
     config_version: int = Field(CONFIG_VERSION, ge=CONFIG_VERSION, le=CONFIG_VERSION)  # older: migrate() first
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")  # the run directory's name
@@ -269,11 +283,11 @@ class RunConfig(Section):
         return self.augment or NO_AUGMENT
 
     @property
-    def input_key(self) -> str:
-        """What a run's data module serves: the student's input (``logmel``, ``waveform`` or ``embedding``),
-        or ``waveform`` when a frequency jitter makes the log-mel per batch."""
-        key = self.student.capabilities.input_key
-        return "waveform" if key == "logmel" and self.augmentation.jitters else key
+    def input_key(self) -> InputKind:
+        """What a run's data module serves: the student's input (:class:`~eastmir.inputs.InputKind`), or the
+        waveform when a frequency jitter makes the log-mel per batch."""
+        key = InputKind(self.student.capabilities.input_key)
+        return InputKind.WAVEFORM if key.reads_logmel and self.augmentation.jitters else key
 
     @property
     def task_kind(self) -> str:
@@ -309,8 +323,8 @@ class RunConfig(Section):
         return self.model_dump(mode="json", by_alias=True)
 
     def changed(self, changes: dict[str, Any], source: str | None = None) -> RunConfig:
-        """A checked copy with ``changes`` (nested, as in YAML) merged in."""
-        from eastmir.config.compose import deep_merge
-        from eastmir.config.rules import validate_config
-
-        return validate_config(deep_merge(self.to_dict(), changes), source or self.name)
+        """A checked copy with ``changes`` (nested, as in YAML) merged in, through the full config check
+        (:func:`eastmir.config.rules.validate_config`, which registers itself here when the package loads)."""
+        if _VALIDATOR is None:
+            raise RuntimeError("eastmir.config.rules is not loaded: import eastmir.config")
+        return _VALIDATOR(deep_merge(self.to_dict(), changes), source or self.name)

@@ -19,6 +19,7 @@ import torch
 from eastmir.audio import LogMelFrontend
 from eastmir.config import RunConfig, migrate
 from eastmir.errors import ConfigError, RunError, TrainingError
+from eastmir.inputs import InputKind
 from eastmir.rundir import RunDirectory
 from eastmir.training.checkpoints import read_checkpoint
 from eastmir.training.system import EastSystem
@@ -40,9 +41,18 @@ class LoadedRun:
         return self.system.student
 
     @property
-    def input_key(self) -> str:
-        """``logmel``, ``waveform`` or ``embedding``: what :attr:`student` reads."""
-        return self.system.student.input_key
+    def input_key(self) -> InputKind:
+        """What :attr:`student` reads."""
+        return InputKind(self.system.student.input_key)
+
+    @property
+    def clip_seconds(self) -> float:
+        """The clip length (seconds) the run trained on: what its checkpoint records, else its config's. A run
+        that says neither is a one-line :class:`RunError` (prediction windows and exports need it)."""
+        seconds = self.system.hparams.get("clip_seconds") or self.config.data.clip_seconds
+        if not seconds:
+            raise RunError(f"{self.directory}: the run does not say its clip length; set data.clip_seconds")
+        return float(seconds)
 
     def frontend(self) -> LogMelFrontend:
         """The log-mel front end the student was trained on: waveform ``(batch, samples)`` →

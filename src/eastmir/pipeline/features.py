@@ -29,10 +29,10 @@ def features(
     every stored entry and rebuilds a corrupted one.
     """
     key, data = config.input_key, config.data
-    if key == "logmel":
+    if not key.from_audio:
+        return None, None
+    if key.reads_logmel:
         return build_logmels(manifest, store, config.frontend, data.on_error, progress, data.num_workers, verify)
-    if key == "waveform":
-        return build_waveforms(
-            manifest, store, config.frontend.sample_rate, data.on_error, progress, data.num_workers, verify
-        )
-    return None, None
+    return build_waveforms(
+        manifest, store, config.frontend.sample_rate, data.on_error, progress, data.num_workers, verify
+    )

@@ -28,6 +28,7 @@ from eastmir.data.manifest import SPLITS, Manifest
 from eastmir.data.store import Collection, FillReport, entry_shape, read_entry
 from eastmir.data.subsets import with_train_fraction
 from eastmir.errors import ConfigError, ManifestError
+from eastmir.inputs import InputKind
 from eastmir.pipeline.extract import build_teacher, extract_with
 from eastmir.pipeline.features import features, open_store
 from eastmir.pipeline.prepare import open_dataset
@@ -40,7 +41,7 @@ class RunData:
     dataset: str
     classes: list[str]
     task: str
-    input_key: str
+    input_key: InputKind
     input_length: int | None  # frames (log-mel) or samples (waveform); None for TeacherLR
     input_pad: float
     embedding_dim: int | None
@@ -97,7 +98,7 @@ def _lengths(config: RunConfig, seconds: float, chosen: bool = True) -> tuple[st
 
     def length_of(s: float) -> int | None:
         samples = round(s * frontend.sample_rate)
-        return {"logmel": frontend.n_frames(samples), "waveform": samples}.get(key)
+        return key.length(frontend, samples) if key.from_audio else None
 
     length = length_of(seconds)
     if length is not None and length < needed:
@@ -106,14 +107,14 @@ def _lengths(config: RunConfig, seconds: float, chosen: bool = True) -> tuple[st
                 f"data.clip_seconds: {seconds:g} s gives {length} input frames, but {name} "
                 f"needs at least {needed}; set data.clip_seconds higher"
             )
-        shortest = frontend.n_samples(needed) if key == "logmel" else needed
+        shortest = key.samples(frontend, needed)
         raised = math.ceil(shortest / frontend.sample_rate * 1000) / 1000
         print(
             f"note: the clips' most common duration, {seconds:g} s, is shorter than {name} "
             f"takes; clips are padded with silence to {raised:g} s (set data.clip_seconds to choose)"
         )
         seconds, length = raised, length_of(raised)
-    return key, length, frontend.silence if key == "logmel" else 0.0, seconds
+    return key, length, key.pad_value(frontend), seconds
 
 
 def _records(
@@ -220,7 +221,7 @@ def _streamed(config: RunConfig) -> RunData:
     key = config.input_key
     if index["input_key"] != key:
         raise ConfigError(f"{url} was packed for a student reading {index['input_key']!r}; this run reads {key!r}")
-    if FrontendConfig(**index["frontend"]) != config.frontend and key != "embedding":
+    if FrontendConfig(**index["frontend"]) != config.frontend and key.from_audio:
         raise ConfigError(f"{url} was packed with another front end ({index['frontend']}); pack again for this run")
     if bool(index.get("embedding_dim")) != bool(config.teacher):
         raise ConfigError(f"{url} was packed {'with' if index.get('embedding_dim') else 'without'} teacher embeddings")

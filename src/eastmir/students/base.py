@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from eastmir.audio import FrontendConfig
+from eastmir.inputs import InputKind
 
 
 class StudentOutput(NamedTuple):
@@ -45,7 +46,7 @@ def _renamed(key: str, rules: tuple[Rename, ...]) -> str:
 class Student(nn.Module):
     """Base class; ``input_key`` names the batch entry the student reads."""
 
-    input_key: str = "logmel"
+    input_key: InputKind = InputKind.LOGMEL
     min_frames: int = 1  # the shortest input (frames, or samples for waveform students) the network accepts
     stage_dims: tuple[int, ...] = ()
     stage_hops: tuple[int, ...] = ()

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from eastmir.audio import FrontendConfig
+from eastmir.inputs import InputKind
 from eastmir.numbers import Dropout
 from eastmir.registry import STUDENTS
 from eastmir.students.base import Student, StudentOutput
@@ -116,7 +117,7 @@ STFT_HOP = 256  # the harmonic STFT's hop (samples)
 class HarmonicCNN(Student):
     """Waveform ``(batch, samples)`` at ``sample_rate`` → :class:`StudentOutput`."""
 
-    input_key = "waveform"
+    input_key = InputKind.WAVEFORM
     complexity_frontend = None
     stage_hops = (8, 32, 288)
     min_frames = 288 * 256  # samples (it reads the waveform): the time pooling of 288 STFT frames of hop 256

@@ -9,13 +9,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from eastmir.inputs import InputKind
 from eastmir.registry import STUDENTS
 from eastmir.students.base import Student, StudentOutput
 
 
 @STUDENTS.register("linear_probe")
 class LinearProbe(Student):
-    input_key = "embedding"
+    input_key = InputKind.EMBEDDING
     is_probe = True
     complexity_frontend = None
 

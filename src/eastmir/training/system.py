@@ -64,6 +64,7 @@ from torchmetrics import MeanMetric
 from eastmir.audio import LogMelFrontend
 from eastmir.config import RunConfig, migrate, validate_config
 from eastmir.errors import TrainingError
+from eastmir.inputs import InputKind
 from eastmir.losses.alignment import align_by_factors, period_factors
 from eastmir.losses.knowledge_distillation import knowledge_distillation
 from eastmir.losses.prediction import cross_entropy, masked_binary_cross_entropy
@@ -174,7 +175,7 @@ class EastSystem(L.LightningModule):
         front = config.frontend
         self.mask_fill = front.norm_shift / front.norm_scale if self.authors_augment else 0.0  # log 0, normalised
         self.frontend = None
-        if self.input_key == "waveform" and self.student.input_key == "logmel":
+        if self.input_key is InputKind.WAVEFORM and self.student.input_key.reads_logmel:
             self.frontend = LogMelFrontend(config.frontend)
 
         def metrics(test: bool = False):
@@ -233,19 +234,20 @@ class EastSystem(L.LightningModule):
         if self.frontend is None:
             return batch
         partner = batch.get("partner")
-        groups = [g for g in (batch, partner) if isinstance(g, dict) and "logmel" not in g and "waveform" in g]
+        logmel, waveform = InputKind.LOGMEL, InputKind.WAVEFORM
+        groups = [g for g in (batch, partner) if isinstance(g, dict) and logmel not in g and waveform in g]
         if not groups:
             return batch
-        wave = torch.cat([g["waveform"] for g in groups]) if len(groups) > 1 else groups[0]["waveform"]
-        ranges = self._jittered_ranges([len(g["waveform"]) for g in groups], wave.device) if train else None
-        logmel = self.frontend(wave, *ranges) if ranges else self.frontend(wave)
+        wave = torch.cat([g[waveform] for g in groups]) if len(groups) > 1 else groups[0][waveform]
+        ranges = self._jittered_ranges([len(g[waveform]) for g in groups], wave.device) if train else None
+        computed = self.frontend(wave, *ranges) if ranges else self.frontend(wave)
         done = [
-            dict({k: v for k, v in g.items() if k != "waveform"}, logmel=part)
-            for g, part in zip(groups, logmel.split([len(g["waveform"]) for g in groups]))
+            dict({k: v for k, v in g.items() if k != waveform}, logmel=part)
+            for g, part in zip(groups, computed.split([len(g[waveform]) for g in groups]))
         ]
         if partner is not None and len(done) > 1:
             return dict(done[0], partner=done[1])
-        if partner is not None and "logmel" in batch:  # only the partner needed it
+        if partner is not None and logmel in batch:  # only the partner needed it
             return dict(batch, partner=done[0])
         return done[0]
 
@@ -416,7 +418,7 @@ class EastSystem(L.LightningModule):
         return terms["loss"]
 
     def _spec_augment(self, batch: dict[str, Any]) -> dict[str, Any]:
-        if not self.spec_augment or "logmel" not in batch:
+        if not self.spec_augment or InputKind.LOGMEL not in batch:
             return batch
         sa = self.spec_augment
         logmel = batch["logmel"].clone()  # (the loader's tensor may be shared: mask a copy in place)
