@@ -536,7 +536,9 @@ def test_the_scripted_windows_equal_the_exported_ones(time):
 def test_the_exported_model_and_predict_agree_on_every_length(finished, tmp_path, fmt):
     """Before: they disagreed on any length but the training clip's (0.99 on a whole file, 0.27 on a short one)."""
     from eastmir.inference import load_run
-    from eastmir.inference.export import Runner, export, min_samples
+    from eastmir.inference.export import export
+    from eastmir.inference.model import min_samples
+    from eastmir.inference.parity import Runner
     from eastmir.inference.predict import load_student
 
     run = load_run(finished)
@@ -650,7 +652,8 @@ def test_one_process_at_a_time_fills_a_store_collection(small_synth, tmp_path):
 
 def test_a_broken_export_fails_its_parity_check(finished, tmp_path, monkeypatch):
     from eastmir.inference import load_run
-    from eastmir.inference.export import Runner, export
+    from eastmir.inference.export import export
+    from eastmir.inference.parity import Runner
 
     real = Runner.__call__
     monkeypatch.setattr(Runner, "__call__", lambda self, x: real(self, x) + 2e-3)  # off by more than 1e-3
@@ -667,7 +670,8 @@ def test_an_export_that_ignores_its_input_fails_even_on_a_run_whose_outputs_do_n
     import torch
 
     from eastmir.inference import load_run
-    from eastmir.inference.export import Runner, export
+    from eastmir.inference.export import export
+    from eastmir.inference.parity import Runner
 
     run = load_run(finished)
     with torch.no_grad():

@@ -401,7 +401,7 @@ def test_paths_that_are_not_files_are_named_as_what_they_are(tmp_path):
         details = {row["file"]: row["detail"] for row in csv.DictReader(fh)}
     assert details["audio/x.wav"].endswith("is a folder, not a file")
     assert details["audio/pipe.wav"].endswith("is not a regular file (a pipe (FIFO))")
-    from eastmir.inference.predict import expand_inputs
+    from eastmir.inference.files import expand_inputs
 
     files, failures = expand_inputs(["/dev/zero", str(tmp_path / "audio" / "pipe.wav"), str(tmp_path / "no.wav")])
     reasons = [f.reason for f in failures]

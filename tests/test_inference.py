@@ -14,7 +14,9 @@ from eastmir.cli import main
 from eastmir.config import load_config
 from eastmir.errors import RunError
 from eastmir.folding import fold_batchnorm
-from eastmir.inference.export import Runner, export, inference_model
+from eastmir.inference.export import export
+from eastmir.inference.model import inference_model
+from eastmir.inference.parity import Runner
 from eastmir.inference.run import LoadedRun
 from eastmir.outputs import Outputs
 from eastmir.registry import STUDENTS
@@ -221,7 +223,8 @@ def test_int8_export_reports_its_test_map_change(trained, tmp_path, capsys):
 
     ops = {node.op_type for node in onnx.load(str(tmp_path / "q.onnx")).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # static (QDQ): activations quantised too
-    from eastmir.inference.export import INT8_TOLERANCE, Runner
+    from eastmir.inference.calibration import INT8_TOLERANCE
+    from eastmir.inference.parity import Runner
 
     audio = np.random.default_rng(5).standard_normal((1, 16000 * 3)).astype(np.float32) * 0.2
     int8 = Runner(tmp_path / "q.onnx")(audio)
@@ -261,9 +264,9 @@ def test_int8_export_reports_its_test_map_change(trained, tmp_path, capsys):
 
 
 def test_a_broken_int8_export_fails_its_parity_check(trained, tmp_path, monkeypatch):
-    from eastmir.inference import export as export_module
+    from eastmir.inference import model as model_module
 
-    real = export_module.int8_student
+    real = model_module.int8_student
 
     def broken(run, purpose):  # a quantisation that moved the classifier: the check must see it
         student = real(run, purpose)
@@ -271,7 +274,7 @@ def test_a_broken_int8_export_fails_its_parity_check(trained, tmp_path, monkeypa
             student.head.bias.add_(2.0)
         return student
 
-    monkeypatch.setattr(export_module, "int8_student", broken)
+    monkeypatch.setattr(model_module, "int8_student", broken)
     with pytest.raises(RunError, match="differs from predict"):
         export(load_run(trained), "torchscript", tmp_path / "bad.pt", "int8")
 
@@ -285,7 +288,7 @@ def int8_convolutions(model):
 
 def test_int8_prediction_is_close_to_float32_and_refused_without_training_clips(trained, tmp_path, capsys):
     audio = np.random.default_rng(3).standard_normal(16000 * 5).astype(np.float32) * 0.1
-    from eastmir.inference.export import INT8_TOLERANCE
+    from eastmir.inference.calibration import INT8_TOLERANCE
 
     exact = load_student(trained, precision="float32").predict(audio, 16000)
     int8 = load_student(trained, precision="int8")
@@ -391,7 +394,7 @@ def test_bf16_prediction_is_close_to_float32_and_chosen_only_where_the_cpu_has_b
 
 def test_complexity_counts_the_multiply_accumulates_a_hand_count_gives():
     from eastmir.inference.complexity import Row, count_macs
-    from eastmir.inference.export import InferenceModel
+    from eastmir.inference.model import InferenceModel
 
     frontend = STUDENTS.get("mobile_fcn").complexity_frontend
     student = STUDENTS.build("mobile_fcn", num_classes=20, n_mels=96).eval()

@@ -14,7 +14,8 @@ from eastmir import load_student
 from eastmir.audio import load_audio
 from eastmir.cli import main
 from eastmir.errors import RunError
-from eastmir.inference.predict import Failure, choose_device, default_workers
+from eastmir.inference.devices import choose_device
+from eastmir.inference.files import Failure, default_workers
 
 NO_CUDA = not torch.cuda.is_available()
 

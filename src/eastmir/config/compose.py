@@ -21,7 +21,6 @@ directory.
 
 from __future__ import annotations
 
-import copy
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -30,32 +29,13 @@ from typing import Any
 
 import yaml
 
+from eastmir.config.merge import deep_merge
 from eastmir.config.rules import teacher_section, validate_config
 from eastmir.config.schema import RunConfig
 from eastmir.errors import ConfigError, UnknownNameError, did_you_mean
 from eastmir.registry import STUDENTS
 
 PLACEHOLDER = re.compile(r"\{(workdir|data_root|recipe|teacher)\}")
-
-
-def deep_merge(base: dict, override: dict) -> dict:
-    """Merge ``override`` into ``base``. A mapping naming another component
-    (a different ``name:``, e.g. another student) replaces the base mapping
-    instead of being merged into it, so no stale keyword leaks across."""
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        old = out.get(key)
-        renamed = (
-            isinstance(value, dict)
-            and isinstance(old, dict)
-            and "name" in value
-            and old.get("name", value["name"]) != value["name"]
-        )
-        if isinstance(value, dict) and isinstance(old, dict) and not renamed:
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 def shipped_config_dir() -> Path:

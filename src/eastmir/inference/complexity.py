@@ -45,8 +45,10 @@ from pathlib import Path
 import torch
 
 from eastmir.folding import optimise_for_inference
-from eastmir.inference.export import InferenceModel, quantize_static_int8, quiet_export
+from eastmir.inference.calibration import quantize_static_int8
+from eastmir.inference.model import InferenceModel
 from eastmir.inference.predict import bf16_capability
+from eastmir.inference.quiet import quiet_export
 from eastmir.outputs import Outputs
 from eastmir.registry import STUDENTS
 
@@ -69,8 +71,8 @@ BACKENDS = (
     "TorchScript",
     "ONNX Runtime",
     "ONNX Runtime int8",
-    *GPU_BACKENDS,
 )
+ALL_BACKENDS = (*BACKENDS, *GPU_BACKENDS)  # the table's columns; the GPU's only where measured (--device cuda)
 
 
 @dataclass
@@ -155,7 +157,7 @@ def on_device(model: torch.nn.Module, x: torch.Tensor, device: torch.device) -> 
     under bf16 autocast, each call synchronised so its time is the device's."""
     if device.type == "cpu":
         return {}
-    from eastmir.inference.predict import full_float32
+    from eastmir.inference.devices import full_float32
 
     gpu, gx = copy.deepcopy(model).to(device).eval(), x.to(device)
 
@@ -174,7 +176,7 @@ def on_device(model: torch.nn.Module, x: torch.Tensor, device: torch.device) -> 
 def student_row(name: str, threads: int, workdir: Path, device: torch.device | None = None) -> Row:
     """One student, waveform → probabilities, with the options and front end its class declares."""
     cls = STUDENTS.get(name)
-    frontend = cls.complexity_frontend if cls.input_key == "logmel" else None
+    frontend = cls.complexity_frontend if cls.input_key.reads_logmel else None
     torch.manual_seed(0)
     student = STUDENTS.build(name, num_classes=20, **cls.complexity_options).eval()
     rate = frontend.sample_rate if frontend else 16000
@@ -281,7 +283,7 @@ def measure(
 ) -> list[Row]:
     """Build every contender, then time them all interleaved (:func:`interleaved`) with ``threads`` pinned;
     ``device`` ``cuda`` (or ``auto`` on a machine with one) adds each student on the GPU, float32 and bf16."""
-    from eastmir.inference.predict import choose_device
+    from eastmir.inference.devices import choose_device
 
     check_students(students)
     where = choose_device(device)
@@ -316,7 +318,7 @@ def markdown(rows: list[Row], threads: int) -> str:
         return f"{r.speed[b]:.1f} ({r.fastest.get(b, r.speed[b]):.1f})" + (f", {rate:.1f} GFLOP/s" if rate else "")
 
     how = MEASURED
-    shown = [b for b in BACKENDS if b not in GPU_BACKENDS or any(b in r.speed for r in rows)]
+    shown = [b for b in ALL_BACKENDS if b not in GPU_BACKENDS or any(b in r.speed for r in rows)]
     lines = [
         f"Batch 1, {threads} thread(s) pinned; every contender timed interleaved, round by round, in this run "
         f"({how.get('rounds', '?')} rounds; 1-minute load average {how.get('load_before', float('nan')):.2f} before, "
@@ -354,7 +356,7 @@ def markdown(rows: list[Row], threads: int) -> str:
     table2 = [r for r in rows if r.kind == "student (log-mel only)"]
     if table2:
         lines += ["", "On a 128 × 1000 log-mel (the paper's Table 2), each backend against the authors' way:", ""]
-        others = [b for b in BACKENDS[1:] if any(b in r.speed for r in table2)]
+        others = [b for b in ALL_BACKENDS[1:] if any(b in r.speed for r in table2)]
         lines += [
             "| student | the authors' way (it/s) | " + " | ".join(f"× {b}" for b in others) + " |",
             "|---|---:|" + "---:|" * len(others),
@@ -368,15 +370,17 @@ def markdown(rows: list[Row], threads: int) -> str:
 def write_csv(rows: list[Row], path: str | Path, outputs: Outputs | None = None) -> None:
     fh = io.StringIO(newline="")
     writer = csv.writer(fh)
-    head = ["model", "kind", "parameters", "macs", "input", *BACKENDS]
-    writer.writerow([*head, *(f"{b} (fastest)" for b in BACKENDS), *(f"{b} (GFLOP/s)" for b in BACKENDS)])
+    columns = [b for b in ALL_BACKENDS if b in BACKENDS or any(b in r.speed for r in rows)]
+    head = ["model", "kind", "parameters", "macs", "input", *columns]
+    writer.writerow([*head, *(f"{b} (fastest)" for b in columns), *(f"{b} (GFLOP/s)" for b in columns)])
     for r in rows:
-        speeds = [r.speed.get(b) for b in BACKENDS] + [r.fastest.get(b) for b in BACKENDS]
-        writer.writerow([r.name, r.kind, r.parameters, r.macs, r.input, *speeds, *(r.gflops(b) for b in BACKENDS)])
+        speeds = [r.speed.get(b) for b in columns] + [r.fastest.get(b) for b in columns]
+        writer.writerow([r.name, r.kind, r.parameters, r.macs, r.input, *speeds, *(r.gflops(b) for b in columns)])
     (outputs or Outputs()).write(path, fh.getvalue(), "--csv")
 
 
 __all__ = [
+    "ALL_BACKENDS",
     "AUTHORS_WAY",
     "BACKENDS",
     "GPU",

@@ -19,28 +19,25 @@ the same outputs up to float rounding, 4× faster for Mobile FCN on this CPU.
 
 from __future__ import annotations
 
-import glob
-import os
-import re
 import warnings
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from eastmir.audio import AudioDecodeError, AudioQualityWarning, FrontendConfig, LogMelFrontend, load_audio
+from eastmir.audio import AudioDecodeError, AudioQualityWarning, LogMelFrontend
 from eastmir.errors import RunError
 from eastmir.folding import optimise_for_inference
-from eastmir.inference.export import CALIBRATION_CLIPS, int8_student, min_samples
+from eastmir.inference.calibration import CALIBRATION_CLIPS, int8_student
+from eastmir.inference.devices import choose_device, full_float32
+from eastmir.inference.files import DecodedFiles, Failure, _as_is
+from eastmir.inference.model import min_samples
 from eastmir.inference.run import LoadedRun, load_run
 from eastmir.inference.windows import HOP_FRACTION, cut, starts
-from eastmir.paths import path_kind, regular_file_problem
 
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".opus"}
 AGGREGATIONS = ("mean", "max")
 
 
@@ -81,19 +78,13 @@ class Prediction:
 
 
 @dataclass
-class Failure:
-    source: str
-    reason: str
-
-
-@dataclass
 class TrainedStudent:
     """A trained student ready to predict; build it with :func:`load_student`. ``precision``: ``float32``;
     ``bf16`` (the student under bfloat16 autocast: on a CPU with bf16 instructions, :func:`bf16_capability`,
     1.5–2× faster; probabilities within about 1e-2 of float32); or ``int8`` (its convolution blocks in static
     int8, :mod:`eastmir.inference.int8`, calibrated on 32 of the run's training clips, which must be on this
     machine: 3–4× faster than float32 on a CPU with VNNI; probabilities within
-    :data:`~eastmir.inference.export.INT8_TOLERANCE` of float32 on the tests' runs)."""
+    :data:`~eastmir.inference.calibration.INT8_TOLERANCE` of float32 on the tests' runs)."""
 
     run: LoadedRun
     fast: bool = True
@@ -107,7 +98,7 @@ class TrainedStudent:
         self.device = choose_device(self.device)
         if self.precision == "int8" and self.device.type != "cpu":
             raise RunError("--precision int8 runs on the CPU only (PyTorch's int8 kernels); use --device cpu")
-        if self.run.input_key == "embedding":
+        if not self.run.input_key.from_audio:
             raise RunError(
                 f"{self.run.directory} is a TeacherLR run: it reads teacher embeddings, so it cannot predict from "
                 "audio alone; predict with a student run"
@@ -115,11 +106,8 @@ class TrainedStudent:
         config = self.run.config
         self.frontend_config = config.frontend
         self.sample_rate = self.frontend_config.sample_rate
-        self.frontend = LogMelFrontend(self.frontend_config) if self.run.input_key == "logmel" else None
-        seconds = self.run.system.hparams.get("clip_seconds") or config.data.clip_seconds
-        if not seconds:
-            raise RunError(f"{self.run.directory}: the run does not say its clip length; set data.clip_seconds")
-        self.clip_seconds = float(seconds)
+        self.frontend = LogMelFrontend(self.frontend_config) if self.run.input_key.reads_logmel else None
+        self.clip_seconds = self.run.clip_seconds
         self.window = self._length(round(self.clip_seconds * self.sample_rate))
         self.minimum = min_samples(self.run)  # the exported model's too
         self.pad = self.frontend_config.silence if self.frontend is not None else 0.0
@@ -273,80 +261,6 @@ class TrainedStudent:
         yield from flush()
 
 
-class DecodedFiles(Dataset):
-    """Files decoded and resampled to ``sample_rate`` (:func:`~eastmir.audio.load_audio`), one per item, for a
-    loader's worker processes: ``(path, audio (samples,) or None, the problem or None, warnings)``; a file that
-    cannot be read is a problem, not an exception, and its warnings travel back to be shown once, in order."""
-
-    def __init__(self, files: list[str], sample_rate: int, frontend: FrontendConfig | None) -> None:
-        self.files, self.sample_rate, self.frontend = files, sample_rate, frontend
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, i: int) -> tuple[str, np.ndarray | None, str | None, list[str]]:
-        path = self.files[i]
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", AudioQualityWarning)
-            try:
-                audio, problem = load_audio(path, self.sample_rate, self.frontend), None
-            except AudioDecodeError as err:
-                audio, problem = None, str(err)
-        return path, audio, problem, [str(w.message) for w in caught if issubclass(w.category, AudioQualityWarning)]
-
-
-def default_workers() -> int:
-    """Decoding processes for ``predict`` when not told: none on 2 cores or fewer (the student needs them),
-    else half the cores, at most 8."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return 0 if cores <= 2 else min(8, cores // 2)
-
-
-def _as_is(item):
-    """The loader's item unchanged (no conversion of the arrays to tensors)."""
-    return item
-
-
-@contextmanager
-def full_float32(device: torch.device) -> Iterator[None]:
-    """On a CUDA device, cuDNN and cuBLAS in true float32 (no TF32) for the block; elsewhere nothing."""
-    if device.type != "cuda":
-        yield
-        return
-    before = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
-            yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = before
-
-
-DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
-
-
-def choose_device(asked: str | torch.device = "auto") -> torch.device:
-    """The device to predict on: ``cpu``, ``cuda`` (or ``cuda:N``), or ``auto`` (a CUDA device when torch sees
-    one, else the CPU); a CUDA device torch cannot use is a one-line :class:`RunError`."""
-    if isinstance(asked, torch.device):
-        return asked
-    if not DEVICE.match(str(asked)):
-        raise RunError(f"--device must be auto, cpu, cuda or cuda:N, got {asked!r}")
-    if asked == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(asked)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            build = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
-            raise RunError(
-                f"--device {asked}: torch {torch.__version__} ({build}) sees no CUDA device; use --device cpu, or "
-                "install a CUDA build of torch (README: On a GPU)"
-            )
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise RunError(f"--device {asked}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    return device
-
-
 def load_student(
     path: str | Path, fast: bool = True, precision: str = "float32", device: str | torch.device = "cpu"
 ) -> TrainedStudent:
@@ -396,29 +310,3 @@ def choose_precision(asked: str = "float32", device: torch.device | None = None)
     if asked == "float32":
         return asked, f"predicting in float32{where} (--precision bf16 or int8 for speed)"
     return asked, f"predicting in {asked}{where}"
-
-
-def expand_inputs(arguments: Iterable[str]) -> tuple[list[Path], list[Failure]]:
-    """Files, folders (their audio files, recursively, sorted) and globs → audio files, and what matched nothing."""
-    files: list[Path] = []
-    missing: list[Failure] = []
-    for argument in arguments:
-        path = Path(argument)
-        kind = path_kind(path)
-        if kind == "a folder":
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
-            if not found:
-                suffixes = ", ".join(sorted(AUDIO_SUFFIXES))
-                missing.append(Failure(argument, f"{argument}: a folder with no audio files in it ({suffixes})"))
-            files += found
-        elif kind is None:
-            files.append(path)
-        elif kind != "missing":
-            missing.append(Failure(argument, f"{argument}: {regular_file_problem(path)}"))
-        else:
-            matched = sorted(Path(p) for p in glob.glob(argument, recursive=True) if Path(p).is_file())
-            if matched:
-                files += matched
-            else:
-                missing.append(Failure(argument, f"{argument}: no such file, folder or match"))
-    return files, missing
