@@ -40,7 +40,8 @@ def test_one_build_loop_decodes_audio():
     """The decode / skip / record-failures loop existed twice (features and extract)."""
     callers = {p.name for p in LIBRARY if "load_audio(" in p.read_text() and p.name != "audio.py"}
     # features and teachers hand load_audio to data.store.fill as the reader; inference reads what it predicts
-    assert callers <= {"features.py", "base.py", "predict.py", "export.py"}
+    # (predict's files are decoded in inference/files.py; export's calibration and parity clips in their modules)
+    assert callers <= {"features.py", "base.py", "files.py", "calibration.py", "parity.py"}
     loops = [p.name for p in LIBRARY if "failures_file" in p.read_text()]
     assert "store.py" in loops
 
@@ -66,8 +67,11 @@ def test_below_the_command_line_no_module_indexes_a_config_with_a_string_key():
     Now a frozen RunConfig is passed down; plain dicts stay at the edges: the command line, and the config
     package's input side, which composes YAML (config/compose.py) and validates it into a RunConfig
     (config/rules.py)."""
-    edges = {"cli.py", "compose.py", "rules.py"}
-    offenders = [hit for p in LIBRARY if p.name not in edges for hit in _string_key_lookups(p)]
+    edges = {"compose.py", "rules.py"}
+    command_line = ROOT / "src" / "eastmir" / "cli"
+    offenders = [
+        hit for p in LIBRARY if p.name not in edges and command_line not in p.parents for hit in _string_key_lookups(p)
+    ]
     assert not offenders
     assert _string_key_lookups(ROOT / "src" / "eastmir" / "config" / "compose.py")  # the check finds them
 
@@ -106,3 +110,4 @@ def test_the_repository_cites_only_its_own_documents():
     assert not offenders, offenders
     for name in ("architecture.md", "method.md", "studies.md"):
         assert (ROOT / "docs" / name).is_file()
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 400  # the user's guide; the detail is in docs/
