@@ -157,29 +157,36 @@ def test_compiled_student_with_inductor_gives_the_eager_losses_and_gradients(tmp
 
 
 def compare_compiled(tmp_path, backend: str) -> None:
+    """The same system eager and compiled, in float64 so that float rounding cannot hide a real difference (in
+    float32 the first layer's gradient differs by about 1e-3 relative after a dozen BatchNorm backward passes
+    summed in another order; in float64 the two agree to about 1e-13, i.e. they compute the same thing)."""
     config = load_config(
         "synth/east_final", ["data.clip_seconds=2.0", "student.dropout=0", "trainer.compile=default"], workdir=tmp_path
     )
     torch.manual_seed(0)
-    eager = EastSystem(config, 10, embedding_dim=64, clip_seconds=2.0).train()
+    eager = EastSystem(config, 10, embedding_dim=64, clip_seconds=2.0).train().double()
     compiled = copy.deepcopy(eager)
     compiled.compile_student("default", backend=backend)
     g = torch.Generator().manual_seed(1)
     batch = {
-        "logmel": torch.randn(8, 96, 201, generator=g),
-        "embedding": torch.randn(8, 1, 64, generator=g),
-        "targets": (torch.rand(8, 10, generator=g) < 0.3).float(),
+        "logmel": torch.randn(8, 96, 201, generator=g, dtype=torch.float64),
+        "embedding": torch.randn(8, 1, 64, generator=g, dtype=torch.float64),
+        "targets": (torch.rand(8, 10, generator=g) < 0.3).double(),
         "mask": torch.ones(8, 10, dtype=torch.bool),
     }
     a, b = eager.losses(batch), compiled.losses(batch)
     assert set(a) == set(b)
     for key in a:
-        assert torch.allclose(a[key], b[key], rtol=1e-4, atol=1e-6), key
+        assert torch.allclose(a[key], b[key], rtol=1e-10, atol=1e-12), key
     a["loss"].backward()
     b["loss"].backward()
-    for (name, p), q in zip(eager.student.named_parameters(), compiled.student.parameters()):
-        if p.grad is not None:
-            assert torch.allclose(p.grad, q.grad, rtol=1e-3, atol=1e-5), name
+    pairs = [
+        (p.grad, q.grad)
+        for p, q in zip(eager.student.parameters(), compiled.student.parameters())
+        if p.grad is not None
+    ]
+    difference = sum(((x - y) ** 2).sum() for x, y in pairs) ** 0.5
+    assert difference <= 1e-9 * sum((x**2).sum() for x, _ in pairs) ** 0.5
     assert list(eager.state_dict()) == list(compiled.state_dict())  # checkpoints load either way
 
 
