@@ -22,6 +22,7 @@ Teachers know nothing of the store or the data module; the pipeline drives them.
 
 from __future__ import annotations
 
+import itertools
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
@@ -101,7 +102,8 @@ class Teacher(TeacherSource, nn.Module):
     @torch.no_grad()
     def embed_arrays(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         """Waveforms of any lengths → one embedding each; waveforms of equal length share a call of :meth:`embed`."""
-        device = next(self.parameters()).device
+        tensors = itertools.chain(self.parameters(), self.buffers())  # a teacher may have no weights (pure DSP)
+        device = next(tensors, torch.zeros(0)).device
         out: list[np.ndarray | None] = [None] * len(arrays)
         groups: dict[int, list[int]] = {}
         for i, array in enumerate(arrays):
