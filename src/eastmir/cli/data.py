@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from eastmir.cli.parsers import Parents
+from eastmir.cli.parsers import Parents, add_settings
 
 
 def add(sub: argparse._SubParsersAction, parents: Parents) -> None:
@@ -16,15 +16,7 @@ def add(sub: argparse._SubParsersAction, parents: Parents) -> None:
     prep.add_argument(
         "--download", action="store_true", help="fetch, verify and extract the official archives into --root first"
     )
-    prep.add_argument(
-        "--set",
-        dest="overrides",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="KEY=VALUE",
-        help="dataset options, e.g. n_clips=200 clip_seconds=3",
-    )
+    add_settings(prep, "dataset options, e.g. n_clips=200 clip_seconds=3")
 
 
 def run(args: argparse.Namespace) -> None:

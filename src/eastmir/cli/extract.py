@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from eastmir.cli.parsers import Parents, workdir_path
+from eastmir.cli.parsers import Parents, add_settings, workdir_path
 from eastmir.config.arguments import cli_type
 from eastmir.numbers import BatchSize, Count, Workers
 
@@ -19,15 +19,7 @@ def add(sub: argparse._SubParsersAction, parents: Parents) -> None:
         "--teacher", required=True, help="aisfx, musicnn, precomputed, … (`eastmir teachers`); a+b: an ensemble"
     )
     ext.add_argument("--dataset", required=True, help="a prepared dataset folder (holding manifest.json)")
-    ext.add_argument(
-        "--set",
-        dest="overrides",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="KEY=VALUE",
-        help="teacher options, e.g. path=DIR dim=128 for precomputed",
-    )
+    add_settings(ext, "teacher options, e.g. path=DIR dim=128 for precomputed")
     ext.add_argument("--cache-dir", help="the store (default: <workdir>/cache)")
     ext.add_argument("--weights-dir", help="folder with the teacher's weight file or wheel (offline use)")
     ext.add_argument("--batch-size", type=cli_type(BatchSize), default=8, help="clips per batch")

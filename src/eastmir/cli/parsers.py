@@ -26,6 +26,13 @@ class Parents(NamedTuple):
     overwrite: argparse.ArgumentParser
 
 
+def add_settings(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--set KEY=VALUE …`` (repeatable, extending in order) on ``parser``, into ``args.overrides``."""
+    parser.add_argument(
+        "--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE", help=help
+    )
+
+
 def parents() -> Parents:
     """The parent parsers commands take their shared options from."""
     common = Parser(add_help=False)
@@ -48,14 +55,9 @@ def parents() -> Parents:
         "--config may be given several times",
     )
     sets = Parser(add_help=False)
-    sets.add_argument(
-        "--set",
-        dest="overrides",
-        nargs="+",
-        action="extend",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override config values, e.g. trainer.max_epochs=5 data.root=DIR; --set may be given several times, "
+    add_settings(
+        sets,
+        "override config values, e.g. trainer.max_epochs=5 data.root=DIR; --set may be given several times, "
         "applied in order (a key set twice: the last wins)",
     )
     overwrite = Parser(add_help=False)
