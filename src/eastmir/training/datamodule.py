@@ -235,8 +235,8 @@ class ClipDataModule(L.LightningDataModule):
 
     def _on_gpu(self) -> bool:
         """Whether the trainer this module serves runs on a CUDA device."""
-        trainer = getattr(self, "trainer", None)
-        return trainer is not None and trainer.strategy.root_device.type == "cuda"
+        device = getattr(getattr(getattr(self, "trainer", None), "strategy", None), "root_device", None)
+        return device is not None and device.type == "cuda"
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True)
