@@ -117,19 +117,5 @@ def jittered_ranges(
         lo = fmin + (2 * u[:, 0] - 1) * fmin_jitter
         hi = fmax + (2 * u[:, 1] - 1) * fmax_jitter
     lo = lo.clamp(0.0, nyquist)
-    hi = torch.minimum(torch.maximum(hi, lo + 1.0), torch.tensor(float(nyquist), dtype=torch.float64))
+    hi = torch.maximum(hi, lo + 1.0).clamp(max=nyquist)
     return lo, hi
-
-
-def jittered_range(
-    fmin: float,
-    fmax: float,
-    fmin_jitter: float,
-    fmax_jitter: float,
-    nyquist: float,
-    generator: torch.Generator | None = None,
-    inward: bool = False,
-) -> tuple[float, float]:
-    """One range of :func:`jittered_ranges`, as floats."""
-    lo, hi = jittered_ranges(1, fmin, fmax, fmin_jitter, fmax_jitter, nyquist, generator, inward)
-    return float(lo[0]), float(hi[0])
