@@ -37,9 +37,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from eastmir import pipeline
-from eastmir.audio import FrontendConfig, LogMelFrontend, load_audio, resample
+from eastmir.audio import load_audio, resample
 from eastmir.data.features import build_logmels
 from eastmir.data.store import Store
+from eastmir.frontend import FrontendConfig, LogMelFrontend
 from eastmir.training.augment import mixup, spec_augment
 from eastmir.training.datamodule import ClipDataModule
 from timing import machine, round_by_round

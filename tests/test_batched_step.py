@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from eastmir.audio import FrontendConfig, LogMelFrontend, mel_filterbank, mel_filterbanks
 from eastmir.config import load_config
+from eastmir.frontend import FrontendConfig, LogMelFrontend, mel_filterbank, mel_filterbanks
 from eastmir.training.augment import jittered_ranges, spec_augment
 from eastmir.training.system import EastSystem
 

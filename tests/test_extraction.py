@@ -67,8 +67,8 @@ def test_a_resume_ending_with_a_batch_of_one_writes_the_same_bytes(one_process, 
 def test_log_mels_do_not_depend_on_the_thread_count(small_synth, tmp_path):
     import torch
 
-    from eastmir.audio import FrontendConfig
     from eastmir.data.features import build_logmels
+    from eastmir.frontend import FrontendConfig
 
     frontend = FrontendConfig(sample_rate=16000, n_mels=96)
     here, report = build_logmels(small_synth, Store(tmp_path / "here"), frontend, progress=False)
@@ -113,8 +113,8 @@ def test_every_entry_is_computed_alone_on_one_thread(small_synth, aisfx_teacher,
 
     import torch
 
-    from eastmir.audio import FrontendConfig
     from eastmir.data.features import LogMels, build_logmels
+    from eastmir.frontend import FrontendConfig
 
     calls: list[tuple[int, int, int]] = []
     embed, logmels = aisfx_teacher.embed_arrays, LogMels.__call__

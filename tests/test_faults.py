@@ -396,8 +396,8 @@ def test_a_read_only_store_that_holds_every_entry_still_serves_them(small_synth,
     """Before: filling a complete read-only store removed a failures.json that was not there, and crashed."""
     from pathlib import Path
 
-    from eastmir.audio import FrontendConfig
     from eastmir.data.features import build_logmels
+    from eastmir.frontend import FrontendConfig
 
     build_logmels(small_synth, store, FrontendConfig(), progress=False)
 
@@ -575,10 +575,10 @@ def test_a_file_replaced_with_its_size_and_mtime_restored_is_not_served_a_stale_
     file's log-mel (4.24 away from the new audio's), and `features --verify` agreed."""
     import shutil
 
-    from eastmir.audio import FrontendConfig, LogMelFrontend
     from eastmir.data.features import build_logmels
     from eastmir.data.manifest import load_manifest
     from eastmir.data.store import Store, read_entry
+    from eastmir.frontend import FrontendConfig, LogMelFrontend
 
     root = tmp_path / "copy"
     shutil.copytree(small_synth.root, root)
@@ -602,10 +602,10 @@ def test_prepare_records_each_file_s_content_and_a_moved_dataset_keeps_its_entri
     import hashlib
     import shutil
 
-    from eastmir.audio import FrontendConfig
     from eastmir.data.features import build_logmels
     from eastmir.data.manifest import load_manifest
     from eastmir.data.store import Store
+    from eastmir.frontend import FrontendConfig
 
     for clip in small_synth.clips[:5]:
         blob = small_synth.audio_file(clip).read_bytes()
@@ -633,10 +633,10 @@ def test_an_unusable_cache_folder_is_one_line(small_synth, tmp_path, monkeypatch
 
 
 def test_one_process_at_a_time_fills_a_store_collection(small_synth, tmp_path):
-    from eastmir.audio import FrontendConfig
     from eastmir.data.features import build_logmels, logmel_producer
     from eastmir.data.store import Store
     from eastmir.errors import StoreError
+    from eastmir.frontend import FrontendConfig
 
     store = Store(tmp_path / "cache")
     collection = store.collection(logmel_producer(FrontendConfig()))

@@ -352,9 +352,9 @@ def test_a_file_size_limit_is_the_file_too_large_line(tmp_path):
 
 def test_a_complete_store_is_read_without_the_building_lock(small_synth, store):
     """fit on a complete store on a read-only file system, or beside another fit: it only reads."""
-    from eastmir.audio import FrontendConfig
     from eastmir.data.features import build_logmels, logmel_producer
     from eastmir.filelock import hold
+    from eastmir.frontend import FrontendConfig
 
     build_logmels(small_synth, store, FrontendConfig(), progress=False)
     folder = store.collection(logmel_producer(FrontendConfig())).folder
@@ -425,7 +425,8 @@ def test_a_narrow_band_recording_is_told_how_many_mel_bands_are_empty(short_run,
     assert main(["predict", str(short_run), str(tmp_path / "phone.wav"), "--no-progress"]) == 0
     err = capsys.readouterr().err
     assert "eastmir: warning: " in err and "recorded at 8000 Hz" in err and "bands are empty" in err
-    from eastmir.audio import FrontendConfig, band_limit_note
+    from eastmir.audio import band_limit_note
+    from eastmir.frontend import FrontendConfig
 
     assert band_limit_note("x", 16000, FrontendConfig()) is None
     empty = int(band_limit_note("x", 8000, FrontendConfig(fmax=8000.0)).split(": ")[-1].split(" of ")[0])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from eastmir.audio import FrontendConfig, LogMelFrontend, mel_filterbank
+from eastmir.frontend import FrontendConfig, LogMelFrontend, mel_filterbank
 from eastmir.losses.cosine_distance_difference import CosineDistanceDifference
 from eastmir.losses.distance_correlation import DistanceCorrelationLoss
 from eastmir.losses.knowledge_distillation import knowledge_distillation

@@ -9,20 +9,20 @@ import pytest
 import soundfile as sf
 
 from eastmir import pipeline
-from eastmir.audio import FrontendConfig, LogMelFrontend, load_audio
+from eastmir.audio import load_audio
 from eastmir.data.features import build_logmels
+from eastmir.data.fill import SourceItem, fill
 from eastmir.data.store import (
     Producer,
-    SourceItem,
     Store,
     check_array,
     entry_shape,
-    fill,
     read_entry,
     source_key,
     write_entry,
 )
 from eastmir.errors import SourceError, StoreError
+from eastmir.frontend import FrontendConfig, LogMelFrontend
 
 
 def test_entry_round_trip_and_plain_numpy_can_read_it(tmp_path):

@@ -39,11 +39,11 @@ def test_store_entry_paths_are_spelled_in_one_place():
 def test_one_build_loop_decodes_audio():
     """The decode / skip / record-failures loop existed twice (features and extract)."""
     callers = {p.name for p in LIBRARY if "load_audio(" in p.read_text() and p.name != "audio.py"}
-    # features and teachers hand load_audio to data.store.fill as the reader; inference reads what it predicts
+    # features and teachers hand load_audio to data.fill.fill as the reader; inference reads what it predicts
     # (predict's files are decoded in inference/files.py; export's calibration and parity clips in their modules)
     assert callers <= {"features.py", "base.py", "files.py", "calibration.py", "parity.py"}
     loops = [p.name for p in LIBRARY if "failures_file" in p.read_text()]
-    assert "store.py" in loops
+    assert "fill.py" in loops
 
 
 def _string_key_lookups(path: Path) -> list[str]:

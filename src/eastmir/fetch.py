@@ -49,7 +49,7 @@ class FetchError(EastmirError):
 
 def part_name(path: Path) -> Path:
     """The temporary name :func:`atomic_write` writes ``path`` under: ``.<name>.<pid>-<thread>.part`` beside it
-    (:func:`eastmir.data.store.remove_stale_parts` removes those of a process that died)."""
+    (:func:`remove_stale_parts` removes those of a process that died)."""
     return path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.part")
 
 
@@ -245,3 +245,22 @@ def _total(response, offset: int) -> int | None:
         return int(content_range.rsplit("/", 1)[1])
     length = response.headers.get("Content-Length")
     return offset + int(length) if length is not None else None
+
+
+def remove_stale_parts(folder: Path) -> None:
+    """Delete the temporary files of writers that died (``kill -9``) before renaming them."""
+    for part in folder.glob(".*.part"):
+        pid = part.name.rsplit(".", 2)[-2].split("-")[0]  # .<name>.<pid>-<thread>.part
+        if pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):  # (a read-only store keeps them; they are never read)
+                part.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid != 0

@@ -13,7 +13,7 @@ from typing import Protocol
 
 
 class FrameGeometry(Protocol):
-    """What a log-mel front end tells about its frames (:class:`eastmir.audio.FrontendConfig` is one)."""
+    """What a log-mel front end tells about its frames (:class:`eastmir.frontend.FrontendConfig` is one)."""
 
     silence: float
 

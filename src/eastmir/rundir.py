@@ -31,6 +31,7 @@ import contextlib
 import hashlib
 import json
 import re
+import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -241,6 +242,20 @@ class RunDirectory:
         self.path.mkdir(parents=True, exist_ok=True)
         blob = {"config": _comparable(config), "data": data, "manifest": manifest}
         atomic_write(self.fingerprint_file, json.dumps(blob, indent=1, sort_keys=True, default=str))
+
+    def record_start(self, config: dict[str, Any], data: str, manifest: str | None, written: dict[str, Any]) -> None:
+        """Record what a run trains with: its fingerprint (``config``, the ``data`` digest, the dataset
+        ``manifest``'s sha256) and ``config.yaml`` (``written``: every value the run uses, the clip length the
+        manifest chose too)."""
+        self.write_fingerprint(config, data, manifest)
+        self.write_config(written)
+
+    def empty(self) -> None:
+        """Delete what the run directory holds, but the lock this process holds in it."""
+        if self.path.is_dir():
+            for item in self.path.iterdir():
+                if item != self.lock_file:
+                    shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
 
     def _recorded(self) -> dict[str, Any] | None:
         if self.fingerprint_file.is_file():

@@ -24,8 +24,9 @@ def run(args: argparse.Namespace) -> None:
     config = load_config(args.config, args.overrides, workdir=workdir_path(args.workdir))
     manifest = pipeline.open_dataset(config)
     store = pipeline.open_store(config)
-    collection, report = pipeline.features(config, manifest, store, not args.no_progress, verify=args.verify)
-    if collection is None:
+    filled = pipeline.features(config, manifest, store, not args.no_progress, verify=args.verify)
+    if filled is None:
         print("nothing to store: this student reads the teacher embeddings (run `eastmir extract`)")
         return
+    collection, report = filled
     print(f"{collection.producer.kind}: {report.summary(collection)}")

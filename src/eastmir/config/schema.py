@@ -3,7 +3,7 @@
 Built on pydantic (v2): it is the maintained library that validates nested
 typed models with coercion, per-field constraints and error locations,
 validates stdlib dataclasses we already have (the front end's
-:class:`~eastmir.audio.FrontendConfig`), and builds a model from a function
+:class:`~eastmir.frontend.FrontendConfig`), and builds a model from a function
 signature (:mod:`eastmir.config.rules` checks each component's options
 against the code itself). (OmegaConf structured configs cannot type the
 per-component options; jsonargparse would also own the command line.)
@@ -37,9 +37,9 @@ from pydantic import (
     model_validator,
 )
 
-from eastmir.audio import FrontendConfig
 from eastmir.config.merge import deep_merge
 from eastmir.config.versions import ADDED_KEYS, CONFIG_VERSION
+from eastmir.frontend import FrontendConfig
 from eastmir.inputs import InputKind
 from eastmir.numbers import ClipSeconds, Fraction, Seed, Threads, TrainingBatchSize, Workers
 from eastmir.registry import STUDENTS, TEACHERS

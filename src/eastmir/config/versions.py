@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from eastmir.audio import ADDED_DEFAULTS
 from eastmir.errors import ConfigError
+from eastmir.frontend import ADDED_DEFAULTS
 
 CONFIG_VERSION = 3
 # 1: runs saved before config_version existed (eastmir of 2026-11-26); 2: the version is recorded;

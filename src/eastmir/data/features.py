@@ -1,7 +1,7 @@
 """The ``features`` step: the student's input for every clip, in the store.
 
 - ``logmel``: the normalised log-mel ``(mels, frames)`` of the whole clip,
-  keyed by every front-end setting (:class:`~eastmir.audio.FrontendConfig`)
+  keyed by every front-end setting (:class:`~eastmir.frontend.FrontendConfig`)
   and the source file's identity;
 - ``waveform``: the clip decoded to mono float32 ``(samples,)`` at the front
   end's rate, for students with a learnable front end (HCNN) and for a
@@ -16,9 +16,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from eastmir.audio import DECODER, FrontendConfig, LogMelFrontend, load_audio
+from eastmir.audio import DECODER, load_audio
+from eastmir.data.fill import Filled, SourceItem, fill
 from eastmir.data.manifest import Manifest
-from eastmir.data.store import Collection, FillReport, Producer, SourceItem, Store, fill
+from eastmir.data.store import Producer, Store
+from eastmir.frontend import FrontendConfig, LogMelFrontend
 
 # Bump when the computation of an entry changes, so old entries are not reused.
 LOGMEL_REVISION = 2  # 2: computed on one intra-op thread, whatever the process (same bytes everywhere)
@@ -78,7 +80,7 @@ def build_logmels(
     progress: bool = True,
     workers: int = 0,
     verify: bool = False,
-) -> tuple[Collection, FillReport]:
+) -> Filled:
     """Store the log-mel of every clip not stored yet (in ``workers`` processes if > 0).
 
     One clip at a time, so an entry depends on its clip alone (batched BLAS
@@ -97,7 +99,7 @@ def build_logmels(
         workers,
         verify,
     )
-    return collection, report
+    return Filled(collection, report)
 
 
 def build_waveforms(
@@ -108,7 +110,7 @@ def build_waveforms(
     progress: bool = True,
     workers: int = 0,
     verify: bool = False,
-) -> tuple[Collection, FillReport]:
+) -> Filled:
     """Store every clip decoded to mono float32 ``(samples,)`` at ``sample_rate``."""
     collection = store.collection(waveform_producer(sample_rate))
     report = fill(
@@ -123,4 +125,4 @@ def build_waveforms(
         workers,
         verify,
     )
-    return collection, report
+    return Filled(collection, report)

@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 
 from eastmir.errors import ManifestError
-from eastmir.fetch import atomic_write
+from eastmir.fetch import atomic_write, sha256_of
 
-__all__ = ["MANIFEST_NAME", "SPLITS", "Clip", "Manifest", "ManifestError", "load_manifest"]
+__all__ = ["MANIFEST_NAME", "SPLITS", "Clip", "Manifest", "ManifestError", "load_manifest", "manifest_sha256"]
 
 SPLITS = ("train", "valid", "test")
 TASKS = ("multilabel", "single_label")
@@ -88,6 +88,13 @@ class Manifest:
         blob["clips"] = [c.to_json() for c in self.clips]
         atomic_write(path, json.dumps(blob, indent=1))
         return path
+
+
+def manifest_sha256(root: str | Path) -> str | None:
+    """sha256 of the manifest in the dataset folder ``root`` (``None`` where there is none): a finished run
+    records it, so it knows when its dataset changed."""
+    path = Path(root) / MANIFEST_NAME
+    return sha256_of(path) if path.is_file() else None
 
 
 def load_manifest(path: str | Path) -> Manifest:

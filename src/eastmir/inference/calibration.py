@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from eastmir.audio import LogMelFrontend
 from eastmir.errors import RunError
+from eastmir.frontend import LogMelFrontend
 from eastmir.inference.quiet import quiet_export
 from eastmir.inference.run import LoadedRun
 

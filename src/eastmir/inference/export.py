@@ -5,7 +5,7 @@ sample rate, of any length (the time axis is dynamic; at least the student's
 minimum), and returns probabilities ``(batch, classes)`` (sigmoid, or softmax
 for a single-label run) for the whole input it is given: the log-mel front
 end is inside the graph (in ONNX, its spectrum as matrix products,
-:class:`~eastmir.audio.MatmulPowerSpectrum`: ONNX Runtime's STFT operator
+:class:`~eastmir.frontend.MatmulPowerSpectrum`: ONNX Runtime's STFT operator
 took 4× as long),
 BatchNorm is folded into the convolutions. For long recordings, window them as
 ``eastmir predict`` does (the training clip length, half of it as hop) and

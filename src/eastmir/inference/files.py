@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from eastmir.audio import AudioDecodeError, AudioQualityWarning, FrontendConfig, load_audio
+from eastmir.audio import AudioDecodeError, AudioQualityWarning, load_audio
+from eastmir.frontend import FrontendConfig
 from eastmir.paths import path_kind, regular_file_problem
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".opus"}

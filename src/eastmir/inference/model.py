@@ -6,9 +6,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from eastmir.audio import FrontendConfig, LogMelFrontend
 from eastmir.errors import RunError
 from eastmir.folding import optimise_for_inference
+from eastmir.frontend import FrontendConfig, LogMelFrontend
 from eastmir.inference.calibration import int8_student
 from eastmir.inference.run import LoadedRun
 from eastmir.inference.windows import HOP_FRACTION, aggregate, cut, cut_scripted

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from eastmir.audio import LogMelFrontend
 from eastmir.errors import RunError
+from eastmir.frontend import LogMelFrontend
 from eastmir.inference.model import min_samples
 from eastmir.inference.predict import TrainedStudent
 from eastmir.inference.quiet import quiet_export

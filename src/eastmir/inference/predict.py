@@ -28,9 +28,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from eastmir.audio import AudioDecodeError, AudioQualityWarning, LogMelFrontend
+from eastmir.audio import AudioDecodeError, AudioQualityWarning
 from eastmir.errors import RunError
 from eastmir.folding import optimise_for_inference
+from eastmir.frontend import LogMelFrontend
 from eastmir.inference.calibration import CALIBRATION_CLIPS, int8_student
 from eastmir.inference.devices import choose_device, full_float32
 from eastmir.inference.files import DecodedFiles, Failure, _as_is

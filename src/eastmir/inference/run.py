@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
-from eastmir.audio import LogMelFrontend
 from eastmir.config import RunConfig, migrate
 from eastmir.errors import ConfigError, RunError, TrainingError
+from eastmir.frontend import LogMelFrontend
 from eastmir.inputs import InputKind
 from eastmir.rundir import RunDirectory
 from eastmir.training.checkpoints import read_checkpoint

@@ -13,19 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from eastmir.config import TeacherSection
+from eastmir.data.fill import Filled, FillReport, SourceItem, fill, finish_fill, plan_fill
 from eastmir.data.jobs import ExtractionSettings
 from eastmir.data.manifest import Manifest
-from eastmir.data.store import (
-    Collection,
-    FillReport,
-    Producer,
-    SourceItem,
-    Store,
-    combined_key,
-    fill,
-    finish_fill,
-    plan_fill,
-)
+from eastmir.data.store import Producer, Store, combined_key
 from eastmir.registry import TEACHERS
 from eastmir.teachers.base import Teacher, TeacherSource
 
@@ -85,18 +76,14 @@ def build_teacher(section: TeacherSection | dict, weights_dir: str | Path | None
     return TEACHERS.build(section.name, **options)
 
 
-def extract(
-    teacher: TeacherSource, manifest: Manifest, store: Store, batch_size: int = 8, **settings: Any
-) -> tuple[Collection, FillReport]:
+def extract(teacher: TeacherSource, manifest: Manifest, store: Store, batch_size: int = 8, **settings: Any) -> Filled:
     """Store the teacher's embedding of every clip that has none; ``settings`` are those of
     :class:`~eastmir.data.jobs.ExtractionSettings` (``batch_size``, ``on_error``, ``progress``,
     ``workers``, ``devices``, ``strategy``, ``accelerator``, ``num_nodes``)."""
     return extract_with(teacher, manifest, store, ExtractionSettings(batch_size=batch_size, **settings))
 
 
-def extract_with(
-    teacher: TeacherSource, manifest: Manifest, store: Store, settings: ExtractionSettings
-) -> tuple[Collection, FillReport]:
+def extract_with(teacher: TeacherSource, manifest: Manifest, store: Store, settings: ExtractionSettings) -> Filled:
     """:func:`extract` with its settings as one value.
 
     A network teacher runs as a batched prediction job (audio decoded in
@@ -116,10 +103,10 @@ def extract_with(
         report, todo = plan_fill(collection, items)
         if not todo:  # every clip is stored: read only, no lock (a read-only store; runs started together)
             finish_fill(collection, report, settings.on_error)
-            return collection, report
+            return Filled(collection, report)
         with collection.building():
             report = extract_batched(teacher, items, collection, settings)
-        return collection, report
+        return Filled(collection, report)
     report = fill(
         collection,
         items,
@@ -130,12 +117,10 @@ def extract_with(
         settings.progress,
         f"extract {teacher.label}",
     )
-    return collection, report
+    return Filled(collection, report)
 
 
-def extract_ensemble(
-    teacher: Any, members: list[tuple[Collection, FillReport]], store: Store, on_error: str = "raise"
-) -> tuple[Collection, FillReport]:
+def extract_ensemble(teacher: Any, members: list[Filled], store: Store, on_error: str = "raise") -> Filled:
     """Store each clip's ensemble entry, made from its members' entries.
 
     An entry is keyed by its members' entry keys, so it is rebuilt whenever
@@ -161,7 +146,7 @@ def extract_ensemble(
         collection.write(key, entry, f"clip {clip} ({teacher.label} ensemble entry)")
         report.built += 1
     finish_fill(collection, report, on_error)
-    return collection, report
+    return Filled(collection, report)
 
 
 __all__ = [

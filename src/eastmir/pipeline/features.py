@@ -6,8 +6,9 @@ from pathlib import Path
 
 from eastmir.config import RunConfig
 from eastmir.data.features import build_logmels, build_waveforms
+from eastmir.data.fill import Filled
 from eastmir.data.manifest import Manifest
-from eastmir.data.store import Collection, FillReport, Store
+from eastmir.data.store import Store
 
 
 def store_at(root: str | Path) -> Store:
@@ -22,7 +23,7 @@ def open_store(config: RunConfig) -> Store:
 
 def features(
     config: RunConfig, manifest: Manifest, store: Store, progress: bool = True, verify: bool = False
-) -> tuple[Collection | None, FillReport | None]:
+) -> Filled | None:
     """Store the input the run's student reads (``logmel`` or ``waveform``); nothing for a probe (TeacherLR).
 
     Built in ``data.num_workers`` processes (0: in this one); ``verify`` re-reads
@@ -30,7 +31,7 @@ def features(
     """
     key, data = config.input_key, config.data
     if not key.from_audio:
-        return None, None
+        return None
     if key.reads_logmel:
         return build_logmels(manifest, store, config.frontend, data.on_error, progress, data.num_workers, verify)
     return build_waveforms(

@@ -7,6 +7,7 @@ from pathlib import Path
 from eastmir.config import RunConfig, check_dataset_options
 from eastmir.data.manifest import MANIFEST_NAME, Manifest, load_manifest
 from eastmir.data.sources import record_contents
+from eastmir.data.subsets import with_train_fraction
 from eastmir.errors import ConfigError, ManifestError
 from eastmir.paths import path_kind
 from eastmir.registry import DATASETS
@@ -57,3 +58,8 @@ def open_dataset(config: RunConfig) -> Manifest:
             f"data.root {root} holds a {manifest.dataset!r} dataset but data.dataset is {config.data.dataset!r}"
         )
     return manifest
+
+
+def run_manifest(config: RunConfig) -> Manifest:
+    """The clips a run reads: the prepared dataset, its training split cut to ``data.train_fraction``."""
+    return with_train_fraction(open_dataset(config), config.data.train_fraction, config.data.subset_seed)

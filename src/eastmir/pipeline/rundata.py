@@ -11,68 +11,21 @@ imported here.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections import Counter
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from eastmir.audio import FrontendConfig
 from eastmir.config import RunConfig
-from eastmir.data.clips import ClipRecord
+from eastmir.data.clips import ClipRecord, RunData
 from eastmir.data.jobs import ExtractionSettings
-from eastmir.data.manifest import SPLITS, Manifest
-from eastmir.data.store import Collection, FillReport, entry_shape, read_entry
-from eastmir.data.subsets import with_train_fraction
+from eastmir.data.manifest import SPLITS, Manifest, manifest_sha256
+from eastmir.data.store import entry_shape, read_entry
 from eastmir.errors import ConfigError, ManifestError
-from eastmir.inputs import InputKind
-from eastmir.pipeline.extract import build_teacher, extract_with
-from eastmir.pipeline.features import features, open_store
-from eastmir.pipeline.prepare import open_dataset
-
-
-@dataclass
-class RunData:
-    """The clips of a run and the fixed lengths they are served at."""
-
-    dataset: str
-    classes: list[str]
-    task: str
-    input_key: InputKind
-    input_length: int | None  # frames (log-mel) or samples (waveform); None for TeacherLR
-    input_pad: float
-    embedding_dim: int | None
-    embedding_frames: int | None
-    clip_seconds: float
-    records: dict[str, list[ClipRecord]] = field(default_factory=dict)  # from the store
-    left_out: dict[str, int] = field(default_factory=dict)
-    stream: tuple[str, dict] | None = None  # (url, index) of packed shards
-    producers: dict[str, str] = field(default_factory=dict)  # input / embedding → producer key
-    embedding_parts: list[int] | None = None  # an ensemble's member widths, in order
-    embedding_period: float | None = None  # the teacher's frame period in seconds (None: one vector per clip)
-
-    def fingerprint(self) -> str:
-        """A digest of what the run reads: the clips of each split with their labels and store entries (whose
-        names hold the source file's identity and whose folders hold the producer's settings), or the packed
-        shards' index. Another dataset, a re-rendered or relabelled clip, or other features change it."""
-        digest = hashlib.sha256()
-        if self.stream:
-            digest.update(json.dumps(self.stream[1], sort_keys=True, default=str).encode())
-        for split in sorted(self.records):
-            for r in self.records[split]:
-                entries = [str(p.relative_to(p.parent.parent)) if p else "" for p in (r.input_entry, r.embedding_entry)]
-                digest.update(f"{split}\0{r.clip_id}\0{entries}\0".encode())
-                digest.update(np.asarray(r.targets, np.float32).tobytes() + np.asarray(r.mask, bool).tobytes())
-        digest.update(json.dumps([self.dataset, self.classes, self.producers], default=str).encode())
-        return digest.hexdigest()
-
-    def counts(self) -> dict[str, int]:
-        if self.stream:
-            return {s: self.stream[1]["splits"][s]["clips"] for s in SPLITS}
-        return {s: len(r) for s, r in self.records.items()}
+from eastmir.frontend import FrontendConfig
+from eastmir.pipeline.features import open_store
+from eastmir.pipeline.prepare import run_manifest
+from eastmir.pipeline.stages import StageResult, run_stages, stages_for
 
 
 def clip_seconds(config: RunConfig, manifest: Manifest) -> float:
@@ -117,28 +70,17 @@ def _lengths(config: RunConfig, seconds: float, chosen: bool = True) -> tuple[st
     return key, length, key.pad_value(frontend), seconds
 
 
-def _records(
-    manifest: Manifest, inputs: tuple[Collection | None, FillReport | None], embeddings: tuple | None
-) -> tuple[dict[str, list[ClipRecord]], dict[str, int]]:
-    """The usable clips of every split (entries present) and how many were left out per split."""
+def _records(manifest: Manifest, stored: dict[str, StageResult]) -> tuple[dict[str, list[ClipRecord]], dict[str, int]]:
+    """The usable clips of every split (an entry in every stored slot) and how many were left out per split."""
     splits: dict[str, list[ClipRecord]] = {}
     dropped: dict[str, int] = {}
     for split in SPLITS:
-        kept = []
         clips = manifest.split(split)
+        kept = []
         for clip in clips:
-            paths: dict[str, Path | None] = {"input_entry": None, "embedding_entry": None}
-            usable = True
-            for slot, (collection, report) in (
-                ("input_entry", inputs),
-                ("embedding_entry", embeddings or (None, None)),
-            ):
-                if collection is None:
-                    continue
-                key = report.keys.get(clip.clip_id)
-                usable = usable and key is not None
-                paths[slot] = collection.entry(key) if key else None
-            if usable:
+            keys = {slot: r.filled.report.keys.get(clip.clip_id) for slot, r in stored.items()}
+            if all(keys.values()):
+                paths = {f"{slot}_entry": stored[slot].filled.collection.entry(k) for slot, k in keys.items()}
                 kept.append(ClipRecord(clip.clip_id, clip.labels, clip.mask, **paths))
         if not kept:
             raise ManifestError(f"split {split!r} has no usable clip ({len(clips)} listed)")
@@ -169,27 +111,24 @@ def _embedding_frames(records: dict[str, list[ClipRecord]]) -> int | None:
 
 
 def run_data(config: RunConfig, progress: bool = True) -> RunData:
-    """The clips ``config`` trains on; fills the store with what is missing, or reads ``data.stream``."""
-    data = config.data
-    if data.stream:
+    """The clips ``config`` trains on: runs the stages it needs (what is stored is only read), or reads
+    ``data.stream``."""
+    if config.data.stream:
         return _streamed(config)
-    manifest = with_train_fraction(open_dataset(config), data.train_fraction, data.subset_seed)
-    key, length, pad, seconds = _lengths(config, clip_seconds(config, manifest), bool(data.clip_seconds))
-    store = open_store(config)  # the lengths are checked first: nothing is computed for a run that cannot train
-    embeddings, producers, parts, period = None, {}, None, None
-    if config.teacher:
-        teacher = build_teacher(config.teacher)
-        settings = ExtractionSettings(on_error=data.on_error, progress=progress)
-        embeddings = extract_with(teacher, manifest, store, settings)
-        producers["embedding"] = embeddings[0].producer.key
-        parts, period = getattr(teacher, "parts", None), teacher.frame_seconds
-        del teacher
-    inputs = features(config, manifest, store, progress)
-    if inputs[0] is not None:
-        producers["input"] = inputs[0].producer.key
-    records, dropped = _records(manifest, inputs, embeddings)
-    if embeddings:
-        _warn_without_spread(records["train"], embeddings[0].producer.name)
+    manifest = run_manifest(config)
+    lengths = _lengths(config, clip_seconds(config, manifest), bool(config.data.clip_seconds))
+    # the lengths are checked first: nothing is computed for a run that cannot train
+    settings = ExtractionSettings(on_error=config.data.on_error, progress=progress)
+    stored = run_stages(stages_for(config), manifest, open_store(config), settings)
+    return _from_store(config, manifest, stored, lengths)
+
+
+def _from_store(config: RunConfig, manifest: Manifest, stored: dict[str, StageResult], lengths: tuple) -> RunData:
+    """The run's data from the stages' collections: the usable clips and what the producers promise."""
+    records, dropped = _records(manifest, stored)
+    teacher = stored.get("embedding")
+    if teacher:
+        _warn_without_spread(records["train"], teacher.filled.collection.producer.name)
     for split, n in dropped.items():
         if n:
             print(f"warning: {n} {split} clip(s) left out (unusable; see failures.json in the store)")
@@ -197,17 +136,16 @@ def run_data(config: RunConfig, progress: bool = True) -> RunData:
         manifest.dataset,
         manifest.classes,
         config.task or manifest.task or "multilabel",
-        key,
-        length,
-        pad,
-        embeddings[0].producer.shape[1] if embeddings else None,
-        _embedding_frames(records),
-        seconds,
-        records,
-        dropped,
-        producers=producers,
-        embedding_parts=parts,
-        embedding_period=period,
+        *lengths[:3],
+        embedding_dim=teacher.filled.collection.producer.shape[1] if teacher else None,
+        embedding_frames=_embedding_frames(records),
+        clip_seconds=lengths[3],
+        records=records,
+        left_out=dropped,
+        producers={slot: r.filled.collection.producer.key for slot, r in stored.items()},
+        manifest=manifest_sha256(config.data.root),
+        embedding_parts=teacher.parts if teacher else None,
+        embedding_period=teacher.period if teacher else None,
     )
 
 

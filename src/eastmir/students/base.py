@@ -20,7 +20,7 @@ from typing import Any, ClassVar, NamedTuple
 import torch
 from torch import nn
 
-from eastmir.audio import FrontendConfig
+from eastmir.frontend import FrontendConfig
 from eastmir.inputs import InputKind
 
 

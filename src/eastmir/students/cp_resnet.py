@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from eastmir.audio import FrontendConfig
+from eastmir.frontend import FrontendConfig
 from eastmir.registry import STUDENTS
 from eastmir.students.base import Student, StudentOutput
 

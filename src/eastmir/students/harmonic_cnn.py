@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from eastmir.audio import FrontendConfig
+from eastmir.frontend import FrontendConfig
 from eastmir.inputs import InputKind
 from eastmir.numbers import Dropout
 from eastmir.registry import STUDENTS

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from eastmir.audio import FrontendConfig
+from eastmir.frontend import FrontendConfig
 from eastmir.numbers import Dropout
 from eastmir.registry import STUDENTS
 from eastmir.students.base import Student, StudentOutput

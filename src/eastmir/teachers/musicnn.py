@@ -41,9 +41,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from eastmir.audio import mel_filterbank
 from eastmir.errors import WeightsUnavailable
 from eastmir.folding import optimise_for_inference
+from eastmir.frontend import mel_filterbank
 from eastmir.registry import TEACHERS
 from eastmir.teachers.base import Teacher
 from eastmir.teachers.tf_bundle import read_bundle

@@ -12,7 +12,7 @@
   and ``fmax ± fmax_jitter`` (each drawn on its own range: the authors' code
   tested the fmin setting for fmax), clipped to ``[0, Nyquist]``. With them the
   log-mel is computed per batch from cached waveforms, each clip through its
-  own filterbank in one batched product (:class:`~eastmir.audio.LogMelFrontend`).
+  own filterbank in one batched product (:class:`~eastmir.frontend.LogMelFrontend`).
 
 Every function here treats the batch at once: a training step costs the same
 number of operator calls at any batch size (a test counts them).

@@ -158,11 +158,11 @@ class RunIdentity(Callback):
         pass  # checked before resuming, by check_owner
 
 
-def check_owner(path: Path, identity: str, name: str, num_classes: int) -> None:
+def check_owner(path: Path, identity: str, name: str, num_classes: int, state: dict[str, Any] | None = None) -> None:
     """Stop with one line when the checkpoint to resume from was written by another run (copied in, or left
     from other settings): its recorded identity differs, or (a checkpoint from before identities) its run name or
-    class count does."""
-    state = read_checkpoint(path)
+    class count does. ``state``: the checkpoint, read already."""
+    state = read_checkpoint(path) if state is None else state
     recorded = next(
         (v.get("run") for k, v in (state.get("callbacks") or {}).items() if k.startswith("RunIdentity")), None
     )
@@ -182,10 +182,10 @@ def check_owner(path: Path, identity: str, name: str, num_classes: int) -> None:
         )
 
 
-def check_resumable(path: Path) -> None:
-    """Stop with a one-line error saying how to go on when the checkpoint to resume from is unreadable."""
+def check_resumable(path: Path) -> dict[str, Any]:
+    """The checkpoint to resume from, read; a one-line error saying how to go on when it is unreadable."""
     try:
-        read_checkpoint(path)
+        return read_checkpoint(path)
     except TrainingError as err:
         run_dir = path.parent.parent
         others = [p.name for p in path.parent.glob("*.ckpt") if p != path]

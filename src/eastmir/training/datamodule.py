@@ -43,7 +43,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset, Sampler
 
-from eastmir.data.clips import ClipRecord, fit_frames, fit_time_axis
+from eastmir.config import RunConfig
+from eastmir.data.clips import ClipRecord, RunData, fit_frames, fit_time_axis
 from eastmir.data.store import read_entry
 from eastmir.errors import ConfigError
 
@@ -157,6 +158,17 @@ class ClipDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.seed = seed
+
+    @classmethod
+    def for_run(cls, data: RunData, config: RunConfig) -> ClipDataModule:
+        """The run's data module: over the store's clips, or streamed from packed shards (``data.stream``)."""
+        lengths = (data.input_key, data.input_length, data.input_pad, data.embedding_frames)
+        settings = {"batch_size": config.data.batch_size, "num_workers": config.data.num_workers, "seed": config.seed}
+        if data.stream:
+            return cls.streamed(*data.stream, *lengths, **settings)
+        aug = config.augmentation
+        partners = aug.mixup_alpha > 0 and aug.mixup_partner == "training_set"
+        return cls(data.records, *lengths, **settings, mixup_partners=partners)
 
     @classmethod
     def streamed(

@@ -1,10 +1,10 @@
 """Teacher extraction at scale: decoding in loader workers while the network runs, batches, several devices.
 
-The clips still to embed (:func:`~eastmir.data.store.plan_fill`: what is
+The clips still to embed (:func:`~eastmir.data.fill.plan_fill`: what is
 stored is skipped, so extraction resumes) are cut, in manifest order, into
 batches of ``batch_size`` clips. Within a batch every clip is embedded by
 its own call on one intra-op thread, the clips in parallel
-(:func:`~eastmir.data.store.compute_each`): an entry's bytes depend on its
+(:func:`~eastmir.data.fill.compute_each`): an entry's bytes depend on its
 clip alone, never on the batch size, the clips beside it, the number of
 processes or threads, or where a resume started, so two processes (or GPUs,
 or nodes) write the very entries one process writes.
@@ -28,17 +28,9 @@ import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
 from eastmir.audio import AudioDecodeError
+from eastmir.data.fill import FillReport, SourceItem, compute_each, compute_threads, finish_fill, plan_fill, what
 from eastmir.data.jobs import ExtractionSettings
-from eastmir.data.store import (
-    Collection,
-    FillReport,
-    SourceItem,
-    compute_each,
-    compute_threads,
-    finish_fill,
-    plan_fill,
-    what,
-)
+from eastmir.data.store import Collection
 from eastmir.errors import SourceError
 from eastmir.teachers.base import Teacher
 

@@ -61,9 +61,9 @@ import torch
 from torch import nn
 from torchmetrics import MeanMetric
 
-from eastmir.audio import LogMelFrontend
 from eastmir.config import RunConfig, migrate, validate_config
 from eastmir.errors import TrainingError
+from eastmir.frontend import LogMelFrontend
 from eastmir.inputs import InputKind
 from eastmir.losses.alignment import align_by_factors, period_factors
 from eastmir.losses.knowledge_distillation import knowledge_distillation

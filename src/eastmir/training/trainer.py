@@ -38,7 +38,7 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from eastmir.config import RunConfig
 from eastmir.errors import ConfigError, TrainingError
 from eastmir.rundir import RunDirectory
-from eastmir.training.checkpoints import AtomicCheckpointIO, RngState, read_checkpoint
+from eastmir.training.checkpoints import AtomicCheckpointIO, RngState
 
 QUIET = (  # Lightning's notes that say nothing about this run
     r".*does not have many workers.*",
@@ -209,9 +209,9 @@ def seed_run(seed: int) -> None:
     L.seed_everything(seed, workers=True, verbose=False)
 
 
-def training_done(checkpoint: Path, max_epochs: int) -> bool:
-    """Whether the run that saved ``checkpoint`` had already stopped (early stopping or its last epoch)."""
-    state = read_checkpoint(checkpoint)
+def training_done(state: dict[str, Any], max_epochs: int) -> bool:
+    """Whether the run that saved the checkpoint ``state`` had already stopped (early stopping or its last
+    epoch)."""
     stopped = any(
         key.startswith("EarlyStopping") and value.get("stopped_epoch", 0) > 0
         for key, value in state.get("callbacks", {}).items()
