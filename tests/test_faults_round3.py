@@ -188,13 +188,17 @@ def test_a_last_ckpt_copied_from_another_run_is_refused(short_run, small_synth, 
 
 
 def test_a_checkpoint_of_another_class_count_is_refused_in_one_line(tmp_path):
-    from eastmir.training.checkpoints import check_owner
+    from eastmir.rundir import RunDirectory
+    from eastmir.training.checkpoints import check_resumable
 
-    path = tmp_path / "last.ckpt"
+    run = RunDirectory(tmp_path / "mine")
+    path = run.last_checkpoint
+    path.parent.mkdir(parents=True)
     torch.save({"hyper_parameters": {"config": {"name": "mine"}, "num_classes": 3}, "state_dict": {}}, path)
+    state = check_resumable(path)
     with pytest.raises(RunError, match=r"3 classes against 17 here, not by this run"):
-        check_owner(path, "identity", "mine", 17)
-    check_owner(path, "identity", "mine", 3)  # a checkpoint from before identities, of this run: resumed
+        run.check_owner(path, state, "identity", 17)
+    run.check_owner(path, state, "identity", 3)  # a checkpoint from before identities, of this run: resumed
 
 
 # ------------------------------------------------------------------ 5. class-column variants

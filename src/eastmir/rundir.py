@@ -34,14 +34,15 @@ import re
 import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
 import yaml
 
 from eastmir.errors import RunError
-from eastmir.fetch import atomic_write
-from eastmir.filelock import Held, hold
+from eastmir.fetch import atomic_write, remove_stale_parts, sha256_of
+from eastmir.filelock import Held, first_process, hold
 
 CHECKPOINT_EPOCH = re.compile(r"epoch(\d+)")
 CONFIG_FILE = "config.yaml"
@@ -75,6 +76,14 @@ class RunMetrics(TypedDict, total=False):
     backbone_parameters: int
     wall_seconds: float
     data_wait: float  # the share of the training steps' time the accelerator waited for batches
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A run held for training: whether to train it (``False``: finished) and what it resumes from."""
+
+    to_train: bool
+    resume: Path | None
 
 
 class RunDirectory:
@@ -265,6 +274,51 @@ class RunDirectory:
         return None
 
     # ------------------------------------------------------------------- lock
+    @contextmanager
+    def claim(
+        self, config: dict[str, Any], added: Mapping[str, Any], overwrite: bool, manifest: Path | None
+    ) -> Iterator[Claim]:
+        """Hold this run while training it; yields whether it is to be trained (not when it finished, on the
+        dataset whose ``manifest`` it recorded) and the checkpoint it resumes from. ``overwrite`` empties it
+        first; a run started with another ``config`` is refused (:meth:`check_fingerprint`); checkpoints a
+        killed process wrote but never renamed into place are removed. Only the first process of a
+        multi-process job locks and checks: the others train under it."""
+        if not first_process():
+            yield Claim(True, self.resume_checkpoint())
+            return
+        with self.lock():
+            if overwrite:
+                self.empty()
+            self.check_fingerprint(config, added=added)
+            if self.finished and manifest is not None:
+                self.check_dataset(sha256_of(manifest) if manifest.is_file() else None, manifest)
+            if self.checkpoints.is_dir():
+                remove_stale_parts(self.checkpoints)
+            yield Claim(not self.finished, self.resume_checkpoint())
+
+    def check_owner(self, resume: Path, state: dict[str, Any], identity: str, num_classes: int) -> None:
+        """Stop with one line when the checkpoint to resume from (``resume``, read as ``state``) was written by
+        another run (copied in, or left from other settings): its recorded identity (:func:`run_identity`)
+        differs, or (a checkpoint from before identities) its run name or class count does."""
+        name = self.path.name
+        recorded = next(
+            (v.get("run") for k, v in (state.get("callbacks") or {}).items() if k.startswith("RunIdentity")), None
+        )
+        hp = state.get("hyper_parameters") or {}
+        other = (hp.get("config") or {}).get("name")
+        if recorded is not None:
+            foreign = recorded != identity
+        else:
+            foreign = other != name or hp.get("num_classes") != num_classes
+        if foreign:
+            what = f"run {other!r}" if other and other != name else "this run with other settings or data"
+            classes = hp.get("num_classes")
+            shown = f", {classes} classes against {num_classes} here" if classes not in (None, num_classes) else ""
+            raise RunError(
+                f"{resume}: written by {what}{shown}, not by this run; it is not resumed. Delete it, or rerun with "
+                "--overwrite to train this run from the start"
+            )
+
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Hold this run for the calling process; a second process gets a :class:`RunError` naming the holder."""

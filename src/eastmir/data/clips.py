@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from eastmir.data.manifest import SPLITS
+from eastmir.data.fill import Filled
+from eastmir.data.manifest import SPLITS, Manifest
+from eastmir.data.store import entry_shape, read_entry
+from eastmir.errors import ManifestError
 from eastmir.inputs import InputKind
 
 
@@ -58,6 +62,7 @@ class RunData:
     embedding_parts: list[int] | None = None  # an ensemble's member widths, in order
     embedding_period: float | None = None  # the teacher's frame period in seconds (None: one vector per clip)
     manifest: str | None = None  # sha256 of the dataset's manifest.json (None: streamed, or none)
+    n_clips: dict[str, int] = field(default_factory=dict)  # split → clips it serves
 
     def fingerprint(self) -> str:
         """A digest of what the run reads: the clips of each split with their labels and store entries (whose
@@ -74,10 +79,46 @@ class RunData:
         digest.update(json.dumps([self.dataset, self.classes, self.producers], default=str).encode())
         return digest.hexdigest()
 
-    def counts(self) -> dict[str, int]:
-        if self.stream:
-            return {s: self.stream[1]["splits"][s]["clips"] for s in SPLITS}
-        return {s: len(r) for s, r in self.records.items()}
+
+def usable_records(manifest: Manifest, stored: dict[str, Filled]) -> tuple[dict[str, list[ClipRecord]], dict[str, int]]:
+    """The usable clips of every split (an entry in every ``stored`` collection: ``input``, ``embedding``) and
+    how many were left out per split."""
+    splits: dict[str, list[ClipRecord]] = {}
+    dropped: dict[str, int] = {}
+    for split in SPLITS:
+        clips = manifest.split(split)
+        kept = []
+        for clip in clips:
+            keys = {slot: f.report.keys.get(clip.clip_id) for slot, f in stored.items()}
+            if all(keys.values()):
+                paths = {f"{slot}_entry": stored[slot].collection.entry(k) for slot, k in keys.items()}
+                kept.append(ClipRecord(clip.clip_id, clip.labels, clip.mask, **paths))
+        if not kept:
+            raise ManifestError(f"split {split!r} has no usable clip ({len(clips)} listed)")
+        splits[split], dropped[split] = kept, len(clips) - len(kept)
+    return splits, dropped
+
+
+def warn_without_spread(train: list[ClipRecord], teacher: str, sample: int = 64) -> None:
+    """Say so when the teacher's embeddings do not vary over the training clips (a sample of them): every
+    regulariser is then constant, and training would silently be the baseline."""
+    rows = [r for r in train[:: max(1, len(train) // sample)] if r.embedding_entry][:sample]
+    if len(rows) < 2:
+        return
+    means = np.stack([read_entry(r.embedding_entry).mean(axis=0) for r in rows])  # (clips, dim)
+    spread = float(means.std(axis=0).max())
+    if spread <= 1e-6 * max(1.0, float(np.abs(means).max())):
+        print(
+            f"eastmir: warning: the {teacher} embeddings do not vary over {len(rows)} training clips (largest "
+            f"standard deviation {spread:.1e}): the regulariser has nothing to teach; check the teacher's weights "
+            "or embedding files"
+        )
+
+
+def embedding_frames(records: dict[str, list[ClipRecord]]) -> int | None:
+    """The most common number of embedding frames: every clip's embedding is cropped or padded to it."""
+    shapes = Counter(entry_shape(r.embedding_entry)[0] for rs in records.values() for r in rs if r.embedding_entry)
+    return shapes.most_common(1)[0][0] if shapes else None
 
 
 def fit_time_axis(x: np.ndarray, length: int, pad_value: float) -> np.ndarray:

@@ -226,11 +226,11 @@ class Collection:
             ) from None
 
 
+@dataclass(frozen=True)
 class Store:
     """The cache root; :meth:`collection` opens (or creates) the folder of one producer."""
 
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
+    root: Path
 
     def collection(self, producer: Producer) -> Collection:
         folder = self.root / producer.kind / f"{producer.name}-{producer.key}"

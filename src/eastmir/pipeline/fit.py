@@ -9,8 +9,7 @@ from typing import Any
 import torch
 
 from eastmir.config import RunConfig
-from eastmir.data.manifest import MANIFEST_NAME, manifest_sha256
-from eastmir.filelock import first_process
+from eastmir.data.manifest import MANIFEST_NAME
 from eastmir.pipeline.rundata import run_data
 from eastmir.rundir import RunDirectory
 
@@ -31,28 +30,17 @@ def fit(
     retrained unless ``overwrite``. One process at a time trains a run.
     ``callbacks`` are extra Lightning callbacks.
     """
+    from eastmir.training.checkpoints import start_state  # Lightning, imported when a run trains
+    from eastmir.training.session import train_run
+
     run = RunDirectory.of(config.workdir, config.name)
-    if not first_process():
-        return _fit(config, run, progress, callbacks)
-    with run.lock():
-        if overwrite:
-            run.empty()
-        run.check_fingerprint(config.to_dict(), added=config.added_keys)
-        if run.finished:
-            manifest = None if config.data.stream else manifest_sha256(config.data.root)
-            run.check_dataset(manifest, Path(config.data.root) / MANIFEST_NAME)
+    manifest = None if config.data.stream else Path(config.data.root) / MANIFEST_NAME
+    with run.claim(config.to_dict(), config.added_keys, overwrite, manifest) as claim:
+        if not claim.to_train:
             print(f"{run.path}: already finished (metrics.json); pass --overwrite to retrain")
             return run.path
-        return _fit(config, run, progress, callbacks)
-
-
-def _fit(config: RunConfig, run: RunDirectory, progress: bool, callbacks: Sequence[Any]) -> Path:
-    """The stages the run reads (what is stored is only read), then its training (:mod:`eastmir.training.session`)."""
-    from eastmir.training.session import start_run, train_run
-
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    start = start_run(run, config)  # an unreadable checkpoint or a missing TeacherLR run fails before any work
-    data = run_data(config, progress)
-    config = config.changed({"task": data.task})
-    return train_run(config, data, run, start, progress, callbacks)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        start = start_state(claim.resume, config.kd.teacher_run if config.kd else None)  # fails before any work
+        data = run_data(config, progress)  # the stages the run reads (what is stored is only read)
+        return train_run(config.changed({"task": data.task}), data, run, start, progress, callbacks)

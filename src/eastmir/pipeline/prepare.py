@@ -62,4 +62,5 @@ def open_dataset(config: RunConfig) -> Manifest:
 
 def run_manifest(config: RunConfig) -> Manifest:
     """The clips a run reads: the prepared dataset, its training split cut to ``data.train_fraction``."""
-    return with_train_fraction(open_dataset(config), config.data.train_fraction, config.data.subset_seed)
+    manifest = open_dataset(config)
+    return with_train_fraction(manifest, config.data.train_fraction, config.data.subset_seed)

@@ -14,14 +14,11 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-import numpy as np
-
 from eastmir.config import RunConfig
-from eastmir.data.clips import ClipRecord, RunData
+from eastmir.data.clips import RunData, embedding_frames, usable_records, warn_without_spread
 from eastmir.data.jobs import ExtractionSettings
 from eastmir.data.manifest import SPLITS, Manifest, manifest_sha256
-from eastmir.data.store import entry_shape, read_entry
-from eastmir.errors import ConfigError, ManifestError
+from eastmir.errors import ConfigError
 from eastmir.frontend import FrontendConfig
 from eastmir.pipeline.features import open_store
 from eastmir.pipeline.prepare import run_manifest
@@ -70,46 +67,6 @@ def _lengths(config: RunConfig, seconds: float, chosen: bool = True) -> tuple[st
     return key, length, key.pad_value(frontend), seconds
 
 
-def _records(manifest: Manifest, stored: dict[str, StageResult]) -> tuple[dict[str, list[ClipRecord]], dict[str, int]]:
-    """The usable clips of every split (an entry in every stored slot) and how many were left out per split."""
-    splits: dict[str, list[ClipRecord]] = {}
-    dropped: dict[str, int] = {}
-    for split in SPLITS:
-        clips = manifest.split(split)
-        kept = []
-        for clip in clips:
-            keys = {slot: r.filled.report.keys.get(clip.clip_id) for slot, r in stored.items()}
-            if all(keys.values()):
-                paths = {f"{slot}_entry": stored[slot].filled.collection.entry(k) for slot, k in keys.items()}
-                kept.append(ClipRecord(clip.clip_id, clip.labels, clip.mask, **paths))
-        if not kept:
-            raise ManifestError(f"split {split!r} has no usable clip ({len(clips)} listed)")
-        splits[split], dropped[split] = kept, len(clips) - len(kept)
-    return splits, dropped
-
-
-def _warn_without_spread(train: list[ClipRecord], teacher: str, sample: int = 64) -> None:
-    """Say so when the teacher's embeddings do not vary over the training clips (a sample of them): every
-    regulariser is then constant, and training would silently be the baseline."""
-    rows = [r for r in train[:: max(1, len(train) // sample)] if r.embedding_entry][:sample]
-    if len(rows) < 2:
-        return
-    means = np.stack([read_entry(r.embedding_entry).mean(axis=0) for r in rows])  # (clips, dim)
-    spread = float(means.std(axis=0).max())
-    if spread <= 1e-6 * max(1.0, float(np.abs(means).max())):
-        print(
-            f"eastmir: warning: the {teacher} embeddings do not vary over {len(rows)} training clips (largest "
-            f"standard deviation {spread:.1e}): the regulariser has nothing to teach; check the teacher's weights "
-            "or embedding files"
-        )
-
-
-def _embedding_frames(records: dict[str, list[ClipRecord]]) -> int | None:
-    """The most common number of embedding frames: every clip's embedding is cropped or padded to it."""
-    shapes = Counter(entry_shape(r.embedding_entry)[0] for rs in records.values() for r in rs if r.embedding_entry)
-    return shapes.most_common(1)[0][0] if shapes else None
-
-
 def run_data(config: RunConfig, progress: bool = True) -> RunData:
     """The clips ``config`` trains on: runs the stages it needs (what is stored is only read), or reads
     ``data.stream``."""
@@ -125,10 +82,11 @@ def run_data(config: RunConfig, progress: bool = True) -> RunData:
 
 def _from_store(config: RunConfig, manifest: Manifest, stored: dict[str, StageResult], lengths: tuple) -> RunData:
     """The run's data from the stages' collections: the usable clips and what the producers promise."""
-    records, dropped = _records(manifest, stored)
+    records, dropped = usable_records(manifest, {slot: r.filled for slot, r in stored.items()})
+    frames = embedding_frames(records)
     teacher = stored.get("embedding")
     if teacher:
-        _warn_without_spread(records["train"], teacher.filled.collection.producer.name)
+        warn_without_spread(records["train"], teacher.filled.collection.producer.name)
     for split, n in dropped.items():
         if n:
             print(f"warning: {n} {split} clip(s) left out (unusable; see failures.json in the store)")
@@ -138,12 +96,13 @@ def _from_store(config: RunConfig, manifest: Manifest, stored: dict[str, StageRe
         config.task or manifest.task or "multilabel",
         *lengths[:3],
         embedding_dim=teacher.filled.collection.producer.shape[1] if teacher else None,
-        embedding_frames=_embedding_frames(records),
+        embedding_frames=frames,
         clip_seconds=lengths[3],
         records=records,
         left_out=dropped,
         producers={slot: r.filled.collection.producer.key for slot, r in stored.items()},
         manifest=manifest_sha256(config.data.root),
+        n_clips={split: len(clips) for split, clips in records.items()},
         embedding_parts=teacher.parts if teacher else None,
         embedding_period=teacher.period if teacher else None,
     )
@@ -181,6 +140,7 @@ def _streamed(config: RunConfig) -> RunData:
         index.get("embedding_frames"),
         seconds,
         stream=(url, index),
+        n_clips={s: index["splits"][s]["clips"] for s in SPLITS},
         producers=index.get("producers", {}),
         embedding_parts=index.get("embedding_parts"),
         embedding_period=index.get("embedding_period"),

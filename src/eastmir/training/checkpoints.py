@@ -25,6 +25,8 @@ import hashlib
 import pickle
 import random
 import re
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -155,31 +157,7 @@ class RunIdentity(Callback):
         return {"run": self.identity}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        pass  # checked before resuming, by check_owner
-
-
-def check_owner(path: Path, identity: str, name: str, num_classes: int, state: dict[str, Any] | None = None) -> None:
-    """Stop with one line when the checkpoint to resume from was written by another run (copied in, or left
-    from other settings): its recorded identity differs, or (a checkpoint from before identities) its run name or
-    class count does. ``state``: the checkpoint, read already."""
-    state = read_checkpoint(path) if state is None else state
-    recorded = next(
-        (v.get("run") for k, v in (state.get("callbacks") or {}).items() if k.startswith("RunIdentity")), None
-    )
-    hp = state.get("hyper_parameters") or {}
-    other = (hp.get("config") or {}).get("name")
-    if recorded is not None:
-        foreign = recorded != identity
-    else:
-        foreign = other != name or hp.get("num_classes") != num_classes
-    if foreign:
-        what = f"run {other!r}" if other and other != name else "this run with other settings or data"
-        classes = hp.get("num_classes")
-        shown = f", {classes} classes against {num_classes} here" if classes not in (None, num_classes) else ""
-        raise RunError(
-            f"{path}: written by {what}{shown}, not by this run; it is not resumed. Delete it, or rerun with "
-            "--overwrite to train this run from the start"
-        )
+        pass  # checked before resuming, by RunDirectory.check_owner
 
 
 def check_resumable(path: Path) -> dict[str, Any]:
@@ -215,3 +193,22 @@ def read_teacher_head(run_dir: str | Path) -> dict[str, torch.Tensor]:
         return {"weight": state["student.head.weight"], "bias": state["student.head.bias"]}
     except KeyError as err:
         raise RunError(f"{best}: no TeacherLR head in this checkpoint") from err
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """Where a run starts: the checkpoint it resumes from (``None``: the beginning) and its contents, read
+    once; the KD head of its TeacherLR run; the wall-clock time it started at."""
+
+    resume: Path | None
+    state: dict[str, Any] | None
+    teacher_head: dict[str, torch.Tensor] | None
+    started: float
+
+
+def start_state(resume: Path | None, teacher_run: str | Path | None) -> RunStart:
+    """Read what a run resumes from and its KD teacher run's head, before any work: an unreadable checkpoint
+    or a missing TeacherLR run stops at once."""
+    head = read_teacher_head(teacher_run) if teacher_run is not None else None
+    state = check_resumable(resume) if resume is not None else None
+    return RunStart(resume, state, head, time.time())

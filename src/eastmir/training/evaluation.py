@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,26 +11,40 @@ import lightning as L
 import numpy as np
 import torch
 
+from eastmir.config import RunConfig
+from eastmir.data.clips import RunData
 from eastmir.metrics import choose_thresholds
+from eastmir.rundir import RunDirectory, RunMetrics
 from eastmir.training.checkpoints import read_checkpoint
 from eastmir.training.datamodule import ClipDataModule
 from eastmir.training.system import EastSystem
-from eastmir.training.trainer import interrupts_as_keyboard
+from eastmir.training.trainer import DataWait, interrupts_as_keyboard
 
 
-def evaluate(trainer: L.Trainer, system: EastSystem, dm: ClipDataModule, best_path: str | Path) -> dict[str, Any]:
-    """Test ``best_path``; returns ``test`` (metric → value), ``thresholds`` (class → the validation
-    threshold that maximises F1) and ``test_per_class_ap`` (class → AP, ``None`` without a labelled
-    positive), the last two for multi-label runs only, and ``best_<monitor>``."""
+def evaluate(
+    trainer: L.Trainer,
+    system: EastSystem,
+    dm: ClipDataModule,
+    best_path: str | Path,
+    config: RunConfig,
+    data: RunData,
+    run: RunDirectory,
+    started: float,
+) -> RunMetrics:
+    """Test ``best_path``; returns what ``metrics.json`` records (:func:`run_metrics`): the test metrics, the
+    best validation score, and for multi-label runs each class's test AP and the validation threshold that
+    maximises its F1."""
     with interrupts_as_keyboard(trainer):
         test = trainer.test(system, datamodule=dm, ckpt_path=str(best_path), verbose=False)[0]
     multilabel = system.task == "multilabel"
-    return {
+    results = {
         "test": {k.removeprefix("test_"): float(v) for k, v in test.items()},
-        f"best_{system.monitor}": best_score(read_checkpoint(best_path)),
-        "thresholds": validation_thresholds(system, dm) if multilabel else None,
         "test_per_class_ap": per_class_test_ap(system) if multilabel else None,
     }
+    metrics = run_metrics(config, data, run, system, trainer, results, best_path)
+    metrics["thresholds"] = validation_thresholds(system, dm) if multilabel else None
+    metrics["wall_seconds"] = round(time.time() - started, 1)
+    return metrics
 
 
 def predictions(system: EastSystem, loader) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -56,7 +71,8 @@ def _onto(value: Any, system: EastSystem) -> Any:
 
 def validation_thresholds(system: EastSystem, dm: ClipDataModule) -> dict[str, float]:
     """Per-class thresholds of the loaded checkpoint that maximise F1 on the validation split."""
-    chosen = choose_thresholds(*predictions(system, dm.full_loader("valid")))
+    probs, targets, mask = predictions(system, dm.full_loader("valid"))
+    chosen = choose_thresholds(probs, targets, mask)
     return {c: round(float(t), 6) for c, t in zip(system.classes, chosen)}
 
 
@@ -75,3 +91,42 @@ def best_score(state: dict[str, Any]) -> float | None:
         if key.startswith("ModelCheckpoint") and value.get("best_model_score") is not None:
             return float(value["best_model_score"])
     return None
+
+
+def run_metrics(
+    config: RunConfig,
+    data: RunData,
+    run: RunDirectory,
+    system: EastSystem,
+    trainer: L.Trainer,
+    results: dict[str, Any],
+    best_path: str | Path,
+) -> RunMetrics:
+    """``metrics.json``: what the run is, what it trained on, and its test result (``thresholds`` and
+    ``wall_seconds`` are left for :func:`evaluate` to fill in)."""
+    best = read_checkpoint(best_path)
+    last = read_checkpoint(run.resume_checkpoint())  # last.ckpt, or what the run resumed from if it had none
+    metrics: RunMetrics = {
+        "name": config.name,
+        "system": config.system_label,
+        "student": config.student.name,
+        "teacher": config.teacher_label,
+        "dataset": data.dataset,
+        "classes": data.classes,
+        "test": results["test"],
+        "best_checkpoint": str(Path(best_path).relative_to(run.path)),
+        "epochs": int(last["epoch"]) + 1,
+        "steps": int(last["global_step"]),
+        "n_clips": data.n_clips,
+        "left_out": data.left_out,
+        "thresholds": None,
+        "test_per_class_ap": results["test_per_class_ap"],
+        "train_fraction": config.data.train_fraction,
+        "backbone_parameters": system.student.backbone_parameters(),
+        "wall_seconds": 0.0,
+    }
+    waited = next((c.share for c in trainer.callbacks if isinstance(c, DataWait)), None)
+    if waited is not None:  # this training's (a resumed run's: since it resumed)
+        metrics["data_wait"] = round(waited, 4)
+    metrics[f"best_{system.monitor}"] = best_score(best)  # type: ignore[literal-required]
+    return metrics

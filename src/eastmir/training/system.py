@@ -62,7 +62,8 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from eastmir.config import RunConfig, migrate, validate_config
-from eastmir.errors import TrainingError
+from eastmir.data.clips import RunData
+from eastmir.errors import ConfigError, TrainingError
 from eastmir.frontend import LogMelFrontend
 from eastmir.inputs import InputKind
 from eastmir.losses.alignment import align_by_factors, period_factors
@@ -210,6 +211,22 @@ class EastSystem(L.LightningModule):
         total = float(sum(weights))
         edges = np.cumsum([0, *parts])
         return [(slice(int(a), int(b)), w / total) for a, b, w in zip(edges[:-1], edges[1:], weights)]
+
+    @classmethod
+    def for_run(cls, config: RunConfig, data: RunData, teacher_head: dict[str, torch.Tensor] | None) -> EastSystem:
+        """The system of a run training on ``data``, with the KD head of its TeacherLR run copied in."""
+        system = cls(
+            config,
+            len(data.classes),
+            embedding_dim=data.embedding_dim,
+            classes=data.classes,
+            clip_seconds=data.clip_seconds,
+            embedding_parts=_separate_parts(config, data),
+            embedding_period=data.embedding_period,
+        )
+        if teacher_head is not None:
+            system.set_teacher_head(teacher_head, str(config.kd.teacher_run))
+        return system
 
     def set_teacher_head(self, state: dict[str, torch.Tensor], source: str = "the TeacherLR run") -> None:
         """Copy the frozen KD head's ``weight`` / ``bias`` in (from a finished TeacherLR run)."""
@@ -472,3 +489,12 @@ class EastSystem(L.LightningModule):
 def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
     """``x`` in float32 when it is half or bfloat16 (float32 and float64 stay)."""
     return x.float() if x.dtype in (torch.bfloat16, torch.float16) else x
+
+
+def _separate_parts(config: RunConfig, data: RunData) -> list[int] | None:
+    """The member widths when an ensemble teacher keeps a regulariser per member (``combine: separate``)."""
+    if not config.teacher or config.teacher.options.get("combine") != "separate" or not config.feature:
+        return None
+    if not data.embedding_parts:
+        raise ConfigError("teacher.combine: separate needs the members' widths; pack the data again with this version")
+    return data.embedding_parts

@@ -276,3 +276,42 @@ def interrupts_as_keyboard(trainer: L.Trainer) -> Iterator[None]:
             signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignored further Ctrl-C
             raise KeyboardInterrupt from None
         raise
+
+
+def fit_or_resume(
+    trainer: L.Trainer,
+    system: L.LightningModule,
+    dm: L.LightningDataModule,
+    run: RunDirectory,
+    resume: Path | None,
+    state: dict[str, Any] | None,
+    epochs: int,
+) -> None:
+    """Fit (resuming from ``resume``, whose checkpoint ``state`` is read already), unless the run had already
+    stopped; a diverged run is marked failed for ``report`` and never tested."""
+    if state is not None:
+        trim_log(run.log_file, int(state.get("epoch", -1)))
+        if training_done(state, epochs):
+            return
+    run.failure_file.unlink(missing_ok=True)
+    try:
+        with interrupts_as_keyboard(trainer):
+            trainer.fit(system, datamodule=dm, ckpt_path=str(resume) if resume else None)
+    except TrainingError as err:
+        if trainer.is_global_zero:
+            run.record_failure(str(err))
+        raise TrainingError(f"{run.path}: {err}") from None
+    if trainer.is_global_zero:
+        trim_log(run.log_file)
+
+
+def no_checkpoint_error(config: RunConfig, run: RunDirectory, steps_per_epoch: int) -> Exception:
+    """Why no best checkpoint exists."""
+    steps = config.trainer.max_steps
+    if steps is not None and steps > 0:
+        return ConfigError(
+            f"trainer.max_steps: {steps} step(s) ended training before the first validation "
+            f"(an epoch here has {steps_per_epoch} steps), so no checkpoint was chosen; "
+            "raise trainer.max_steps to at least one epoch"
+        )
+    return TrainingError(f"{run.path}: training saved no checkpoint; did a validation epoch run?")
