@@ -56,7 +56,7 @@ def build(name: str, student: dict, workdir: Path) -> EastSystem:
     cfg = load_config(f"synth/{name}", workdir=workdir).changed({"student": dict(student)})
     torch.manual_seed(0)
     system = EastSystem(cfg, num_classes=CLASSES, embedding_dim=DIM if cfg.teacher else None)
-    if system.teacher_head is not None:  # a stand-in TeacherLR head: its values do not change the cost
+    if system.distiller.teacher_head is not None:  # a stand-in TeacherLR head: its values do not change the cost
         g = torch.Generator().manual_seed(1)
         system.set_teacher_head({"weight": torch.randn(CLASSES, DIM, generator=g) * 0.1, "bias": torch.zeros(CLASSES)})
     return system

@@ -123,17 +123,17 @@ def test_separate_regularisers_weigh_each_members_part(tmp_path):
     )
     torch.manual_seed(0)
     system = EastSystem(config, 17, embedding_dim=712, embedding_parts=[512, 200]).eval()  # no dropout
-    assert len(system.regularisers) == 2
+    assert len(system.distiller.regularisers) == 2
     logmel, embedding = torch.randn(6, 96, 200), torch.randn(6, 2, 712)
     batch = {"logmel": logmel, "embedding": embedding, "targets": torch.zeros(6, 17), "mask": torch.ones(6, 17) > 0}
     terms = system.losses(batch)
-    final, target = align_by_factors(system.student(logmel).stages[-1], embedding, system.align_factors[2])
+    final, target = align_by_factors(system.student(logmel).stages[-1], embedding, system.distiller.align_factors[2])
     dc = DistanceCorrelationLoss()
     expected = 0.75 * dc(final, target[..., :512]) + 0.25 * dc(final, target[..., 512:])
     assert terms["feature"].item() == pytest.approx(expected.item(), abs=1e-5)
     # concat: one regulariser on the whole concatenation
     whole = EastSystem(load_config("synth/east_final", [ENSEMBLE], workdir=tmp_path), 17, embedding_dim=712)
-    assert len(whole.regularisers) == 1
+    assert len(whole.distiller.regularisers) == 1
     with pytest.raises(Exception, match="do not add up"):
         EastSystem(config, 17, embedding_dim=700, embedding_parts=[512, 200])
 

@@ -499,18 +499,17 @@ def test_audio_paths_that_are_not_files_say_what_they_are(tmp_path, recwarn):
 
 
 def test_a_teacher_without_spread_is_named(tmp_path, capsys):
-    from eastmir.data.clips import ClipRecord
+    from eastmir.data.clips import ClipRecord, warn_without_spread
     from eastmir.data.store import write_entry
-    from eastmir.pipeline.rundata import _warn_without_spread
 
     records = []
     for i in range(10):
         write_entry(tmp_path / f"{i}.npy", np.ones((3, 8), np.float32))
         records.append(ClipRecord(str(i), np.zeros(2), np.ones(2, bool), embedding_entry=tmp_path / f"{i}.npy"))
-    _warn_without_spread(records, "broken")
+    warn_without_spread(records, "broken")
     assert "the broken embeddings do not vary over 10 training clips" in capsys.readouterr().out
     write_entry(tmp_path / "0.npy", np.zeros((3, 8), np.float32))
-    _warn_without_spread(records, "fine")
+    warn_without_spread(records, "fine")
     assert capsys.readouterr().out == ""
 
 

@@ -359,9 +359,12 @@ def test_the_frame_periods_give_their_configs_repeat_factors(recipe, period, fac
     system = EastSystem(
         config, classes, embedding_dim=128, clip_seconds=config.data.clip_seconds, embedding_period=period
     )
-    assert system.align_factors == {system.stages[-1]: factors}
+    assert system.distiller.align_factors == {system.distiller.stages[-1]: factors}
     assert (
-        EastSystem(config.changed({"distillation": {"feature": {"align": "ceil"}}}), classes, 128).align_factors == {}
+        EastSystem(
+            config.changed({"distillation": {"feature": {"align": "ceil"}}}), classes, 128
+        ).distiller.align_factors
+        == {}
     )
 
 
@@ -376,7 +379,9 @@ def test_every_stage_with_its_repeat_factor_gives_their_east_all_loss(kind, loss
     from eastmir.training.system import EastSystem
 
     config = load_config("magnatagatune/east_all-vggish", workdir=tmp_path)
-    factors = EastSystem(config, 50, embedding_dim=128, clip_seconds=29.1, embedding_period=0.96).align_factors
+    factors = EastSystem(
+        config, 50, embedding_dim=128, clip_seconds=29.1, embedding_period=0.96
+    ).distiller.align_factors
     assert factors == {0: (1, 1), 1: (2, 1), 2: (2, 1)}
     teacher = torch.tensor(losses["D.teacher"])
     stages = [torch.tensor(losses[f"D.output_{k}"], requires_grad=True) for k in (1, 2, 3)]
@@ -457,7 +462,7 @@ def test_one_validation_step_of_east_kd(tmp_path):
     with torch.no_grad():
         terms = system.losses(batch)
         system.validation_step(batch, 0)
-        teacher = system.teacher_head(batch["embedding"]).logits
+        teacher = system.distiller.teacher_head(batch["embedding"]).logits
     assert np.allclose(teacher.numpy(), golden["teacher.scores"], rtol=1e-5, atol=1e-5)
     assert terms["pred"].item() == pytest.approx(float(golden["loss.pred"]), rel=1e-5)
     assert terms["reg"].item() == pytest.approx(0.7 * 0.135494 + 0.3 * 0.030582, rel=1e-5)

@@ -115,7 +115,7 @@ def test_a_run_directory_loads_anywhere_alone(
     assert there.classes == small_synth.classes and there.input_key == "logmel"
     x = torch.randn(2, 96, 126)
     assert torch.equal(here.logits(x), there.logits(x))
-    assert torch.equal(there.system.teacher_head.head.weight, here.system.teacher_head.head.weight)
+    assert torch.equal(there.system.distiller.teacher_head.head.weight, here.system.distiller.teacher_head.head.weight)
     frontend = there.frontend()
     assert frontend(torch.randn(1, 16000)).shape == (1, 96, 50)  # the run's front end: pre-emphasis drops a sample
 

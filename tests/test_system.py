@@ -32,22 +32,22 @@ def system_for(name, tmp_path, *overrides):
 
 def test_all_stage_weights_are_normalised(tmp_path):
     system = system_for("east_all", tmp_path).eval()  # no dropout: the two forward passes below agree
-    assert system.stages == [0, 1, 2]
+    assert system.distiller.stages == [0, 1, 2]
     b = batch()
     terms = system.losses(b)
     out = system.student(b["logmel"])
-    factors = system.align_factors  # each stage against the embedding, aligned by the frame periods
+    factors = system.distiller.align_factors  # each stage against the embedding, aligned by the frame periods
     per_stage = [
         DistanceCorrelationLoss()(*align_by_factors(s, b["embedding"], factors[i])) for i, s in enumerate(out.stages)
     ]
     assert terms["feature"].item() == pytest.approx((sum(per_stage) / 3).item(), abs=1e-5)
-    lam = system.lam
+    lam = system.distiller.lam
     assert terms["loss"].item() == pytest.approx(((1 - lam) * terms["pred"] + lam * terms["feature"]).item(), abs=1e-5)
 
 
 def test_final_stage_only(tmp_path):
     system = system_for("east_final", tmp_path)
-    assert system.stages == [2]
+    assert system.distiller.stages == [2]
 
 
 def test_compression_gradients_reach_only_their_parts(tmp_path):
@@ -56,7 +56,7 @@ def test_compression_gradients_reach_only_their_parts(tmp_path):
     b["embedding"].requires_grad_(True)
     terms = system.losses(b)
     terms["teacher"].backward(retain_graph=True)
-    transform = system.transforms[0]
+    transform = system.distiller.transforms[0]
     assert transform.transform.weight.grad is not None and transform.head.weight.grad is not None
     assert all(p.grad is None for p in system.student.parameters())  # L_teacher never reaches the student
     assert b["embedding"].grad is None  # ... nor the teacher
@@ -71,11 +71,11 @@ def test_compression_gradients_reach_only_their_parts(tmp_path):
 
 def test_fitnet_linear_has_no_student_projection(tmp_path):
     system = system_for("east_fitnet_linear", tmp_path)
-    assert isinstance(system.regularisers[0].projection, torch.nn.Identity)
+    assert isinstance(system.distiller.regularisers[0].projection, torch.nn.Identity)
     plain = system_for("east_fitnet", tmp_path)
-    assert plain.regularisers[0].projection.weight.shape == (512, 256)
+    assert plain.distiller.regularisers[0].projection.weight.shape == (512, 256)
     assert any(
-        p is plain.regularisers[0].projection.weight
+        p is plain.distiller.regularisers[0].projection.weight
         for g in plain.configure_optimizers()["optimizer"].param_groups
         for p in g["params"]
     )
@@ -87,10 +87,10 @@ def test_east_kd_combines_weighted_kd_and_dc(tmp_path, fake_teacher_run):
     system = system_for("east_kd", tmp_path)
     head = read_teacher_head(fake_teacher_run(tmp_path / "runs" / "teacher_lr", 17, 512))
     system.set_teacher_head(head)
-    assert torch.equal(system.teacher_head.head.weight, head["weight"])
+    assert torch.equal(system.distiller.teacher_head.head.weight, head["weight"])
     terms = system.losses(batch())
     assert terms["reg"].item() == pytest.approx((0.7 * terms["feature"] + 0.3 * terms["kd"]).item(), abs=1e-6)
-    assert not any(p.requires_grad for p in system.teacher_head.parameters())
+    assert not any(p.requires_grad for p in system.distiller.teacher_head.parameters())
 
 
 def test_mixup_mixes_labels_and_takes_union_of_masks():
@@ -213,7 +213,7 @@ def test_the_monitored_validation_loss_is_the_one_asked_for(monitored, tmp_path)
     with torch.no_grad():
         system.validation_step(data, 0)
         terms = system.losses(data)
-    assert terms["reg"] > 0.01 and system.lam > 0
+    assert terms["reg"] > 0.01 and system.distiller.lam > 0
     expected = terms["loss"] if monitored == "total" else terms["pred"]
     assert system.val_loss.compute() == pytest.approx(float(expected), rel=1e-6)
 
@@ -236,10 +236,43 @@ def test_under_bf16_autocast_the_losses_are_computed_in_float32(tmp_path):
         assert out.logits.dtype == torch.bfloat16  # the student does run in bf16
         terms = system.loss_terms(out, b)
     assert all(t.dtype == torch.float32 for t in terms.values())
-    s = system.stages[-1]
+    s = system.distiller.stages[-1]
     stage, target = out.stages[s].float(), b["embedding"]
-    if s in system.align_factors:
-        stage, target = align_by_factors(stage, target, system.align_factors[s])
+    if s in system.distiller.align_factors:
+        stage, target = align_by_factors(stage, target, system.distiller.align_factors[s])
     expected = DistanceCorrelationLoss()(stage, target)
     assert terms["feature"].item() == pytest.approx(expected.item(), rel=1e-6)
     assert terms["loss"].item() == pytest.approx(exact["loss"].item(), rel=5e-2)  # bf16's rounding, not more
+
+
+def test_a_checkpoint_from_before_the_distiller_loads_its_regularisers_compressions_and_kd_head(
+    tmp_path, fake_teacher_run
+):
+    """The distiller's modules lived at the system's top level (``regularisers.*``, ``transforms.*``,
+    ``teacher_head.*``): such a state dict loads strictly, every tensor where it was, and the parameters keep
+    their order (an optimiser's state, kept by index, still matches them)."""
+    from eastmir.training.checkpoints import read_teacher_head
+
+    saved = system_for("east_fitnet", tmp_path)
+    old = {}
+    for key, value in saved.state_dict().items():
+        old[key.removeprefix("distiller.")] = value.clone() + 0.5 if value.is_floating_point() else value
+    assert any(k.startswith("regularisers.") for k in old) and not any(k.startswith("distiller.") for k in old)
+    fresh = system_for("east_fitnet", tmp_path)
+    fresh.load_state_dict(old, strict=True)
+    for key, value in fresh.state_dict().items():
+        assert torch.equal(value, old[key.removeprefix("distiller.")]), key
+
+    kd = system_for("east_kd", tmp_path)
+    kd.set_teacher_head(read_teacher_head(fake_teacher_run(tmp_path / "runs" / "teacher_lr", 17, 512)))
+    old = {k.removeprefix("distiller."): v for k, v in kd.state_dict().items()}
+    assert "teacher_head.head.weight" in old
+    again = system_for("east_kd", tmp_path)
+    again.load_state_dict(old, strict=True)
+    assert torch.equal(again.distiller.teacher_head.head.weight, kd.distiller.teacher_head.head.weight)
+
+    compressed = system_for("east_dc_linear", tmp_path)
+    names = [n for n, _ in compressed.named_parameters()]
+    assert names.index("distiller.transforms.0.transform.weight") > max(
+        i for i, n in enumerate(names) if n.startswith("student.")
+    )  # the student first, then the distiller's, as before

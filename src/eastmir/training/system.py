@@ -1,4 +1,5 @@
-"""The one LightningModule: a student, optional teacher-derived losses, and
+"""The one LightningModule: the student, its :class:`~eastmir.training.distiller.Distiller` (every
+teacher-side term of the loss and its weight) and the optimisation:
 
     L = (1 − λ)·L_pred + λ·L_reg  (+ L_teacher with embedding compression)
     L_reg = w_feature · mean over stages of d(stage, teacher) + w_kd · KD
@@ -25,9 +26,9 @@ any other file (``eastmir.load_run``).
         teacher_run: "{workdir}/runs/teacher_lr"
       compression: {name: linear}        # embedding compression (second paper)
 
-  The KD head is a frozen :class:`LinearProbe` whose weights the pipeline
-  copies in from ``teacher_run`` before training (:meth:`EastSystem.set_teacher_head`);
-  from then on they live in this module's checkpoints.
+  The KD head is a frozen linear probe whose weights the pipeline copies in
+  from ``teacher_run`` before training (:meth:`EastSystem.set_teacher_head`);
+  from then on they live in this module's checkpoints (``distiller.*``).
 - ``augment``: ``{mixup_alpha, spec_augment: {freq, time}, fmin_jitter,
   fmax_jitter}``; with a frequency jitter the log-mel is computed per batch
   from cached waveforms (the front end then lives in the system).
@@ -56,9 +57,7 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
-from torch import nn
 from torchmetrics import MeanMetric
 
 from eastmir.config import RunConfig, migrate, validate_config
@@ -66,22 +65,12 @@ from eastmir.data.clips import RunData
 from eastmir.errors import ConfigError, TrainingError
 from eastmir.frontend import LogMelFrontend
 from eastmir.inputs import InputKind
-from eastmir.losses.alignment import align_by_factors, period_factors
-from eastmir.losses.knowledge_distillation import knowledge_distillation
 from eastmir.losses.prediction import cross_entropy, masked_binary_cross_entropy
 from eastmir.metrics import MaskedMultilabelMetrics, SingleLabelMetrics
-from eastmir.registry import COMPRESSIONS, OPTIMISERS, REGULARISERS, SCHEDULERS, STUDENTS
+from eastmir.registry import OPTIMISERS, SCHEDULERS, STUDENTS
 from eastmir.students.base import StudentOutput
-from eastmir.students.linear_probe import LinearProbe
 from eastmir.training.augment import jittered_ranges, mixup, spec_augment
-
-
-def resolve_stages(spec: Any, n_stages: int) -> list[int]:
-    """``"all"``, an index or a list of (possibly negative) indices → sorted non-negative indices."""
-    if spec == "all":
-        return list(range(n_stages))
-    spec = [spec] if isinstance(spec, int) else spec
-    return sorted({s % n_stages for s in spec})
+from eastmir.training.distiller import Distiller, move_distiller_keys
 
 
 class EastSystem(L.LightningModule):
@@ -127,46 +116,10 @@ class EastSystem(L.LightningModule):
             # measured 0.68-0.82x the step time on the CPU for the convolutional students (issue 9); same values
             self.student.to(memory_format=torch.channels_last)
 
-        self.lam = config.lam
-        if (config.feature or config.kd) and embedding_dim is None:
-            raise TrainingError("distillation needs the teacher's embedding width (embedding_dim)")
-        self.stages: list[int] = []
-        self.align_factors: dict[int, tuple[int, int]] = {}  # stage → (k_student, k_teacher); empty: ceil rule
-        self.regularisers = nn.ModuleList()
-        self.transforms = nn.ModuleList()
-        self.feature_weight = 0.0
-        # (stage, slice of the embedding, weight) per regulariser: one target, or one per ensemble member
-        self.targets: list[tuple[int, slice, float]] = []
-        if config.feature:
-            feature = config.feature
-            self.feature_weight = feature.weight
-            self.stages = resolve_stages(feature.stages, len(self.student.stage_dims))
-            self.align_factors = self._align_factors(config, embedding_period, clip_seconds)
-            compression = config.compression
-            parts = self._parts(embedding_dim, embedding_parts)
-            for s in self.stages:
-                width = self.student.stage_dims[s]
-                for part, weight in parts:
-                    part_dim = part.stop - part.start
-                    if compression:
-                        self.transforms.append(
-                            COMPRESSIONS.build(
-                                compression.name, teacher_dim=part_dim, student_dim=width, num_classes=num_classes
-                            )
-                        )
-                    target_dim = width if compression else part_dim
-                    self.regularisers.append(
-                        REGULARISERS.build(feature.name, student_dim=width, teacher_dim=target_dim, **feature.options)
-                    )
-                    self.targets.append((s, part, weight))
-
-        self.kd: dict[str, Any] | None = None
-        self.teacher_head: LinearProbe | None = None
-        if config.kd:
-            kd = config.kd
-            self.kd = {"weight": kd.weight, "temperature": kd.temperature, "hard": kd.hard}
-            self.teacher_head = LinearProbe(num_classes, embedding_dim)
-            self.teacher_head.requires_grad_(False)  # frozen; a linear layer, so train/eval mode is moot
+        self.distiller = Distiller(
+            config, self.student, num_classes, embedding_dim, embedding_parts, embedding_period, clip_seconds
+        )
+        self.register_load_state_dict_pre_hook(move_distiller_keys)  # checkpoints from before the distiller
 
         aug = config.augmentation
         self.mixup_alpha = aug.mixup_alpha
@@ -188,30 +141,6 @@ class EastSystem(L.LightningModule):
         self.validation_loss = config.trainer.validation_loss  # what val_loss (LR plateau, early stop) is
         self.val_loss = MeanMetric()  # weighted by clips, gathered over processes
 
-    def _align_factors(
-        self, config: RunConfig, period: float | None, clip_seconds: float | None
-    ) -> dict[int, tuple[int, int]]:
-        """Each regularised stage's repeat factors (:mod:`eastmir.losses.alignment`); empty for ``align: ceil``."""
-        align = config.feature.align
-        if align == "ceil":
-            return {}
-        if isinstance(align, list):
-            return dict.fromkeys(self.stages, (align[0], align[1]))
-        seconds = self.student.stage_seconds(config.frontend)
-        clip = clip_seconds or config.data.clip_seconds or 10.0
-        return {s: period_factors(seconds[s], period, clip) for s in self.stages}
-
-    def _parts(self, embedding_dim: int | None, parts: list[int] | None) -> list[tuple[slice, float]]:
-        """The embedding's slices and their weights (summing to 1): the whole, or each ensemble member's."""
-        if not parts:
-            return [(slice(0, embedding_dim), 1.0)]
-        if sum(parts) != embedding_dim:
-            raise TrainingError(f"ensemble parts {parts} do not add up to the embedding width {embedding_dim}")
-        weights = (self.config.teacher.options.get("weights") if self.config.teacher else None) or [1.0] * len(parts)
-        total = float(sum(weights))
-        edges = np.cumsum([0, *parts])
-        return [(slice(int(a), int(b)), w / total) for a, b, w in zip(edges[:-1], edges[1:], weights)]
-
     @classmethod
     def for_run(cls, config: RunConfig, data: RunData, teacher_head: dict[str, torch.Tensor] | None) -> EastSystem:
         """The system of a run training on ``data``, with the KD head of its TeacherLR run copied in."""
@@ -230,12 +159,7 @@ class EastSystem(L.LightningModule):
 
     def set_teacher_head(self, state: dict[str, torch.Tensor], source: str = "the TeacherLR run") -> None:
         """Copy the frozen KD head's ``weight`` / ``bias`` in (from a finished TeacherLR run)."""
-        if self.teacher_head is None:
-            raise TrainingError("this system has no KD head (no distillation.kd)")
-        try:
-            self.teacher_head.head.load_state_dict(state)
-        except RuntimeError as err:
-            raise TrainingError(f"{source}: its TeacherLR head does not fit this run ({err})") from err
+        self.distiller.set_teacher_head(state, source)
 
     @property
     def input_key(self) -> str:
@@ -340,38 +264,9 @@ class EastSystem(L.LightningModule):
         return cross_entropy(logits, batch["targets"])
 
     def distillation_terms(self, out: StudentOutput, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """The teacher-side terms for a student output: ``feature`` (mean over the
-        regularised stages), ``teacher`` (``L_teacher`` of the compression) and ``kd``;
-        only those the config asks for."""
-        terms: dict[str, torch.Tensor] = {}
-        if self.regularisers:
-            feature, teacher_loss = out.logits.new_zeros(()), out.logits.new_zeros(())
-            for i, ((s, part, weight), regulariser) in enumerate(zip(self.targets, self.regularisers, strict=True)):
-                target = batch["embedding"][..., part]
-                if len(self.transforms):
-                    compact, teacher_logits = self.transforms[i](target)
-                    teacher_loss = teacher_loss + weight * self.prediction_loss(teacher_logits, batch)
-                    target = compact.detach()  # the distance loss never updates the transformation
-                stage = out.stages[s]
-                if s in self.align_factors:
-                    stage, target = align_by_factors(stage, target, self.align_factors[s])
-                student, target = self._global_batch(stage, True), self._global_batch(target, False)
-                feature = feature + weight * regulariser(student, target)
-            terms["feature"] = feature / len(self.stages)
-            if len(self.transforms):
-                terms["teacher"] = teacher_loss / len(self.stages)
-        if self.kd is not None:
-            with torch.no_grad():
-                teacher_logits = self.teacher_head(batch["embedding"]).logits
-            terms["kd"] = knowledge_distillation(
-                out.logits,
-                teacher_logits,
-                batch["mask"],
-                self.kd["temperature"],
-                single_label=self.task == "single_label",
-                hard=self.kd["hard"],
-            )
-        return terms
+        """The teacher-side terms for a student output (:meth:`Distiller.terms`)."""
+        single = self.task == "single_label"
+        return self.distiller.terms(out, batch, self.prediction_loss, self._global_batch, single)
 
     def losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Every loss term of one batch: ``pred``, ``reg``, ``feature``, ``kd``, ``teacher``, ``loss``."""
@@ -397,20 +292,7 @@ class EastSystem(L.LightningModule):
         for key in ("pred", "kd", "teacher"):  # averages over this process's labelled entries
             if key in terms and share != 1.0:
                 terms[key] = terms[key] * share
-        pred = terms["pred"]
-        reg = pred.new_zeros(())
-        if "feature" in terms:
-            reg = reg + self.feature_weight * terms["feature"]
-        if "kd" in terms:
-            reg = reg + self.kd["weight"] * terms["kd"]
-        loss = pred
-        if self.regularisers or self.kd is not None:
-            terms["reg"] = reg
-            loss = (1.0 - self.lam) * pred + self.lam * reg
-        if "teacher" in terms:
-            loss = loss + terms["teacher"]
-        terms["loss"] = loss
-        return terms
+        return self.distiller.combine(terms)
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         batch = self.with_logmel(batch, train=True)
