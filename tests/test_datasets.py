@@ -29,8 +29,8 @@ def test_openmic_layout_split_and_vggish_export(tmp_path, data_dir):
     with pytest.raises(
         ManifestError, match=r"2223 of the authors' 2223 validation keys are not in .*valid_split: seeded"
     ):
-        DATASETS.get("openmic")(tmp_path)  # not the release: its keys are not the authors'
-    manifest = DATASETS.get("openmic")(tmp_path, valid_split="seeded", labels="confidence")
+        DATASETS.get("openmic").prepare(tmp_path)  # not the release: its keys are not the authors'
+    manifest = DATASETS.get("openmic").prepare(tmp_path, valid_split="seeded", labels="confidence")
     assert manifest.classes == sorted(classes, key=classes.get)
     counts = {s: len(manifest.split(s)) for s in ("train", "valid", "test")}
     assert counts == {"train": 12, "valid": 2, "test": 6}  # 15 % of train held out
@@ -38,11 +38,11 @@ def test_openmic_layout_split_and_vggish_export(tmp_path, data_dir):
     assert np.allclose(clip.labels, y[3]) and np.array_equal(clip.mask, m[3])
     assert np.array_equal(np.load(tmp_path / "embeddings" / "vggish" / f"{keys[3]}.npy"), x[3])
     (tmp_path / "audio" / keys[0][:3] / f"{keys[0]}.ogg").unlink()  # 1 of 20: reported and left out
-    assert len(DATASETS.get("openmic")(tmp_path, progress=False, valid_split="seeded").clips) == 19
+    assert len(DATASETS.get("openmic").prepare(tmp_path, progress=False, valid_split="seeded").clips) == 19
     assert f"audio/{keys[0][:3]}/{keys[0]}.ogg,,{keys[0]},missing file," in (tmp_path / "excluded.csv").read_text()
     (tmp_path / "audio" / keys[1][:3] / f"{keys[1]}.ogg").unlink()  # 2 of 20 = 10 % > max_bad_fraction
     with pytest.raises(ManifestError, match=r"2 of 20 rows \(10%\) cannot be used"):
-        DATASETS.get("openmic")(tmp_path, progress=False, valid_split="seeded")
+        DATASETS.get("openmic").prepare(tmp_path, progress=False, valid_split="seeded")
 
 
 def test_magnatagatune_top_tags_drop_and_folder_split(tmp_path):
@@ -60,7 +60,7 @@ def test_magnatagatune_top_tags_drop_and_folder_split(tmp_path):
         w = csv.writer(fh, delimiter="\t")
         w.writerow(["clip_id", *tags, "mp3_path"])
         w.writerows(rows)
-    manifest = DATASETS.get("magnatagatune")(tmp_path, split="folders")
+    manifest = DATASETS.get("magnatagatune").prepare(tmp_path, split="folders")
     counts = np.array([[int(v) for v in r[1:-1]] for r in rows]).sum(0)
     assert len(manifest.classes) == 50 and set(manifest.classes) == {
         tags[i] for i in np.argsort(-counts, kind="stable")[:50]
@@ -82,7 +82,7 @@ def test_esc50_folds_single_label(tmp_path):
             name = f"{i % 5 + 1}-{i}-A-{i % 3}.wav"
             w.writerow([name, i % 5 + 1, i % 3, ["dog", "rain", "bell"][i % 3], "False", i, "A"])
             (tmp_path / "audio" / name).write_bytes(b"")
-    manifest = DATASETS.get("esc50")(tmp_path, test_fold=2)
+    manifest = DATASETS.get("esc50").prepare(tmp_path, test_fold=2)
     assert manifest.classes == ["dog", "rain", "bell"]
     assert {c.source["fold"] for c in manifest.split("test")} == {2}
     assert {c.source["fold"] for c in manifest.split("valid")} == {3}
@@ -103,7 +103,7 @@ def test_fma_small_three_row_header(tmp_path):
     for tid in ("000002", "000005", "000010"):
         (tmp_path / "fma_small" / tid[:3]).mkdir(parents=True, exist_ok=True)
         (tmp_path / "fma_small" / tid[:3] / f"{tid}.mp3").write_bytes(b"")
-    manifest = DATASETS.get("fma_small")(tmp_path)
+    manifest = DATASETS.get("fma_small").prepare(tmp_path)
     assert manifest.classes == ["Hip-Hop", "Rock"]
     assert [(c.clip_id, c.split) for c in manifest.clips] == [
         ("000002", "train"),
@@ -115,7 +115,7 @@ def test_fma_small_three_row_header(tmp_path):
 def test_missing_dataset_files_say_what_to_download(tmp_path):
     for name in ("openmic", "magnatagatune", "esc50", "fma_small"):
         with pytest.raises(ManifestError, match="not found"):
-            DATASETS.get(name)(tmp_path)
+            DATASETS.get(name).prepare(tmp_path)
 
 
 def test_openmic_the_authors_way_binary_labels_and_their_validation_keys(tmp_path, data_dir):
@@ -138,7 +138,7 @@ def test_openmic_the_authors_way_binary_labels_and_their_validation_keys(tmp_pat
     (tmp_path / "partitions").mkdir()
     (tmp_path / "partitions" / "split01_train.csv").write_text("\n".join(train + valid) + "\n")
     (tmp_path / "partitions" / "split01_test.csv").write_text("\n".join(test) + "\n")
-    manifest = DATASETS.get("openmic")(tmp_path, check_audio=False, export_vggish=False, progress=False)
+    manifest = DATASETS.get("openmic").prepare(tmp_path, check_audio=False, export_vggish=False, progress=False)
     splits = {s: sorted(c.clip_id for c in manifest.split(s)) for s in ("train", "valid", "test")}
     assert splits["valid"] == sorted(valid) and splits["train"] == sorted(train) and splits["test"] == sorted(test)
     clip = next(c for c in manifest.clips if c.clip_id == keys[0])
@@ -161,5 +161,5 @@ def test_magnatagatune_the_authors_split_by_clip_id(tmp_path):
         w = csv.writer(fh, delimiter="\t")
         w.writerow(["clip_id", "a", "b", "c", "mp3_path"])
         w.writerows(rows)
-    manifest = DATASETS.get("magnatagatune")(tmp_path, n_tags=3, check_audio=False, progress=False)
+    manifest = DATASETS.get("magnatagatune").prepare(tmp_path, n_tags=3, check_audio=False, progress=False)
     assert {c.clip_id: c.split for c in manifest.clips} == {i: s for i, s in ids.items() if s}

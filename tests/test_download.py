@@ -13,8 +13,8 @@ import soundfile as sf
 
 from eastmir import fetch
 from eastmir.cli import main
-from eastmir.data import download
 from eastmir.data.download import Archive, DownloadError, extract
+from eastmir.registry import DATASETS
 
 
 class Server(ThreadingHTTPServer):
@@ -94,7 +94,7 @@ def server(monkeypatch):
         "zip",
         strip=1,
     )
-    monkeypatch.setitem(download.DOWNLOADS, "esc50", [archive])
+    monkeypatch.setattr(DATASETS.get("esc50"), "archives", (archive,))
     yield srv
     srv.shutdown()
 
@@ -146,7 +146,7 @@ def test_a_corrupted_archive_is_named_with_both_sums_and_never_extracted(server,
     assert prepare(tmp_path) == 2
     err = capsys.readouterr().err
     actual = hashlib.sha256(bytes(blob)).hexdigest()
-    expected = download.DOWNLOADS["esc50"][0].checksum.split(":")[1]
+    expected = DATASETS.get("esc50").archives[0].checksum.split(":")[1]
     assert err.startswith(f"eastmir: error: ESC-50-master.zip: sha256 {actual} does not match the published {expected}")
     assert not (tmp_path / "ESC-50-master.zip").exists() and not (tmp_path / "meta").exists()
 
@@ -161,8 +161,9 @@ def test_an_archive_member_leaving_the_root_is_refused(tmp_path):
 
 
 def test_every_official_archive_has_a_url_and_a_licence():
-    for archives in download.DOWNLOADS.values():
+    offered = {name: DATASETS.get(name).archives for name in DATASETS.names() if DATASETS.get(name).archives}
+    for archives in offered.values():
         for a in archives:
             assert a.url.startswith("https://") and a.licence and a.filename
             assert a.checksum is None or a.checksum.split(":")[0] in ("md5", "sha1", "sha256")
-    assert set(download.DOWNLOADS) == {"openmic", "magnatagatune", "esc50", "fma_small"}
+    assert set(offered) == {"openmic", "magnatagatune", "esc50", "fma_small"}

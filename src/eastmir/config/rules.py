@@ -100,9 +100,8 @@ def check_options(
 
 def check_dataset_options(dataset: str, options: dict, where: str = "") -> dict:
     """A dataset's ``prepare`` options, checked against its signature (raises :class:`ConfigError`)."""
-    prepare = DATASETS.get(dataset)
-    schema = getattr(prepare, "options_schema", None)  # synth: a dataclass of settings
-    model = options_model(schema or prepare, skip=("root",))
+    declared = DATASETS.get(dataset)
+    model = options_model(declared.options or declared.prepare, skip=("root",))
     problems = unknown_keys(options, model, where)
     if problems:
         valid = ", ".join(sorted(model.model_fields))

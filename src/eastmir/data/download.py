@@ -1,8 +1,8 @@
 """``eastmir data prepare NAME --root DIR --download``: the official archives, fetched safely.
 
-- One table, :data:`DOWNLOADS`: every archive's official URL, the checksum
-  its publisher gives (Zenodo's md5 for OpenMIC, FMA's sha1; ESC-50 and
-  MagnaTagATune publish none), size and licence.
+- Each dataset declares its archives (``Dataset.archives``: the official URL,
+  the checksum its publisher gives, Zenodo's md5 for OpenMIC, FMA's sha1;
+  ESC-50 and MagnaTagATune publish none, and licence).
 - Resumable: a transfer goes to ``<file>.part``; an interrupted one (a cut
   connection, Ctrl-C, ``kill``) continues where it stopped with an HTTP
   ``Range`` request, automatically a few times and again on the next run.
@@ -39,53 +39,6 @@ class Archive(Published):
     strip: int = 0  # leading path components dropped on extraction
     join: str | None = None  # parts of one split archive: concatenated into this file, then extracted as zip
 
-
-MTAT = "https://mirg.city.ac.uk/datasets/magnatagatune"
-DOWNLOADS: dict[str, list[Archive]] = {
-    "openmic": [
-        Archive(
-            "https://zenodo.org/records/1432913/files/openmic-2018-v1.0.0.tgz",
-            "openmic-2018-v1.0.0.tgz",
-            "md5:e4ccf187e2bb5ab2e115416e8aafe7f4",
-            "CC BY 4.0",
-            "tar",
-            strip=1,
-        ),
-    ],
-    "magnatagatune": [
-        Archive(f"{MTAT}/annotations_final.csv", "annotations_final.csv", None, "CC BY-NC-SA 3.0"),
-        *(
-            Archive(f"{MTAT}/mp3.zip.00{i}", f"mp3.zip.00{i}", None, "CC BY-NC-SA 3.0", join="mp3.zip")
-            for i in (1, 2, 3)
-        ),
-    ],
-    "esc50": [
-        Archive(
-            "https://github.com/karolpiczak/ESC-50/archive/master.zip",
-            "ESC-50-master.zip",
-            None,
-            "CC BY-NC 3.0 (ESC-10 subset CC BY)",
-            "zip",
-            strip=1,
-        ),
-    ],
-    "fma_small": [
-        Archive(
-            "https://os.unil.cloud.switch.ch/fma/fma_metadata.zip",
-            "fma_metadata.zip",
-            "sha1:f0df49ffe5f2a6008d7dc83c6915b31835dfe733",
-            "CC BY 4.0 (metadata)",
-            "zip",
-        ),
-        Archive(
-            "https://os.unil.cloud.switch.ch/fma/fma_small.zip",
-            "fma_small.zip",
-            "sha1:ade154f733639d52e35e32f5593efe5be76c6d70",
-            "per track, Creative Commons (see FMA)",
-            "zip",
-        ),
-    ],
-}
 
 RECORD = "downloads.json"
 
@@ -148,15 +101,14 @@ def extract(path: Path, kind: str, dest: Path, strip: int = 0) -> None:
         raise ValueError(f"unknown archive kind {kind!r}")
 
 
-def download_dataset(name: str, root: str | Path, progress: bool = True) -> None:
-    """Fetch, verify and extract every archive of dataset ``name`` into ``root``; resumable, skips what is done."""
-    if name not in DOWNLOADS:
-        raise ManifestError(f"{name}: no download is known; datasets with --download: {', '.join(DOWNLOADS)}")
+def download_archives(archives: tuple[Archive, ...], root: str | Path, progress: bool = True) -> None:
+    """Fetch, verify and extract every archive of a dataset (its ``archives``) into ``root``; resumable, skips
+    what is done."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     record = DigestRecord(root / RECORD)
     joined: dict[str, list[Path]] = {}
-    for archive in DOWNLOADS[name]:
+    for archive in archives:
         if not record.get(archive.join or archive.filename).get("extracted"):
             final = _fetched(archive, root, record, progress)
             if archive.join:

@@ -37,19 +37,16 @@ tags are named on screen.
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from eastmir.config import RunConfig, load_config
-from eastmir.errors import ConfigError, RunError, UnknownNameError, did_you_mean
+from eastmir.errors import RunError, UnknownNameError, did_you_mean
 from eastmir.fetch import ChecksumMismatch, DigestRecord, FetchError, Published, atomic_write, check, fetch
-from eastmir.registry import TEACHERS
+from eastmir.registry import DATASETS, TEACHERS
 from eastmir.rundir import CONFIG_FILE, RunDirectory
 from eastmir.teachers.weights import default_cache_dir, weights_dir_from_env
 from eastmir.training.checkpoints import AtomicCheckpointIO, read_checkpoint
@@ -58,7 +55,6 @@ from eastmir.training.system import EastSystem
 REPOSITORY = "suncerock/EAsT-music-classification"
 MEDIA = f"https://media.githubusercontent.com/media/{REPOSITORY}/main/"  # GitHub's LFS media endpoint
 LICENCE = "none stated (the repository has no LICENSE file)"
-OPENMIC_CLASS_MAP = Path(__file__).parents[1] / "data" / "datasets" / "splits" / "openmic_class-map.json"
 RECORD = "zoo.json"
 
 
@@ -223,39 +219,6 @@ def on_this_machine(spec: ZooEntry, weights_dir: str | Path | None = None) -> bo
 # --------------------------------------------------------------------------------------------- classes
 
 
-def openmic_classes() -> list[str]:
-    """OpenMIC-2018's 20 instruments in ``class-map.json``'s column order (the authors' label vectors)."""
-    class_map = json.loads(OPENMIC_CLASS_MAP.read_text())
-    return [name for name, _ in sorted(class_map.items(), key=lambda kv: kv[1])]
-
-
-def magnatagatune_classes(annotations: str | Path, n_tags: int = 50) -> tuple[list[str], list[list[str]]]:
-    """The top-``n_tags`` tags of ``annotations_final.csv`` in the authors' order (``parse_magna.py``:
-    ``numpy.argsort(-counts)`` over the tag columns), and the groups of tags among them whose counts tie
-    (their order is numpy's unstable sort's, which can differ between machines)."""
-    path = Path(annotations)
-    try:
-        with open(path, newline="") as fh:
-            rows = list(csv.reader(fh, delimiter="\t"))
-    except OSError as err:
-        raise RunError(f"{path}: cannot read MagnaTagATune's annotations ({err.strerror})") from None
-    if len(rows) < 2 or len(rows[0]) < n_tags + 2 or rows[0][0] != "clip_id":
-        raise RunError(
-            f"{path}: not MagnaTagATune's annotations_final.csv (a tab-separated header clip_id, the tags, mp3_path)"
-        )
-    tags = rows[0][1:-1]
-    try:
-        counts = np.asarray([[int(v) for v in r[1:-1]] for r in rows[1:]], dtype=np.int32).sum(axis=0)
-    except ValueError as err:
-        raise RunError(f"{path}: a tag value is not 0 or 1 ({err})") from None
-    top = np.argsort(-counts)[:n_tags]  # the authors' expression, numpy's default (unstable) sort
-    chosen = [tags[i] for i in top]
-    by_count: dict[int, list[str]] = {}
-    for i in top:
-        by_count.setdefault(int(counts[i]), []).append(tags[i])
-    return chosen, [group for group in by_count.values() if len(group) > 1]
-
-
 # ------------------------------------------------------------------------------------------ conversion
 
 
@@ -343,21 +306,13 @@ def get(
 ) -> Path:
     """Find or download ``name``'s checkpoint, check it, and convert it into a run directory; returns it."""
     spec = entry(name)
-    if spec.dataset == "magnatagatune":
-        if annotations is None:
-            raise ConfigError(
-                f"{name}: its 50 tags are ordered by their count in MagnaTagATune's annotations_final.csv, and "
-                "no published list is known to be the authors' order: pass yours with --annotations FILE"
-            )
-        classes, ties = magnatagatune_classes(annotations)
-        source = f"the top 50 of {annotations} by count, numpy.argsort(-counts) as the authors' parse_magna.py"
-        for group in ties:
-            print(
-                f"note: {', '.join(group)} have the same count: their order is numpy's sort's here, which may "
-                "differ from the authors' machine (check their predictions)"
-            )
-    else:
-        classes, source = openmic_classes(), "OpenMIC-2018's class-map.json, in column order"
+    named = DATASETS.get(spec.dataset).authors_classes(annotations, name)
+    for group in named.ties:
+        print(
+            f"note: {', '.join(group)} have the same count: their order is numpy's sort's here, which may "
+            "differ from the authors' machine (check their predictions)"
+        )
+    classes, source = named.names, named.source
     path = locate(spec, weights_dir, file, progress)
     return convert(spec, path, workdir, classes, source)
 
@@ -374,7 +329,7 @@ def catalogue(weights_dir: str | Path | None = None) -> list[dict[str, Any]]:
                 "dataset": spec.dataset,
                 "student": config.student.name,
                 "teacher": config.teacher_label,
-                "classes": 20 if spec.dataset == "openmic" else 50,
+                "classes": DATASETS.get(spec.dataset).num_classes,
                 "val_mAP": spec.validation_map,
                 "size": spec.size,
                 "licence": spec.licence,

@@ -22,16 +22,19 @@ def prepare(
     (:mod:`eastmir.data.download`; resumable). Each clip's audio file is recorded with its content's sha256
     (:mod:`eastmir.data.sources`), which keys its store entries.
     """
-    prepare_fn = DATASETS.get(dataset)
+    declared = DATASETS.get(dataset)
     options = check_dataset_options(dataset, dict(options or {}))
     kind = path_kind(root)
     if kind not in ("a folder", "missing"):
         raise ManifestError(f"--root {root}: {kind or 'a file'} stands there; --root names the dataset's folder")
     if download:
-        from eastmir.data.download import download_dataset
+        from eastmir.data.download import download_archives
 
-        download_dataset(dataset, root, progress)
-    manifest = prepare_fn(Path(root), progress=progress, **options)
+        if not declared.archives:
+            offered = [name for name in DATASETS.names() if DATASETS.get(name).archives]
+            raise ManifestError(f"{dataset}: no download is known; datasets with --download: {', '.join(offered)}")
+        download_archives(declared.archives, root, progress)
+    manifest = declared.prepare(Path(root), progress=progress, **options)
     present = [c for c in manifest.clips if manifest.audio_file(c).is_file()]
     for clip, content in zip(present, record_contents([manifest.audio_file(c) for c in present])):
         clip.content = content

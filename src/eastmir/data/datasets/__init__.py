@@ -1,5 +1,5 @@
-"""Dataset adapters. Each registers ``prepare(root, **options) -> Manifest``
-in :data:`eastmir.registry.DATASETS`; formats stay here, nothing downstream
-knows which dataset it reads."""
+"""Dataset adapters. Each is a :class:`~eastmir.data.datasets.base.Dataset` registered in
+:data:`eastmir.registry.DATASETS`, declaring its facts (classes, task, clip length, archives, options) and
+``prepare(root, **options) -> Manifest``; formats stay here, nothing downstream knows which dataset it reads."""
 
 from eastmir.data.datasets import esc50, fma_small, folder, magnatagatune, openmic, synth  # noqa: F401  (register them)

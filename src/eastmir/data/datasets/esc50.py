@@ -14,13 +14,25 @@ from pathlib import Path
 
 import numpy as np
 
+from eastmir.data.datasets.base import Dataset
+from eastmir.data.download import Archive
 from eastmir.data.exclusions import Exclusions
 from eastmir.data.manifest import Clip, Manifest, ManifestError
 from eastmir.numbers import Probability
 from eastmir.registry import DATASETS
 
+ARCHIVES = (  # what `eastmir data prepare esc50 --download` fetches
+    Archive(
+        "https://github.com/karolpiczak/ESC-50/archive/master.zip",
+        "ESC-50-master.zip",
+        None,
+        "CC BY-NC 3.0 (ESC-10 subset CC BY)",
+        "zip",
+        strip=1,
+    ),
+)
 
-@DATASETS.register("esc50")
+
 def prepare(
     root: str | Path,
     progress: bool = True,
@@ -58,3 +70,14 @@ def prepare(
     manifest = Manifest("esc50", classes, clips, root, "single_label")
     manifest.save()
     return manifest
+
+
+@DATASETS.register("esc50")
+class ESC50(Dataset):
+    """ESC-50: 2 000 environmental sound clips of 5 s, 50 classes, single-label, five official folds."""
+
+    num_classes = 50
+    task = "single_label"
+    clip_seconds = 5.0
+    archives = ARCHIVES
+    prepare = staticmethod(prepare)

@@ -13,15 +13,33 @@ from pathlib import Path
 
 import numpy as np
 
+from eastmir.data.datasets.base import Dataset
+from eastmir.data.download import Archive
 from eastmir.data.exclusions import Exclusions
 from eastmir.data.manifest import Clip, Manifest, ManifestError
 from eastmir.numbers import Probability
 from eastmir.registry import DATASETS
 
+ARCHIVES = (  # what `eastmir data prepare fma_small --download` fetches
+    Archive(
+        "https://os.unil.cloud.switch.ch/fma/fma_metadata.zip",
+        "fma_metadata.zip",
+        "sha1:f0df49ffe5f2a6008d7dc83c6915b31835dfe733",
+        "CC BY 4.0 (metadata)",
+        "zip",
+    ),
+    Archive(
+        "https://os.unil.cloud.switch.ch/fma/fma_small.zip",
+        "fma_small.zip",
+        "sha1:ade154f733639d52e35e32f5593efe5be76c6d70",
+        "per track, Creative Commons (see FMA)",
+        "zip",
+    ),
+)
+
 SPLITS = {"training": "train", "validation": "valid", "test": "test"}
 
 
-@DATASETS.register("fma_small")
 def prepare(
     root: str | Path, progress: bool = True, check_audio: bool = True, max_bad_fraction: Probability = 0.05
 ) -> Manifest:
@@ -57,3 +75,14 @@ def prepare(
     manifest = Manifest("fma_small", classes, clips, root, "single_label")
     manifest.save()
     return manifest
+
+
+@DATASETS.register("fma_small")
+class FMASmall(Dataset):
+    """FMA small: 8 000 tracks of 30 s, 8 balanced genres, single-label, its official split."""
+
+    num_classes = 8
+    task = "single_label"
+    clip_seconds = 30.0
+    archives = ARCHIVES
+    prepare = staticmethod(prepare)

@@ -55,6 +55,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from eastmir.audio import AudioDecodeError, read_audio
+from eastmir.data.datasets.base import Dataset
 from eastmir.data.exclusions import Exclusions
 from eastmir.data.manifest import MANIFEST_NAME, SPLITS, Clip, Manifest
 from eastmir.errors import ManifestError
@@ -148,7 +149,6 @@ def _stratified_split(labels: np.ndarray, fractions: tuple[float, float, float],
     return out
 
 
-@DATASETS.register("folder")
 def prepare(
     root: str | Path,
     progress: bool = True,
@@ -438,3 +438,11 @@ def _warn_missing_classes(rows: list[Row], class_list: list[str]) -> None:
         gaps += [f"{class_list[i]} ({split})" for i in np.flatnonzero(~present)]
     if gaps:
         print(f"warning: no positive clip of {', '.join(gaps)}: too few clips of these classes to stratify")
+
+
+@DATASETS.register("folder")
+class Folder(Dataset):
+    """A folder of your own audio with a CSV of labels: classes, task and clip lengths come from the data."""
+
+    task = None
+    prepare = staticmethod(prepare)

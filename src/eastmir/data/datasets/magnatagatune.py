@@ -21,10 +21,19 @@ from typing import Literal
 
 import numpy as np
 
+from eastmir.data.datasets.base import ClassNames, Dataset
+from eastmir.data.download import Archive
 from eastmir.data.exclusions import Exclusions
 from eastmir.data.manifest import Clip, Manifest, ManifestError
+from eastmir.errors import ConfigError, RunError
 from eastmir.numbers import Probability
 from eastmir.registry import DATASETS
+
+MTAT = "https://mirg.city.ac.uk/datasets/magnatagatune"
+ARCHIVES = (  # what `eastmir data prepare magnatagatune --download` fetches
+    Archive(f"{MTAT}/annotations_final.csv", "annotations_final.csv", None, "CC BY-NC-SA 3.0"),
+    *(Archive(f"{MTAT}/mp3.zip.00{i}", f"mp3.zip.00{i}", None, "CC BY-NC-SA 3.0", join="mp3.zip") for i in (1, 2, 3)),
+)
 
 SPLIT_OF_FOLDER = {**{f: "train" for f in "0123456789ab"}, "c": "valid", "e": "test", "f": "test"}
 
@@ -44,7 +53,6 @@ def _split_of(clip_id: str, path: str, authors: dict[str, set[str]] | None) -> s
     return "train" if SPLIT_OF_FOLDER.get(path[:1]) == "train" else None
 
 
-@DATASETS.register("magnatagatune")
 def prepare(
     root: str | Path,
     progress: bool = True,
@@ -86,3 +94,52 @@ def prepare(
     manifest = Manifest("magnatagatune", classes, clips, root, "multilabel")
     manifest.save()
     return manifest
+
+
+def magnatagatune_classes(annotations: str | Path, n_tags: int = 50) -> tuple[list[str], list[list[str]]]:
+    """The top-``n_tags`` tags of ``annotations_final.csv`` in the authors' order (``parse_magna.py``:
+    ``numpy.argsort(-counts)`` over the tag columns), and the groups of tags among them whose counts tie
+    (their order is numpy's unstable sort's, which can differ between machines)."""
+    path = Path(annotations)
+    try:
+        with open(path, newline="") as fh:
+            rows = list(csv.reader(fh, delimiter="\t"))
+    except OSError as err:
+        raise RunError(f"{path}: cannot read MagnaTagATune's annotations ({err.strerror})") from None
+    if len(rows) < 2 or len(rows[0]) < n_tags + 2 or rows[0][0] != "clip_id":
+        raise RunError(
+            f"{path}: not MagnaTagATune's annotations_final.csv (a tab-separated header clip_id, the tags, mp3_path)"
+        )
+    tags = rows[0][1:-1]
+    try:
+        counts = np.asarray([[int(v) for v in r[1:-1]] for r in rows[1:]], dtype=np.int32).sum(axis=0)
+    except ValueError as err:
+        raise RunError(f"{path}: a tag value is not 0 or 1 ({err})") from None
+    top = np.argsort(-counts)[:n_tags]  # the authors' expression, numpy's default (unstable) sort
+    chosen = [tags[i] for i in top]
+    by_count: dict[int, list[str]] = {}
+    for i in top:
+        by_count.setdefault(int(counts[i]), []).append(tags[i])
+    return chosen, [group for group in by_count.values() if len(group) > 1]
+
+
+@DATASETS.register("magnatagatune")
+class MagnaTagATune(Dataset):
+    """MagnaTagATune: 29.1 s clips, the 50 most frequent tags, multi-label."""
+
+    num_classes = 50
+    task = "multilabel"
+    clip_seconds = 29.1
+    archives = ARCHIVES
+    prepare = staticmethod(prepare)
+
+    @classmethod
+    def authors_classes(cls, annotations: str | Path | None, who: str) -> ClassNames:
+        if annotations is None:
+            raise ConfigError(
+                f"{who}: its 50 tags are ordered by their count in MagnaTagATune's annotations_final.csv, and "
+                "no published list is known to be the authors' order: pass yours with --annotations FILE"
+            )
+        names, ties = magnatagatune_classes(annotations)
+        source = f"the top 50 of {annotations} by count, numpy.argsort(-counts) as the authors' parse_magna.py"
+        return ClassNames(names, source, ties)

@@ -34,11 +34,24 @@ from typing import Literal
 
 import numpy as np
 
+from eastmir.data.datasets.base import ClassNames, Dataset
+from eastmir.data.download import Archive
 from eastmir.data.exclusions import Exclusions
 from eastmir.data.manifest import Clip, Manifest, ManifestError
 from eastmir.fetch import atomic_writer
 from eastmir.numbers import Probability
 from eastmir.registry import DATASETS
+
+ARCHIVES = (  # what `eastmir data prepare openmic --download` fetches
+    Archive(
+        "https://zenodo.org/records/1432913/files/openmic-2018-v1.0.0.tgz",
+        "openmic-2018-v1.0.0.tgz",
+        "md5:e4ccf187e2bb5ab2e115416e8aafe7f4",
+        "CC BY 4.0",
+        "tar",
+        strip=1,
+    ),
+)
 
 
 def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
@@ -58,7 +71,6 @@ def _read_keys(path: Path) -> list[str]:
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
-@DATASETS.register("openmic")
 def prepare(
     root: str | Path,
     progress: bool = True,
@@ -123,3 +135,24 @@ def prepare(
     manifest = Manifest("openmic", classes, clips, root, "multilabel")
     manifest.save()
     return manifest
+
+
+def openmic_classes() -> list[str]:
+    """OpenMIC-2018's 20 instruments in ``class-map.json``'s column order (the authors' label vectors)."""
+    class_map = json.loads((resources.files("eastmir.data.datasets") / "splits" / "openmic_class-map.json").read_text())
+    return [name for name, _ in sorted(class_map.items(), key=lambda kv: kv[1])]
+
+
+@DATASETS.register("openmic")
+class OpenMIC(Dataset):
+    """OpenMIC-2018: 20 000 clips of 10 s, 20 instruments, multi-label with partial labels."""
+
+    num_classes = 20
+    task = "multilabel"
+    clip_seconds = 10.0
+    archives = ARCHIVES
+    prepare = staticmethod(prepare)
+
+    @classmethod
+    def authors_classes(cls, annotations: str | Path | None, who: str) -> ClassNames:
+        return ClassNames(openmic_classes(), "OpenMIC-2018's class-map.json, in column order")

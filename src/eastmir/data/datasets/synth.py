@@ -26,6 +26,7 @@ import numpy as np
 import soundfile as sf
 from tqdm.auto import tqdm
 
+from eastmir.data.datasets.base import Dataset
 from eastmir.data.manifest import MANIFEST_NAME, Clip, Manifest, load_manifest
 from eastmir.errors import ConfigError
 from eastmir.fetch import atomic_write, atomic_writer
@@ -351,7 +352,6 @@ def label_vector(config: SynthConfig, index: int, present: list[str]) -> tuple[n
     return labels, mask
 
 
-@DATASETS.register("synth")
 def prepare(root: str | Path, progress: bool = True, **options) -> Manifest:
     """Render the dataset into ``root/audio`` and write ``root/manifest.json``.
 
@@ -405,4 +405,10 @@ def prepare(root: str | Path, progress: bool = True, **options) -> Manifest:
     return manifest
 
 
-prepare.options_schema = SynthConfig  # type: ignore[attr-defined]  # what `eastmir data prepare synth --set` checks
+@DATASETS.register("synth")
+class Synth(Dataset):
+    """The synthetic instrument dataset: rendered from General MIDI programs with a SoundFont; its options
+    (:class:`SynthConfig`) choose classes, clip length, mixing and splits."""
+
+    options = SynthConfig  # what `eastmir data prepare synth --set` checks
+    prepare = staticmethod(prepare)
