@@ -52,9 +52,6 @@ from eastmir.inference.quiet import quiet_export
 from eastmir.outputs import Outputs
 from eastmir.registry import STUDENTS
 
-# the paper's Table 2 times these two alone on a 128 × 1000 log-mel: their options for it
-TABLE2_OPTIONS = {"mobile_fcn": {"n_mels": 128}, "cp_resnet": {}}
-PAPER_ITS = {"mobile_fcn": 319.3, "cp_resnet": 205.3, "harmonic_cnn": 164.2, "short_chunk_cnn": 196.4}  # RTX 2070 S
 AUTHORS_WAY = "eager (the authors' way)"
 BF16 = "folded + channels-last, bf16"
 INT8 = "PyTorch int8"
@@ -240,9 +237,14 @@ def _no_grad(call: Callable[[], object]) -> Callable[[], object]:
     return run
 
 
+def table2_students() -> list[str]:
+    """The students the paper's Table 2 times alone on a 128 × 1000 log-mel (``Student.table2_options``)."""
+    return [name for name in STUDENTS.names() if STUDENTS.get(name).table2_options is not None]
+
+
 def table2_row(name: str, threads: int, workdir: Path, device: torch.device | None = None) -> Row:
     """The student alone on a 128 × 1000 log-mel, as the paper's Table 2 and the authors' measurements."""
-    options = {**STUDENTS.get(name).complexity_options, **TABLE2_OPTIONS[name]}
+    options = {**STUDENTS.get(name).complexity_options, **STUDENTS.get(name).table2_options}
     torch.manual_seed(0)
     student = STUDENTS.build(name, num_classes=20, **options).eval()
     x = torch.randn(1, 128, 1000)
@@ -292,7 +294,7 @@ def measure(
     with tempfile.TemporaryDirectory() as tmp:
         for name in students or measured_students():
             rows.append(student_row(name, threads, Path(tmp), where))
-        for name in TABLE2_OPTIONS:
+        for name in table2_students():
             if not students or name in students:
                 rows.append(table2_row(name, threads, Path(tmp), where))
         rows += teacher_rows()

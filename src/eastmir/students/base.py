@@ -8,7 +8,7 @@ are made only in metrics and inference, never inside ``forward``.
 
 A student declares what the rest of eastmir asks of it as class attributes
 (``input_key``, ``min_frames``, ``is_probe``, ``complexity_options``,
-``complexity_frontend``): adding one is its file plus its registration.
+``complexity_frontend``, ``table2_options``): adding one is its file plus its registration.
 """
 
 from __future__ import annotations
@@ -55,6 +55,8 @@ class Student(nn.Module):
     # `eastmir complexity` builds it with these options and front end (None: it reads the waveform itself)
     complexity_options: ClassVar[dict[str, Any]] = {}
     complexity_frontend: ClassVar[FrontendConfig | None] = FrontendConfig()
+    # the paper's Table 2 times it alone on a 128 × 1000 log-mel with these options (None: not in Table 2)
+    table2_options: ClassVar[dict[str, Any] | None] = None
     # the authors' parameter names → ours: (regex, replacement) pairs tried in order; in a replacement,
     # {1}, {2} … are the regex's groups as numbers minus one (their layers count from 1, ours from 0); a
     # replacement may also be a function of the match

@@ -96,6 +96,7 @@ def _block(match: re.Match) -> str:
 @STUDENTS.register("cp_resnet")
 class CPResNet(Student):
     complexity_options: ClassVar[dict[str, Any]] = {"rho": 7, "base_channels": 128}  # the OpenMIC recipe
+    table2_options: ClassVar[dict[str, Any] | None] = {}
     complexity_frontend = FrontendConfig(sample_rate=32000, n_mels=128, fmax=16000.0)
     authors_keys = (
         (r"stage(\d+)\.block(\d+)\.shortcut\.conv\.", lambda m: f"{_block(m)}.shortcut.0."),

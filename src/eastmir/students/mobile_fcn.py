@@ -70,6 +70,7 @@ class MobileFCN(Student):
     stage_hops = (48, 96, 96)
     min_frames = 96  # total time pooling
     complexity_options: ClassVar[dict[str, Any]] = {"n_mels": 96}
+    table2_options: ClassVar[dict[str, Any] | None] = {"n_mels": 128}
     authors_keys = (
         (r"layer(\d+)\.(conv|conv1)\.", "blocks.{1}.0."),
         (r"layer(\d+)\.(bn|bn1)\.", "blocks.{1}.1."),
