@@ -9,7 +9,6 @@ import torch
 from eastmir.config import load_config
 from eastmir.errors import ConfigError, WeightsUnavailable
 from eastmir.teachers.musicnn import (
-    MTT_TAGS,
     MUSICNN_WEIGHTS,
     OPTIMISER_STATE,
     PATCH,
@@ -17,6 +16,7 @@ from eastmir.teachers.musicnn import (
     MusicnnTeacher,
     tensorflow_state,
 )
+from eastmir.teachers.musicnn_tags import MTT_TAGS
 from eastmir.teachers.tf_bundle import read_bundle
 from eastmir.teachers.weights import fetch_wheel_files
 

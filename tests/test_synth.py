@@ -4,7 +4,6 @@ import pytest
 from eastmir.data.datasets.synth import (
     CLASSES,
     INSTRUMENTS,
-    Note,
     Part,
     SynthConfig,
     plan_clip,
@@ -12,6 +11,7 @@ from eastmir.data.datasets.synth import (
     render_clip,
     render_part,
 )
+from eastmir.data.datasets.synth_music import Note
 from eastmir.data.manifest import load_manifest
 
 

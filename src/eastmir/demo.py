@@ -99,20 +99,24 @@ def run_demo(
         return done[share.name]
 
     run_dirs = [run(f"synth/{s}", seed) for seed in seeds for s in systems]
-    records, _ = load_rows(run_dirs)
-    metrics = metrics_of(records)
-    summary = summary_markdown(cells(records), metrics)
-    pairs = paired_differences(records, metrics[0])
     runs = read_runs(run_dirs)
-    share = f"{fraction:.0%} of the training split"
-    text = f"# eastmir demo: synth, Mobile FCN student, {teacher} teacher, {share}, seeds {list(seeds)}\n\n"
-    text += f"## Test split, mean ± std over {len(seeds)} seed{'s' if len(seeds) > 1 else ''}\n\n{summary}\n\n"
-    if pairs:
-        text += "## Against the Baseline of the same seed\n\n" + paired_markdown(pairs, metrics[0]) + "\n\n"
-    text += "## Every run\n\n" + markdown_table(runs) + "\n"
+    text = _results(run_dirs, runs, f"{teacher} teacher, {fraction:.0%} of the training split", seeds)
     out = runs_folder(workdir)
     atomic_write(out / "demo_results.md", text)
     write_csv(runs, out / "demo_results.csv")
     print("\n" + text)
     print(f"written to {out / 'demo_results.md'} and demo_results.csv; demo wall time {time.time() - started:.0f} s")
     return text
+
+
+def _results(run_dirs: list[Path], runs: list, what: str, seeds: list[int] | tuple[int, ...]) -> str:
+    """The demo's Markdown: the mean ± std over seeds, the paired differences against the Baseline, every run."""
+    records, _ = load_rows(run_dirs)
+    metrics = metrics_of(records)
+    summary = summary_markdown(cells(records), metrics)
+    pairs = paired_differences(records, metrics[0])
+    text = f"# eastmir demo: synth, Mobile FCN student, {what}, seeds {list(seeds)}\n\n"
+    text += f"## Test split, mean ± std over {len(seeds)} seed{'s' if len(seeds) > 1 else ''}\n\n{summary}\n\n"
+    if pairs:
+        text += "## Against the Baseline of the same seed\n\n" + paired_markdown(pairs, metrics[0]) + "\n\n"
+    return text + "## Every run\n\n" + markdown_table(runs) + "\n"

@@ -68,8 +68,30 @@ def write_report(
         outputs.check(figures_dir / name)
     cs = cells(rows)
     metrics = metrics_of(rows)
+    sections, latex = _sections(rows, cs, metrics)
+    made = _figures(rows, cs, metrics[0], out / "figures")
+    seeds = max(len(c.runs) for c in cs)
+    intro = f"{len(rows)} runs; {'mean ± std over up to ' + str(seeds) + ' seeds; ' if seeds > 1 else ''}"
+    intro += "best student per teacher in bold."
+    md = [f"# {title}", "", intro, ""]
+    for heading, table in sections:
+        md += [f"## {heading}", "", table, ""]
+    md += ["## Figures", ""] + [f"![{k}](figures/{p.name})" for k, p in made.items() if p] + [""]
+    written = {"markdown": out / "report.md", "csv": out / "report.csv", "latex": out / "report.tex"}
+    outputs.write(written["markdown"], "\n".join(md))
+    outputs.write(written["csv"], grid_csv_text(cs, metrics))
+    outputs.write(written["latex"], "% \\usepackage{booktabs}\n" + "\n\n".join(latex) + "\n")
+    written.update({kind: path for kind, path in made.items() if path})
+    written["html"] = out / "report.html"
+    outputs.write(written["html"], _html(title, intro, sections, made, _captions(metrics[0])))
+    return written
+
+
+def _sections(rows: list, cs: list, metrics: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
+    """The report's ``(heading, markdown table)`` sections and their LaTeX tables: one grid per metric and
+    training-data share, then the paired differences against the Baseline on the first metric."""
     fractions = sorted({c.fraction for c in cs}, reverse=True)
-    sections: list[tuple[str, str]] = []  # (heading, markdown table)
+    sections: list[tuple[str, str]] = []
     latex = []
     for fraction in fractions:
         subset = [c for c in cs if c.fraction == fraction]
@@ -83,32 +105,32 @@ def write_report(
     if pairs:
         heading = f"Paired differences against the Baseline (test {TITLES[primary]}, same seed and data)"
         sections.append((heading, paired_markdown(pairs, primary)))
-    written: dict[str, Path] = {}
-    made = {
-        "bars": figures.bars(cs, primary, out / "figures" / "bars.png"),
-        "fractions": figures.fractions(cs, primary, out / "figures" / "fractions.png"),
-        "per_class": figures.per_class(cs, out / "figures" / "per_class_ap.png"),
-        "curves": figures.curves(rows, out / "figures" / "curves.png"),
+    return sections, latex
+
+
+def _figures(rows: list, cs: list, primary: str, folder: Path) -> dict[str, Path | None]:
+    """The report's figures, by kind (``None``: nothing to draw)."""
+    return {
+        "bars": figures.bars(cs, primary, folder / "bars.png"),
+        "fractions": figures.fractions(cs, primary, folder / "fractions.png"),
+        "per_class": figures.per_class(cs, folder / "per_class_ap.png"),
+        "curves": figures.curves(rows, folder / "curves.png"),
     }
-    captions = {
+
+
+def _captions(primary: str) -> dict[str, str]:
+    return {
         "bars": f"Test {TITLES[primary]} per teacher and system (mean over seeds, bars: std); dashed: the Baseline.",
         "fractions": f"Test {TITLES[primary]} over the share of training data (mean ± std over seeds).",
         "per_class": "Test average precision of every class (full training data, mean over seeds).",
         "curves": "Validation score and training loss per epoch.",
     }
-    seeds = max(len(c.runs) for c in cs)
-    intro = f"{len(rows)} runs; {'mean ± std over up to ' + str(seeds) + ' seeds; ' if seeds > 1 else ''}"
-    intro += "best student per teacher in bold."
-    md = [f"# {title}", "", intro, ""]
-    for heading, table in sections:
-        md += [f"## {heading}", "", table, ""]
-    md += ["## Figures", ""] + [f"![{k}](figures/{p.name})" for k, p in made.items() if p] + [""]
-    written["markdown"] = out / "report.md"
-    outputs.write(written["markdown"], "\n".join(md))
-    written["csv"] = out / "report.csv"
-    outputs.write(written["csv"], grid_csv_text(cs, metrics))
-    written["latex"] = out / "report.tex"
-    outputs.write(written["latex"], "% \\usepackage{booktabs}\n" + "\n\n".join(latex) + "\n")
+
+
+def _html(
+    title: str, intro: str, sections: list[tuple[str, str]], made: dict[str, Path | None], captions: dict[str, str]
+) -> str:
+    """One self-contained HTML page: the tables, and the figures embedded as PNG data."""
     body = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(intro)}</p>"]
     for heading, table in sections:
         body += [f"<h2>{html.escape(heading)}</h2>", _markdown_to_html_table(table)]
@@ -119,11 +141,7 @@ def write_report(
                 f'<figure><img class="figure" alt="{kind}" src="data:image/png;base64,{data}">'
                 f"<figcaption>{html.escape(captions[kind])}</figcaption></figure>"
             )
-            written[kind] = path
-    page = (
+    return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>" + "".join(body) + "</body></html>\n"
     )
-    written["html"] = out / "report.html"
-    outputs.write(written["html"], page)
-    return written

@@ -46,6 +46,7 @@ from eastmir.folding import optimise_for_inference
 from eastmir.frontend import mel_filterbank
 from eastmir.registry import TEACHERS
 from eastmir.teachers.base import Teacher
+from eastmir.teachers.musicnn_tags import TAGS
 from eastmir.teachers.tf_bundle import read_bundle
 from eastmir.teachers.weights import WheelWeights, fetch_wheel_files
 
@@ -79,112 +80,6 @@ MUSICNN_WEIGHTS = {
 SAMPLE_RATE, N_FFT, HOP, N_MELS, PATCH = 16000, 512, 256, 96, 187
 LAYERS = {"penultimate": 200, "max_pool": 753, "mean_pool": 753}
 OPTIMISER_STATE = ("Adam", "beta1_power", "beta2_power")
-
-# The tags of each model's output, in order (from the package's configuration).
-MTT_TAGS = [
-    "guitar",
-    "classical",
-    "slow",
-    "techno",
-    "strings",
-    "drums",
-    "electronic",
-    "rock",
-    "fast",
-    "piano",
-    "ambient",
-    "beat",
-    "violin",
-    "vocal",
-    "synth",
-    "female",
-    "indian",
-    "opera",
-    "male",
-    "singing",
-    "vocals",
-    "no vocals",
-    "harpsichord",
-    "loud",
-    "quiet",
-    "flute",
-    "woman",
-    "male vocal",
-    "no vocal",
-    "pop",
-    "soft",
-    "sitar",
-    "solo",
-    "man",
-    "classic",
-    "choir",
-    "voice",
-    "new age",
-    "dance",
-    "male voice",
-    "female vocal",
-    "beats",
-    "harp",
-    "cello",
-    "no voice",
-    "weird",
-    "country",
-    "metal",
-    "female voice",
-    "choral",
-]
-MSD_TAGS = [
-    "rock",
-    "pop",
-    "alternative",
-    "indie",
-    "electronic",
-    "female vocalists",
-    "dance",
-    "00s",
-    "alternative rock",
-    "jazz",
-    "beautiful",
-    "metal",
-    "chillout",
-    "male vocalists",
-    "classic rock",
-    "soul",
-    "indie rock",
-    "Mellow",
-    "electronica",
-    "80s",
-    "folk",
-    "90s",
-    "chill",
-    "instrumental",
-    "punk",
-    "oldies",
-    "blues",
-    "hard rock",
-    "ambient",
-    "acoustic",
-    "experimental",
-    "female vocalist",
-    "guitar",
-    "Hip-Hop",
-    "70s",
-    "party",
-    "country",
-    "easy listening",
-    "sexy",
-    "catchy",
-    "funk",
-    "electro",
-    "heavy metal",
-    "Progressive rock",
-    "60s",
-    "rnb",
-    "indie pop",
-    "sad",
-    "House",
-    "happy",
-]
 
 
 class MusicnnFrontend(nn.Module):
@@ -403,9 +298,9 @@ class MusicnnTeacher(Teacher):
         return self.forward_patches(waveforms)[self.layer]
 
     def tag(self, waveforms: torch.Tensor) -> torch.Tensor:
-        """Tag probabilities ``(batch, patches, 50)`` (:data:`MTT_TAGS` or :data:`MSD_TAGS`)."""
+        """Tag probabilities ``(batch, patches, 50)`` (:mod:`eastmir.teachers.musicnn_tags`)."""
         return torch.sigmoid(self.forward_patches(waveforms)["logits"])
 
     @property
     def tags(self) -> list[str]:
-        return MTT_TAGS if self.weights == "mtt" else MSD_TAGS
+        return TAGS[self.weights]

@@ -68,7 +68,7 @@ from eastmir.inputs import InputKind
 from eastmir.losses.prediction import cross_entropy, masked_binary_cross_entropy
 from eastmir.metrics import MaskedMultilabelMetrics, SingleLabelMetrics
 from eastmir.registry import OPTIMISERS, SCHEDULERS, STUDENTS
-from eastmir.students.base import StudentOutput
+from eastmir.students.base import Student, StudentOutput
 from eastmir.training.augment import jittered_ranges, mixup, spec_augment
 from eastmir.training.distiller import Distiller, move_distiller_keys
 
@@ -106,15 +106,7 @@ class EastSystem(L.LightningModule):
         self.config = config
         self.classes = self.hparams["classes"]
         self.task = config.task_kind
-        options, name = config.student.options, config.student.name
-        if config.student.capabilities.is_probe:
-            if embedding_dim is None:
-                raise TrainingError(f"student {name} (TeacherLR) needs the teacher's embedding width")
-            options["embedding_dim"] = embedding_dim
-        self.student = STUDENTS.build(name, num_classes=num_classes, **options)
-        if config.trainer.channels_last:
-            # measured 0.68-0.82x the step time on the CPU for the convolutional students (issue 9); same values
-            self.student.to(memory_format=torch.channels_last)
+        self.student = _student(config, num_classes, embedding_dim)
 
         self.distiller = Distiller(
             config, self.student, num_classes, embedding_dim, embedding_parts, embedding_period, clip_seconds
@@ -132,12 +124,7 @@ class EastSystem(L.LightningModule):
         if self.input_key is InputKind.WAVEFORM and self.student.input_key.reads_logmel:
             self.frontend = LogMelFrontend(config.frontend)
 
-        def metrics(test: bool = False):
-            if self.task == "multilabel":
-                return MaskedMultilabelMetrics(keep_per_class=test)
-            return SingleLabelMetrics(num_classes)
-
-        self.val_metrics, self.test_metrics = metrics(), metrics(test=True)
+        self.val_metrics, self.test_metrics = _metrics(self.task, num_classes), _metrics(self.task, num_classes, True)
         self.validation_loss = config.trainer.validation_loss  # what val_loss (LR plateau, early stop) is
         self.val_loss = MeanMetric()  # weighted by clips, gathered over processes
 
@@ -380,3 +367,24 @@ def _separate_parts(config: RunConfig, data: RunData) -> list[int] | None:
     if not data.embedding_parts:
         raise ConfigError("teacher.combine: separate needs the members' widths; pack the data again with this version")
     return data.embedding_parts
+
+
+def _student(config: RunConfig, num_classes: int, embedding_dim: int | None) -> Student:
+    """The run's student; a probe (TeacherLR) reads the teacher's embedding, so it needs its width."""
+    options, name = config.student.options, config.student.name
+    if config.student.capabilities.is_probe:
+        if embedding_dim is None:
+            raise TrainingError(f"student {name} (TeacherLR) needs the teacher's embedding width")
+        options["embedding_dim"] = embedding_dim
+    student = STUDENTS.build(name, num_classes=num_classes, **options)
+    if config.trainer.channels_last:
+        # measured 0.68-0.82x the step time on the CPU for the convolutional students (issue 9); same values
+        student.to(memory_format=torch.channels_last)
+    return student
+
+
+def _metrics(task: str, num_classes: int, test: bool = False) -> MaskedMultilabelMetrics | SingleLabelMetrics:
+    """The validation or (``test``: keeping each class's AP) test metrics of the task."""
+    if task == "multilabel":
+        return MaskedMultilabelMetrics(keep_per_class=test)
+    return SingleLabelMetrics(num_classes)

@@ -97,18 +97,7 @@ def prepare(
     unknown = [k for k in train + test if k not in index]
     if unknown:
         raise ManifestError(f"{root}: {len(unknown)} split keys are not in openmic-2018.npz (first: {unknown[0]})")
-    if valid_split == "authors":
-        valid = set(authors_valid_keys())
-        outside = valid - set(train)
-        if outside:
-            raise ManifestError(
-                f"{root}: {len(outside)} of the authors' {len(valid)} validation keys are not in "
-                "partitions/split01_train.csv (is this the OpenMIC-2018 release?); prepare with valid_split: seeded "
-                "for another dataset in its layout"
-            )
-    else:
-        order = np.random.default_rng(valid_seed).permutation(len(train))
-        valid = {train[i] for i in order[: round(valid_fraction * len(train))]}
+    valid = _valid_keys(root, train, valid_split, valid_fraction, valid_seed)
     y_true = data["Y_true"].astype(np.float32)
     if labels == "binary":
         y_mask = y_true != 0.5
@@ -125,16 +114,36 @@ def prepare(
         i = index[key]
         clips.append(Clip(key, rel, split, y_true[i], y_mask[i], 10.0))
     if export_vggish:
-        out = root / "embeddings" / "vggish"
-        out.mkdir(parents=True, exist_ok=True)
-        frames = data["X"]  # an npz entry is decompressed on every access: read it once
-        for i, key in enumerate(keys):
-            if not (out / f"{key}.npy").exists():
-                _save_npy_atomic(out / f"{key}.npy", frames[i])
+        _export_vggish(root / "embeddings" / "vggish", keys, data["X"])
     excluded.finish(len(train) + len(test), max_bad_fraction, progress)
     manifest = Manifest("openmic", classes, clips, root, "multilabel")
     manifest.save()
     return manifest
+
+
+def _valid_keys(root: Path, train: list[str], split: str, fraction: float, seed: int) -> set[str]:
+    """The validation keys, drawn from the training partition: the authors' (``split="authors"``), or a
+    seeded ``fraction`` of it."""
+    if split != "authors":
+        order = np.random.default_rng(seed).permutation(len(train))
+        return {train[i] for i in order[: round(fraction * len(train))]}
+    valid = set(authors_valid_keys())
+    outside = valid - set(train)
+    if outside:
+        raise ManifestError(
+            f"{root}: {len(outside)} of the authors' {len(valid)} validation keys are not in "
+            "partitions/split01_train.csv (is this the OpenMIC-2018 release?); prepare with valid_split: seeded "
+            "for another dataset in its layout"
+        )
+    return valid
+
+
+def _export_vggish(out: Path, keys: list[str], frames: np.ndarray) -> None:
+    """The VGGish frames shipped in the npz, one ``<key>.npy`` per clip (those missing), for ``precomputed``."""
+    out.mkdir(parents=True, exist_ok=True)
+    for i, key in enumerate(keys):
+        if not (out / f"{key}.npy").exists():
+            _save_npy_atomic(out / f"{key}.npy", frames[i])
 
 
 def openmic_classes() -> list[str]:

@@ -27,52 +27,22 @@ import soundfile as sf
 from tqdm.auto import tqdm
 
 from eastmir.data.datasets.base import Dataset
+from eastmir.data.datasets.synth_music import (
+    CLASSES,
+    DRUM_CHANNEL,
+    INSTRUMENTS,
+    MAJOR,
+    MINOR,
+    PROGRESSIONS,
+    Part,
+    compose,
+    triad,
+)
 from eastmir.data.manifest import MANIFEST_NAME, Clip, Manifest, load_manifest
 from eastmir.errors import ConfigError
 from eastmir.fetch import atomic_write, atomic_writer
 from eastmir.numbers import ClipSeconds, Count, Seed
 from eastmir.registry import DATASETS
-
-DRUM_CHANNEL = 9
-
-
-@dataclass(frozen=True)
-class Instrument:
-    """A class: the GM programs that play it, its MIDI range and musical roles."""
-
-    programs: tuple[int, ...]
-    low: int
-    high: int
-    roles: tuple[str, ...]
-    is_drums: bool = False
-
-
-# Class names are OpenMIC-2018's. GM program numbers are 0-based.
-INSTRUMENTS: dict[str, Instrument] = {
-    "accordion": Instrument((21, 23), 53, 84, ("chords", "melody")),
-    "banjo": Instrument((105,), 48, 81, ("arpeggio", "chords")),
-    "bass": Instrument((32, 33, 34), 28, 52, ("bass",)),
-    "cello": Instrument((42,), 36, 67, ("melody", "bass")),
-    "clarinet": Instrument((71,), 50, 84, ("melody",)),
-    "drums": Instrument((0, 16, 25), 35, 59, ("groove",), is_drums=True),
-    "flute": Instrument((73,), 60, 93, ("melody",)),
-    "guitar": Instrument((24, 25, 26, 27), 40, 76, ("chords", "arpeggio")),
-    "mallet_percussion": Instrument((11, 12, 13), 60, 88, ("arpeggio", "melody")),
-    "organ": Instrument((16, 17, 19), 43, 79, ("chords", "melody")),
-    "piano": Instrument((0, 1, 2), 40, 88, ("chords", "melody", "arpeggio")),
-    "saxophone": Instrument((64, 65, 66), 46, 77, ("melody",)),
-    "synthesizer": Instrument((80, 81, 88, 89), 40, 84, ("chords", "melody", "arpeggio")),
-    "trombone": Instrument((57,), 40, 70, ("melody", "bass")),
-    "trumpet": Instrument((56,), 55, 81, ("melody",)),
-    "violin": Instrument((40,), 55, 91, ("melody",)),
-    "voice": Instrument((52, 53), 50, 76, ("melody",)),
-}
-CLASSES: list[str] = sorted(INSTRUMENTS)
-
-MAJOR = (0, 2, 4, 5, 7, 9, 11)
-MINOR = (0, 2, 3, 5, 7, 8, 10)
-PROGRESSIONS = ((0, 5, 3, 4), (0, 3, 4, 0), (5, 3, 0, 4), (0, 4, 5, 3), (1, 4, 0, 0), (0, 3, 0, 4))
-KICK, SNARE, CLOSED_HAT, OPEN_HAT, RIDE, CRASH, LOW_TOM, HIGH_TOM, CLAP = 36, 38, 42, 46, 51, 49, 45, 50, 39
 
 
 @dataclass
@@ -123,120 +93,6 @@ def soundfont_path() -> Path:
     return path
 
 
-# --------------------------------------------------------------------------- music
-
-
-@dataclass
-class Note:
-    start: float  # seconds
-    end: float
-    key: int
-    velocity: int
-
-
-@dataclass
-class Part:
-    """One instrument's contribution to a clip."""
-
-    label: str
-    program: int
-    role: str
-    gain_db: float
-    notes: list[Note]
-
-
-def _chord(scale: tuple[int, ...], root: int, degree: int) -> list[int]:
-    """Pitch classes (as semitones above C0-ish root) of the triad on ``degree``."""
-    return [root + scale[(degree + k) % 7] + 12 * ((degree + k) // 7) for k in (0, 2, 4)]
-
-
-def _fit(pitch: int, low: int, high: int) -> int:
-    while pitch < low:
-        pitch += 12
-    while pitch > high:
-        pitch -= 12
-    return pitch
-
-
-def _compose(rng: np.random.Generator, label: str, role: str, inst: Instrument, ctx: dict) -> list[Note]:
-    """Notes for one instrument in one role, in the clip's key, tempo and chords."""
-    beat, length = ctx["beat"], ctx["length"]
-    chords, chord_beats = ctx["chords"], ctx["chord_beats"]
-    base_vel = int(rng.integers(55, 118))
-    # A register window of about two octaves inside the instrument's range.
-    span = inst.high - inst.low
-    lo = inst.low + int(rng.integers(0, max(1, span - 24) + 1)) if span > 24 else inst.low
-    hi = min(inst.high, lo + 24)
-
-    def vel() -> int:
-        return int(np.clip(base_vel + rng.integers(-12, 13), 20, 127))
-
-    def chord_at(t: float) -> list[int]:
-        return chords[int(t / (beat * chord_beats)) % len(chords)]
-
-    notes: list[Note] = []
-    if role == "groove":
-        hat = CLOSED_HAT if rng.random() < 0.7 else RIDE
-        sub = 2 if rng.random() < 0.7 else 4
-        step = beat / sub
-        for i in range(int(length / step) + 1):
-            t = i * step
-            pos = i % (4 * sub)
-            if (pos % sub == 0 and (pos // sub) in (0, 2)) or (rng.random() < 0.12 and pos % sub == 0):
-                notes.append(Note(t, t + step, KICK, vel()))
-            if pos % sub == 0 and (pos // sub) in (1, 3):
-                notes.append(Note(t, t + step, SNARE if rng.random() < 0.85 else CLAP, vel()))
-            if rng.random() < 0.9:
-                notes.append(Note(t, t + step * 0.9, hat if rng.random() < 0.9 else OPEN_HAT, max(20, vel() - 20)))
-        if rng.random() < 0.5:
-            notes.append(Note(0.0, beat, CRASH, vel()))
-        if rng.random() < 0.3:
-            t = length - beat
-            for k, tom in enumerate((HIGH_TOM, LOW_TOM)):
-                notes.append(Note(t + k * beat / 2, t + (k + 1) * beat / 2, tom, vel()))
-        return notes
-    if role == "bass":
-        pattern = rng.choice([1.0, 2.0, 0.5])
-        t = 0.0
-        while t < length:
-            root = _fit(chord_at(t)[0], inst.low, min(inst.high, inst.low + 14))
-            key = root + (7 if rng.random() < 0.2 else 0)
-            notes.append(Note(t, t + beat * pattern * 0.9, _fit(key, inst.low, inst.high), vel()))
-            t += beat * pattern
-        return notes
-    if role == "chords":
-        hits = rng.choice([chord_beats, 1.0, 2.0])
-        t = 0.0
-        while t < length:
-            for pc in chord_at(t):
-                notes.append(Note(t, t + beat * hits * 0.95, _fit(pc, lo, hi), vel()))
-            t += beat * hits
-        return notes
-    if role == "arpeggio":
-        step = beat / float(rng.choice([2, 3, 4]))
-        order = rng.permutation(3)
-        t, i = 0.0, 0
-        while t < length:
-            chord = chord_at(t)
-            notes.append(Note(t, t + step * 1.5, _fit(chord[order[i % 3]] + 12 * (i // 3 % 2), lo, hi), vel()))
-            t += step
-            i += 1
-        return notes
-    # melody: a random walk on the scale, leaning on chord tones, with rests.
-    scale_pitches = [p for p in range(lo, hi + 1) if (p - ctx["root"]) % 12 in ctx["scale"]]
-    idx = int(rng.integers(0, len(scale_pitches)))
-    t = 0.0
-    while t < length:
-        dur = beat * float(rng.choice([0.5, 1.0, 1.0, 1.5, 2.0]))
-        if rng.random() < 0.15:
-            t += dur  # rest
-            continue
-        idx = int(np.clip(idx + rng.choice([-2, -1, -1, 0, 1, 1, 2]), 0, len(scale_pitches) - 1))
-        notes.append(Note(t, t + dur * 0.95, scale_pitches[idx], vel()))
-        t += dur
-    return notes
-
-
 def plan_clip(config: SynthConfig, index: int) -> list[Part]:
     """The deterministic musical plan of clip ``index``: which instruments play what."""
     rng = np.random.default_rng([config.seed, index])
@@ -250,7 +106,7 @@ def plan_clip(config: SynthConfig, index: int) -> list[Part]:
         "length": config.clip_seconds,
         "root": root,
         "scale": scale,
-        "chords": [_chord(scale, root, d) for d in degrees],
+        "chords": [triad(scale, root, d) for d in degrees],
         "chord_beats": float(rng.choice([2, 4])),
     }
     parts = []
@@ -259,7 +115,7 @@ def plan_clip(config: SynthConfig, index: int) -> list[Part]:
         role = str(rng.choice(inst.roles))
         program = int(rng.choice(inst.programs))
         gain = float(rng.uniform(*config.gain_db))
-        parts.append(Part(label, program, role, gain, _compose(rng, label, role, inst, ctx)))
+        parts.append(Part(label, program, role, gain, compose(rng, label, role, inst, ctx)))
     return parts
 
 
