@@ -86,20 +86,8 @@ def build_logmels(
     One clip at a time, so an entry depends on its clip alone (batched BLAS
     calls may round differently with the batch around it).
     """
-    collection = store.collection(logmel_producer(frontend))
-    report = fill(
-        collection,
-        audio_items(manifest),
-        DecodeAt(frontend.sample_rate),
-        LogMels(frontend),
-        1,
-        on_error,
-        progress,
-        "log-mel",
-        workers,
-        verify,
-    )
-    return Filled(collection, report)
+    steps = (DecodeAt(frontend.sample_rate), LogMels(frontend), "log-mel")
+    return _build(manifest, store, logmel_producer(frontend), *steps, on_error, progress, workers, verify)
 
 
 def build_waveforms(
@@ -112,17 +100,12 @@ def build_waveforms(
     verify: bool = False,
 ) -> Filled:
     """Store every clip decoded to mono float32 ``(samples,)`` at ``sample_rate``."""
-    collection = store.collection(waveform_producer(sample_rate))
-    report = fill(
-        collection,
-        audio_items(manifest),
-        DecodeAt(sample_rate),
-        unchanged,
-        1,
-        on_error,
-        progress,
-        "decode",
-        workers,
-        verify,
-    )
+    steps = (DecodeAt(sample_rate), unchanged, "decode")
+    return _build(manifest, store, waveform_producer(sample_rate), *steps, on_error, progress, workers, verify)
+
+
+def _build(manifest, store, producer, read, compute, desc, on_error, progress, workers, verify) -> Filled:
+    """Fill ``producer``'s collection with every clip's audio ``read`` and ``compute``d (:func:`fill`)."""
+    collection = store.collection(producer)
+    report = fill(collection, audio_items(manifest), read, compute, 1, on_error, progress, desc, workers, verify)
     return Filled(collection, report)

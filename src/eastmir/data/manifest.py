@@ -83,11 +83,18 @@ class Manifest:
         )
 
     def save(self, path: str | Path | None = None) -> Path:
+        """Write the manifest (atomically) to ``path``, by default ``root/manifest.json``; returns the path."""
         path = Path(path) if path else self.root / MANIFEST_NAME
         blob = {"dataset": self.dataset, "classes": self.classes, "task": self.task}
         blob["clips"] = [c.to_json() for c in self.clips]
         atomic_write(path, json.dumps(blob, indent=1))
         return path
+
+
+def written(manifest: Manifest) -> Manifest:
+    """``manifest``, saved to its ``root/manifest.json``: how a dataset's ``prepare`` ends."""
+    manifest.save()
+    return manifest
 
 
 def manifest_sha256(root: str | Path) -> str | None:

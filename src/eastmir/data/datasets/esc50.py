@@ -17,7 +17,7 @@ import numpy as np
 from eastmir.data.datasets.base import Dataset
 from eastmir.data.download import Archive
 from eastmir.data.exclusions import Exclusions
-from eastmir.data.manifest import Clip, Manifest, ManifestError
+from eastmir.data.manifest import Clip, Manifest, ManifestError, written
 from eastmir.numbers import Probability
 from eastmir.registry import DATASETS
 
@@ -67,17 +67,12 @@ def prepare(
             Clip(Path(r["filename"]).stem, rel, split, labels, np.ones(len(classes), bool), 5.0, {"fold": fold})
         )
     excluded.finish(len(rows), max_bad_fraction, progress)
-    manifest = Manifest("esc50", classes, clips, root, "single_label")
-    manifest.save()
-    return manifest
+    return written(Manifest("esc50", classes, clips, root, "single_label"))
 
 
 @DATASETS.register("esc50")
 class ESC50(Dataset):
     """ESC-50: 2 000 environmental sound clips of 5 s, 50 classes, single-label, five official folds."""
 
-    num_classes = 50
-    task = "single_label"
-    clip_seconds = 5.0
-    archives = ARCHIVES
+    num_classes, task, clip_seconds, archives = 50, "single_label", 5.0, ARCHIVES
     prepare = staticmethod(prepare)

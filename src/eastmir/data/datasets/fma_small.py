@@ -16,7 +16,7 @@ import numpy as np
 from eastmir.data.datasets.base import Dataset
 from eastmir.data.download import Archive
 from eastmir.data.exclusions import Exclusions
-from eastmir.data.manifest import Clip, Manifest, ManifestError
+from eastmir.data.manifest import Clip, Manifest, ManifestError, written
 from eastmir.numbers import Probability
 from eastmir.registry import DATASETS
 
@@ -72,17 +72,12 @@ def prepare(
         labels[classes.index(r[c_genre])] = 1.0
         clips.append(Clip(tid, rel, SPLITS[r[c_split]], labels, np.ones(len(classes), bool), 30.0))
     excluded.finish(len(body), max_bad_fraction, progress)
-    manifest = Manifest("fma_small", classes, clips, root, "single_label")
-    manifest.save()
-    return manifest
+    return written(Manifest("fma_small", classes, clips, root, "single_label"))
 
 
 @DATASETS.register("fma_small")
 class FMASmall(Dataset):
     """FMA small: 8 000 tracks of 30 s, 8 balanced genres, single-label, its official split."""
 
-    num_classes = 8
-    task = "single_label"
-    clip_seconds = 30.0
-    archives = ARCHIVES
+    num_classes, task, clip_seconds, archives = 8, "single_label", 30.0, ARCHIVES
     prepare = staticmethod(prepare)

@@ -56,7 +56,7 @@ from eastmir.audio import AudioDecodeError, read_audio
 from eastmir.data.datasets.base import Dataset
 from eastmir.data.datasets.label_table import SPLIT_NAMES, LabelTable, RowLabels
 from eastmir.data.exclusions import Exclusions
-from eastmir.data.manifest import MANIFEST_NAME, SPLITS, Clip, Manifest
+from eastmir.data.manifest import MANIFEST_NAME, SPLITS, Clip, Manifest, written
 from eastmir.errors import ManifestError
 from eastmir.numbers import Probability
 from eastmir.paths import regular_file_problem
@@ -177,9 +177,7 @@ def prepare(
         Clip(r.clip_id, r.path, r.split, r.labels.astype(np.float32), r.mask, r.duration, {"line": r.line})
         for r in sorted(rows, key=lambda r: r.line)
     ]
-    manifest = Manifest("folder", class_list, clips, root, chosen_task)
-    manifest.save()
-    return manifest
+    return written(Manifest("folder", class_list, clips, root, chosen_task))
 
 
 def _rows(root: Path, table: LabelTable, parse: RowLabels, excluded: Exclusions) -> list[Row]:

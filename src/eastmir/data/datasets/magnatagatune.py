@@ -24,7 +24,7 @@ import numpy as np
 from eastmir.data.datasets.base import ClassNames, Dataset
 from eastmir.data.download import Archive
 from eastmir.data.exclusions import Exclusions
-from eastmir.data.manifest import Clip, Manifest, ManifestError
+from eastmir.data.manifest import Clip, Manifest, ManifestError, written
 from eastmir.errors import ConfigError, RunError
 from eastmir.numbers import Probability
 from eastmir.registry import DATASETS
@@ -91,9 +91,7 @@ def prepare(
             continue
         clips.append(Clip(r[0], r[-1], part, labels.astype(np.float32), np.ones(n_tags, dtype=bool), None))
     excluded.finish(len(body), max_bad_fraction, progress)
-    manifest = Manifest("magnatagatune", classes, clips, root, "multilabel")
-    manifest.save()
-    return manifest
+    return written(Manifest("magnatagatune", classes, clips, root, "multilabel"))
 
 
 def magnatagatune_classes(annotations: str | Path, n_tags: int = 50) -> tuple[list[str], list[list[str]]]:
@@ -127,10 +125,7 @@ def magnatagatune_classes(annotations: str | Path, n_tags: int = 50) -> tuple[li
 class MagnaTagATune(Dataset):
     """MagnaTagATune: 29.1 s clips, the 50 most frequent tags, multi-label."""
 
-    num_classes = 50
-    task = "multilabel"
-    clip_seconds = 29.1
-    archives = ARCHIVES
+    num_classes, task, clip_seconds, archives = 50, "multilabel", 29.1, ARCHIVES
     prepare = staticmethod(prepare)
 
     @classmethod

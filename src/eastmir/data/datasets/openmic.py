@@ -37,7 +37,7 @@ import numpy as np
 from eastmir.data.datasets.base import ClassNames, Dataset
 from eastmir.data.download import Archive
 from eastmir.data.exclusions import Exclusions
-from eastmir.data.manifest import Clip, Manifest, ManifestError
+from eastmir.data.manifest import Clip, Manifest, ManifestError, written
 from eastmir.fetch import atomic_writer
 from eastmir.numbers import Probability
 from eastmir.registry import DATASETS
@@ -116,9 +116,7 @@ def prepare(
     if export_vggish:
         _export_vggish(root / "embeddings" / "vggish", keys, data["X"])
     excluded.finish(len(train) + len(test), max_bad_fraction, progress)
-    manifest = Manifest("openmic", classes, clips, root, "multilabel")
-    manifest.save()
-    return manifest
+    return written(Manifest("openmic", classes, clips, root, "multilabel"))
 
 
 def _valid_keys(root: Path, train: list[str], split: str, fraction: float, seed: int) -> set[str]:
@@ -156,10 +154,7 @@ def openmic_classes() -> list[str]:
 class OpenMIC(Dataset):
     """OpenMIC-2018: 20 000 clips of 10 s, 20 instruments, multi-label with partial labels."""
 
-    num_classes = 20
-    task = "multilabel"
-    clip_seconds = 10.0
-    archives = ARCHIVES
+    num_classes, task, clip_seconds, archives = 20, "multilabel", 10.0, ARCHIVES
     prepare = staticmethod(prepare)
 
     @classmethod

@@ -38,7 +38,7 @@ from eastmir.data.datasets.synth_music import (
     compose,
     triad,
 )
-from eastmir.data.manifest import MANIFEST_NAME, Clip, Manifest, load_manifest
+from eastmir.data.manifest import MANIFEST_NAME, Clip, Manifest, load_manifest, written
 from eastmir.errors import ConfigError
 from eastmir.fetch import atomic_write, atomic_writer
 from eastmir.numbers import ClipSeconds, Count, Seed
@@ -256,9 +256,7 @@ def prepare(root: str | Path, progress: bool = True, **options) -> Manifest:
         }
         clips.append(Clip(clip_id, rel, _split_of(config, index), labels, mask, config.clip_seconds, source))
     single = config.max_instruments == 1 and config.label_rate == 1.0
-    manifest = Manifest("synth", list(config.classes), clips, root, "single_label" if single else "multilabel")
-    manifest.save()
-    return manifest
+    return written(Manifest("synth", list(config.classes), clips, root, "single_label" if single else "multilabel"))
 
 
 @DATASETS.register("synth")
