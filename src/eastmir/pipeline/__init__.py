@@ -12,8 +12,9 @@
   :mod:`~eastmir.pipeline.extract` (``eastmir extract``) fill the one store
   (:mod:`eastmir.data.store`) with what is missing, keyed by settings and
   source-file identity; they are safe to interrupt and run again.
-- :mod:`~eastmir.pipeline.rundata` is what ``fit`` trains on: it runs both
-  itself (:func:`run_data`).
+- :mod:`~eastmir.pipeline.rundata` is what ``fit`` trains on: it runs the
+  stages the run needs (:mod:`~eastmir.pipeline.stages`: what is stored is
+  only read) through the functions the commands call (:func:`run_data`).
 - :mod:`~eastmir.pipeline.pack` (``eastmir pack``) writes a run's clips as
   shards to stream from object storage.
 - :mod:`~eastmir.pipeline.fit` (``eastmir fit``) trains and tests one run:
