@@ -152,3 +152,16 @@ def test_fit_prints_the_test_metrics_when_it_ends(small_synth, workdir, capsys):
     metrics = json.loads((workdir / "runs" / "cli_fit" / "metrics.json").read_text())
     line = next(line for line in out.splitlines() if line.startswith("Baseline (cli_fit), test split: "))
     assert f"mAP {metrics['test']['mAP']:.4f}" in line and f"run directory: {workdir / 'runs' / 'cli_fit'}" in out
+
+
+def test_demo_help_states_the_defaults_the_demo_uses(capsys):
+    """The help text spelled its teacher as the constant's name; every default it states is the demo's."""
+    from eastmir.demo import DEFAULT_SYSTEMS, DEFAULT_TEACHER, DEMO_FRACTION, DEMO_SEEDS
+
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"(default: {' '.join(DEFAULT_SYSTEMS)})" in text
+    assert f"(default: {' '.join(map(str, DEMO_SEEDS))})" in text
+    assert f"(default: {DEMO_FRACTION:g})" in text
+    assert f"(default: {DEFAULT_TEACHER});" in text

@@ -24,7 +24,7 @@ def add(sub: argparse._SubParsersAction, parents: Parents) -> None:
     )
     demo.add_argument("--fraction", type=cli_type(Fraction), help="share of the training split (default: 0.5)")
     demo.add_argument(
-        "--teacher", help="the teacher of every system that has one (default: DEFAULT_TEACHER); a+b: both"
+        "--teacher", help="the teacher of every system that has one (default: musicnn); a+b: both"
     )
     demo.add_argument(
         "--data",
