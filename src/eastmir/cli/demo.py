@@ -23,9 +23,7 @@ def add(sub: argparse._SubParsersAction, parents: Parents) -> None:
         "--seeds", nargs="+", type=cli_type(Seed), help="one run of every system per seed (default: 0 1 2)"
     )
     demo.add_argument("--fraction", type=cli_type(Fraction), help="share of the training split (default: 0.5)")
-    demo.add_argument(
-        "--teacher", help="the teacher of every system that has one (default: musicnn); a+b: both"
-    )
+    demo.add_argument("--teacher", help="the teacher of every system that has one (default: musicnn); a+b: both")
     demo.add_argument(
         "--data",
         dest="data_options",
