@@ -74,9 +74,11 @@ def stages_for(config: RunConfig) -> list[Stage]:
     return [*stages, FeatureStage(config)]
 
 
-def run_stages(stages: list[Stage], manifest: Manifest, store: Store, settings: ExtractionSettings) -> dict:
+def run_stages(
+    stages: list[Stage], manifest: Manifest, store: Store, settings: ExtractionSettings
+) -> dict[str, StageResult]:
     """``{slot: StageResult}`` of every stage that stores something, run in order."""
-    results = {}
+    results: dict[str, StageResult] = {}
     for stage in stages:
         result = stage.run(manifest, store, settings)
         if result is not None:
