@@ -7,6 +7,17 @@ STAMP  := $(VENV)/.eastmir-installed
 TORCH  ?= torch==2.13.0
 WORKDIR ?= $(CURDIR)/demo-output
 
+# The PaSST teacher's package declares torchaudio and timm, which eastmir does not need and which could replace
+# the torch installed above: it is installed with --no-deps, and this check stops the build if torch changed.
+define TORCH_CHECK
+import sys
+from importlib.metadata import version
+wanted, have = sys.argv[1].partition("==")[2], version("torch")
+if wanted and have.split("+")[0] != wanted.split("+")[0]:
+    sys.exit(f"eastmir: error: torch {have} replaced {sys.argv[1]} in the venv; rebuild it with `make clean venv`")
+endef
+export TORCH_CHECK
+
 .PHONY: demo test lint test-slow bench bench-quick venv clean chromium
 
 venv: $(STAMP)
@@ -17,6 +28,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
 	$(BIN)/python -m pip install --quiet -e ".[test]" "$(TORCH)"
 	$(BIN)/python -m pip install --quiet --no-deps "tinysoundfont>=0.3.7"
+	$(BIN)/python -m pip install --quiet --no-deps "hear21passt==0.0.26"
+	$(BIN)/python -c "$$TORCH_CHECK" "$(TORCH)"
 	command -v chromium >/dev/null || command -v chromium-browser >/dev/null || $(MAKE) chromium
 	touch $(STAMP)
 

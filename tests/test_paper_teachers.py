@@ -6,13 +6,12 @@ it over rendered 16 kHz clips. Checked: the entry shapes and frame counts
 (which also show that the audio reached the network at the teacher's own
 sample rate), equality with the package's own API on the same audio,
 batching (batch 4 = batch 1), the published parameter counts, and the
-messages for missing or wrong weights.
+messages for missing or wrong weights. PaSST has its own file, tests/test_passt.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 from fractions import Fraction
 
 import numpy as np
@@ -22,7 +21,7 @@ import torch
 from eastmir import pipeline
 from eastmir.audio import load_audio
 from eastmir.data.store import Store
-from eastmir.errors import ConfigError, WeightsUnavailable
+from eastmir.errors import WeightsUnavailable
 
 
 @pytest.fixture(scope="module")
@@ -169,21 +168,6 @@ def test_panns_wiring(panns_file, clips, tmp_path):
         theirs = net(audio, None)["embedding"][0].numpy()
     np.testing.assert_allclose(entries[clip.clip_id][0], theirs, atol=1e-5)
     assert "panns_inference" not in __import__("sys").modules  # the package's top level (its wget) never ran
-
-
-# --------------------------------------------------------------------------------------------- PaSST
-
-
-def test_passt_says_how_to_install_it_where_its_package_cannot_run():
-    from eastmir.teachers.passt import PasstTeacher
-
-    runnable = all(importlib.util.find_spec(m) for m in ("hear21passt", "torchaudio", "timm"))
-    if runnable:  # a machine where torchaudio and timm exist for this torch: the missing-weights message
-        with pytest.raises(WeightsUnavailable, match=r"passt-s-f128-p16-s10-ap\.476-swa\.pt is not in"):
-            PasstTeacher(weights_dir="/nonexistent")
-    else:
-        with pytest.raises(ConfigError, match=r"pip install 'eastmir\[passt\]'"):
-            PasstTeacher()
 
 
 # --------------------------------------------------------------------------------------------- weights
