@@ -631,22 +631,41 @@ def test_an_unusable_cache_folder_is_one_line(small_synth, tmp_path, monkeypatch
     )
 
 
-def test_one_process_at_a_time_fills_a_store_collection(small_synth, tmp_path):
+def test_a_second_filler_waits_for_the_first_then_stores_only_what_is_left(small_synth, tmp_path, capsys):
+    """Two processes filling one collection: the second says whom it waits for, waits, and then finds every
+    entry the first stored (flock conflicts between two open files of one process as between processes)."""
+    import threading
+    import time
+
     from eastmir.data.features import build_logmels, logmel_producer
     from eastmir.data.store import Store
-    from eastmir.errors import StoreError
+    from eastmir.filelock import hold
     from eastmir.frontend import FrontendConfig
 
     store = Store(tmp_path / "cache")
     collection = store.collection(logmel_producer(FrontendConfig()))
-    with collection.building(), pytest.raises(StoreError) as info:
-        build_logmels(small_synth, store, FrontendConfig(), progress=False)
-    assert str(info.value) == (
-        f"{collection.folder} is being filled by process {os.getpid()} on {os.uname().nodename}; wait for it to "
-        "finish, then rerun (what it stored is reused)"
+    held, release = threading.Event(), threading.Event()
+
+    def first_filler() -> None:
+        with hold(collection.folder / ".building"):
+            held.set()
+            build_logmels(small_synth, Store(tmp_path / "other"), FrontendConfig(), progress=False)  # busy
+            for entry in (tmp_path / "other").rglob("*.npy"):
+                entry.rename(collection.folder / entry.name)  # what it stored, in this collection
+            release.wait(10)
+
+    thread = threading.Thread(target=first_filler)
+    thread.start()
+    held.wait(10)
+    threading.Timer(1.0, release.set).start()
+    started = time.monotonic()
+    _, report = build_logmels(small_synth, store, FrontendConfig(), progress=False)
+    thread.join()
+    assert time.monotonic() - started >= 0.9  # it waited for the holder
+    assert (report.built, report.cached) == (0, len(small_synth.clips))  # and then stored nothing twice
+    assert capsys.readouterr().out.startswith(
+        f"{collection.folder} is being filled by process {os.getpid()} on {os.uname().nodename}: waiting for it"
     )
-    _, report = build_logmels(small_synth, store, FrontendConfig(), progress=False)  # released: it goes on
-    assert report.built == len(small_synth.clips)
 
 
 def test_a_broken_export_fails_its_parity_check(finished, tmp_path, monkeypatch):

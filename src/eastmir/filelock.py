@@ -10,7 +10,7 @@ nothing is locked.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -24,8 +24,9 @@ class Held(Exception):
 
 
 @contextmanager
-def hold(lock_file: Path) -> Iterator[None]:
-    """Hold ``lock_file`` (created if missing) for the calling process, or raise :class:`Held`."""
+def hold(lock_file: Path, waiting: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold ``lock_file`` (created if missing) for the calling process. When another process holds it: raise
+    :class:`Held`, or, given ``waiting``, call ``waiting(holder)`` and wait until the holder lets go (or dies)."""
     try:
         import fcntl
     except ImportError:  # Windows
@@ -36,7 +37,11 @@ def hold(lock_file: Path) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise Held(os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process") from None
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            if waiting is None:
+                raise Held(holder) from None
+            waiting(holder)
+            fcntl.flock(fd, fcntl.LOCK_EX)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"process {os.getpid()} on {os.uname().nodename}\n".encode(), 0)
         yield

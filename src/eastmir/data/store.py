@@ -49,7 +49,7 @@ import numpy as np
 from eastmir.data.sources import SourceIndex, content_sha256, file_stat
 from eastmir.errors import SourceError, StoreError
 from eastmir.fetch import atomic_write
-from eastmir.filelock import Held, first_process, hold
+from eastmir.filelock import first_process, hold
 
 FOOTER = struct.Struct("<8sIQ")  # magic, CRC-32 of the .npy bytes, their length
 MAGIC = b"EASTMIR1"
@@ -210,20 +210,18 @@ class Collection:
 
     @contextmanager
     def building(self) -> Iterator[None]:
-        """Hold this collection while filling it: a second process that would build it at the same time gets a
-        :class:`StoreError` naming the holder (a dead holder's lock is taken over). Only the first process of a
-        multi-process job locks: its other ranks fill their share under it."""
+        """Hold this collection while filling it. A second process that would fill it at the same time says
+        so and waits for the first to finish (or die: a dead holder's lock is released by the system); the
+        filler then plans again, so it computes only what is still missing and every entry is written once.
+        Only the first process of a multi-process job locks: its other ranks fill their share under it."""
         if not first_process():
             yield
             return
-        try:
-            with hold(self.folder / ".building"):
-                yield
-        except Held as held:
-            raise StoreError(
-                f"{self.folder} is being filled by {held.holder}; wait for it to finish, then rerun "
-                "(what it stored is reused)"
-            ) from None
+        with hold(self.folder / ".building", waiting=self._say_waiting):
+            yield
+
+    def _say_waiting(self, holder: str) -> None:
+        print(f"{self.folder} is being filled by {holder}: waiting for it (what it stores is reused)", flush=True)
 
 
 @dataclass(frozen=True)
