@@ -57,5 +57,6 @@ def run(args: argparse.Namespace) -> None:
         accelerator=args.accelerator,
         num_nodes=args.num_nodes,
     )
+    pipeline.record_request(collection, section, teacher)
     period = f"frame period {teacher.frame_seconds:.3f} s" if teacher.frame_seconds else "one vector per clip"
     print(f"{teacher.label} (dim {teacher.dim}, {period}): {report.summary(collection)}")

@@ -15,6 +15,8 @@
 - :mod:`~eastmir.pipeline.rundata` is what ``fit`` trains on: it runs the
   stages the run needs (:mod:`~eastmir.pipeline.stages`: what is stored is
   only read) through the functions the commands call (:func:`run_data`).
+- :mod:`~eastmir.pipeline.recorded` finds a run's embeddings by the teacher request that made them, so a
+  run on a complete store never loads (or downloads) its teacher.
 - :mod:`~eastmir.pipeline.pack` (``eastmir pack``) writes a run's clips as
   shards to stream from object storage.
 - :mod:`~eastmir.pipeline.fit` (``eastmir fit``) trains and tests one run:
@@ -38,6 +40,7 @@ from eastmir.pipeline.features import features, open_store, store_at
 from eastmir.pipeline.fit import fit  # imports Lightning only when called
 from eastmir.pipeline.pack import pack
 from eastmir.pipeline.prepare import load_dataset, open_dataset, prepare
+from eastmir.pipeline.recorded import record_request, recorded_embeddings
 from eastmir.pipeline.rundata import RunData, clip_seconds, run_data
 
 __all__ = [
@@ -55,6 +58,8 @@ __all__ = [
     "open_store",
     "pack",
     "prepare",
+    "record_request",
+    "recorded_embeddings",
     "run_data",
     "store_at",
     "teacher_catalogue",

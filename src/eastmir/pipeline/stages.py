@@ -20,6 +20,7 @@ from eastmir.data.manifest import Manifest
 from eastmir.data.store import Store
 from eastmir.pipeline.extract import build_teacher, extract_with
 from eastmir.pipeline.features import features
+from eastmir.pipeline.recorded import record_request, recorded_embeddings
 
 
 @dataclass(frozen=True)
@@ -63,8 +64,18 @@ class ExtractStage:
     slot: str = "embedding"
 
     def run(self, manifest: Manifest, store: Store, settings: ExtractionSettings) -> StageResult:
+        recorded = recorded_embeddings(self.section, manifest, store)
+        if recorded is not None:  # every clip's embedding is stored: the teacher is not loaded
+            settings_of = recorded.filled.collection.producer.settings
+            print(
+                f"{self.section.label}: every clip's embedding is stored "
+                f"({recorded.filled.collection.folder}); the teacher is not loaded "
+                f"(weights sha256 at extraction: {str(settings_of.get('weights_sha256', 'none'))[:12]})"
+            )
+            return StageResult(recorded.filled, recorded.parts, recorded.period)
         teacher = build_teacher(self.section)
         filled = extract_with(teacher, manifest, store, settings)
+        record_request(filled.collection, self.section, teacher)
         return StageResult(filled, getattr(teacher, "parts", None), teacher.frame_seconds)
 
 

