@@ -53,7 +53,7 @@ def test_every_system_with_a_teacher_trains_from_stored_embeddings_offline(extra
 
 
 def test_extract_in_that_state_says_how_to_bring_the_weights(extracted, offline, tmp_path, capsys):
-    synth, _, argv = extracted
+    _, _, argv = extracted
     argv = [*argv[:-3], "--workdir", str(tmp_path / "other"), "--no-progress"]
     assert main(argv) == 2
     err = capsys.readouterr().err

@@ -76,6 +76,8 @@ class RunMetrics(TypedDict, total=False):
     backbone_parameters: int
     wall_seconds: float
     data_wait: float  # the share of the training steps' time the accelerator waited for batches
+    chance: float  # the validation score of a prediction that ignores the audio (training.evaluation)
+    stalled: bool  # the best validation score is at chance level: reports leave the run out of comparisons
 
 
 @dataclass(frozen=True)

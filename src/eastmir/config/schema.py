@@ -199,6 +199,9 @@ class TrainerSection(Section):
     max_epochs: PositiveInt = 100
     max_steps: int = Field(-1, ge=-1)
     early_stop_patience: NonNegativeInt = 12  # epochs without a lower validation loss
+    # optimizer steps before early stopping or the learning-rate plateau may act: patience counts epochs, and an
+    # epoch of a small dataset is a few steps, so without a floor both acted before a student had learned
+    min_steps: NonNegativeInt = 0
     # val_loss, which the LR plateau and early stopping watch: the prediction loss alone, or the total
     # (1 − λ)·L_pred + λ·L_reg on the validation batches (the authors'; the paper recipes set it)
     validation_loss: Literal["prediction", "total"] = "prediction"

@@ -27,6 +27,7 @@ ADDED_KEYS: dict[str, Any] = {
     "distillation.feature.align": "ceil",  # what a run saved before did; its default is now periods
     "augment.style": "eastmir",  # likewise; its default is now the authors' augmentation
     "augment.mixup_partner": "batch",  # likewise; its default is now a partner from the whole training set
+    "trainer.min_steps": 0,  # no floor: what every run before it did
     **{f"frontend.{k}": v for k, v in ADDED_DEFAULTS.items()},  # the authors' front end is a choice since 3
 }
 

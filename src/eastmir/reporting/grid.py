@@ -24,6 +24,7 @@ import yaml
 from eastmir.config import teacher_label
 from eastmir.fetch import atomic_write
 from eastmir.registry import STUDENTS
+from eastmir.reporting.tables import stalled_words
 from eastmir.rundir import RunDirectory, flatten
 
 NO_TEACHER = "—"
@@ -128,6 +129,9 @@ def load_rows(run_dirs: Sequence[str | Path]) -> tuple[list[RunRecord], list[str
             skipped.append(f"{d}: not a finished run (no metrics.json), left out")
             continue
         metrics = run.read_metrics()
+        if metrics.get("stalled"):
+            skipped.append(f"{d}: {stalled_words(metrics)}: it did not learn, left out of means and comparisons")
+            continue
         config = yaml.safe_load(run.config_file.read_text()) or {}
         validation = next((v for k, v in metrics.items() if k.startswith("best_val_") and v is not None), None)
         rows.append(

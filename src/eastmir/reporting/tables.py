@@ -52,8 +52,18 @@ def read_runs(run_dirs: list[str | Path]) -> list[dict]:
     rows = []
     for d in run_dirs:
         run = RunDirectory(d)
-        rows.append(run.read_metrics() if run.finished else _unfinished(run))
+        row = run.read_metrics() if run.finished else _unfinished(run)
+        if row.get("stalled"):
+            row["status"] = stalled_words(row)
+        rows.append(row)
     return rows
+
+
+def stalled_words(metrics: dict) -> str:
+    """``stalled: best validation accuracy 0.104 at chance 0.100``."""
+    best = next(((k, v) for k, v in metrics.items() if k.startswith("best_val_") and v is not None), None)
+    score = f"best validation {best[0].removeprefix('best_val_')} {best[1]:.3f} " if best else ""
+    return f"stalled: {score}at chance {metrics.get('chance', float('nan')):.3f}"
 
 
 def metric_columns(rows: list[dict]) -> list[str]:

@@ -44,7 +44,32 @@ def evaluate(
     metrics = run_metrics(config, data, run, system, trainer, results, best_path)
     metrics["thresholds"] = validation_thresholds(system, dm) if multilabel else None
     metrics["wall_seconds"] = round(time.time() - started, 1)
+    best = metrics.get(f"best_{system.monitor}")  # type: ignore[misc]
+    chance, clips = validation_chance(dm, multilabel)
+    metrics["chance"] = round(chance, 6)
+    metrics["stalled"] = best is not None and is_stalled(float(best), chance, clips)
     return metrics
+
+
+def validation_chance(dm: ClipDataModule, multilabel: bool) -> tuple[float, int]:
+    """``(score, clips)``: the validation score a prediction that ignores the audio reaches, and the number of
+    validation clips. Single-label: the share of the most common class (accuracy of always naming it);
+    multi-label: the mean over classes with a labelled positive of their share of positives (the expected
+    average precision of scores drawn at random)."""
+    targets, masks = [], []
+    for batch in dm.full_loader("valid"):
+        targets.append(batch["targets"].cpu().numpy() > 0.5)
+        masks.append(batch["mask"].cpu().numpy().astype(bool))
+    positive, labelled = np.concatenate(targets), np.concatenate(masks)
+    if not multilabel:
+        return float(positive.sum(0).max() / max(len(positive), 1)), len(positive)
+    shares = [positive[labelled[:, c], c].mean() for c in range(positive.shape[1]) if positive[labelled[:, c], c].any()]
+    return (float(np.mean(shares)) if shares else 0.0), len(positive)
+
+
+def is_stalled(best: float, chance: float, clips: int) -> bool:
+    """Whether a best validation score is at chance level: within two points, or one clip's worth, of it."""
+    return best <= chance + max(0.02, 1.0 / max(clips, 1))
 
 
 def predictions(system: EastSystem, loader) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

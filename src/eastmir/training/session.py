@@ -45,7 +45,21 @@ def train_run(
     metrics = evaluate(trainer, system, dm, best_path, config, data, run, start.started)
     if trainer.is_global_zero:
         run.write_metrics(metrics)
+        if metrics["stalled"]:
+            print(stalled_line(config, metrics, system.monitor))
     return run.path
+
+
+def stalled_line(config: RunConfig, metrics: dict, monitor: str) -> str:
+    """The line a run that never rose above chance prints: what happened and what to change."""
+    best = metrics.get(f"best_{monitor}")
+    return (
+        f"warning: run {config.name} stalled: its best validation {monitor.removeprefix('val_')} {best:.3f} is at "
+        f"chance level ({metrics['chance']:.3f} without listening) after {metrics['steps']} steps; it did not learn, "
+        f"and reports leave it out of means and comparisons. Give it more steps before the stopping rules act "
+        f"(trainer.min_steps, now {config.trainer.min_steps}) or another learning rate (optimizer.lr, now "
+        f"{config.optimizer.lr:g}), then rerun with --overwrite"
+    )
 
 
 def _record(config: RunConfig, data: RunData, run: RunDirectory, start: RunStart) -> str:

@@ -354,6 +354,13 @@ class EastSystem(L.LightningModule):
         sched = SCHEDULERS.build(scheduler.name, optimizer=opt, **scheduler.model_dump(exclude={"name"}))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val_loss"}}
 
+    def lr_scheduler_step(self, scheduler, metric) -> None:
+        """The plateau schedule's step after each validation, from ``trainer.min_steps`` optimizer steps on
+        (before that it neither lowers the rate nor counts epochs without improvement)."""
+        if self.global_step < self.config.trainer.min_steps:
+            return
+        scheduler.step(metric) if metric is not None else scheduler.step()
+
 
 def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
     """``x`` in float32 when it is half or bfloat16 (float32 and float64 stay)."""

@@ -98,6 +98,7 @@ def build_trainer(
         plugins=[AtomicCheckpointIO()],
         max_epochs=t.max_epochs,
         max_steps=t.max_steps,
+        min_steps=t.min_steps or None,  # early stopping is held back until then (the plateau: EastSystem)
         gradient_clip_val=t.gradient_clip_val,
         accelerator=t.accelerator,
         devices=t.devices,
