@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 
 from eastmir.data.subsets import nested_subset, with_train_fraction
 from eastmir.errors import ConfigError
 from eastmir.experiments.studies import MTAT_TO_OPENMIC, generalisation, mapped_scores
-from eastmir.experiments.sweep import SweepRun, expand, parse_grid, point_name, select
+from eastmir.experiments.sweep import SweepRun, expand, parse_grid, point_name, select, summary_table
 
 # The MagnaTagATune top-50 tags (Law et al. 2009, as every tagging paper uses them).
 MTAT_TOP50 = (
@@ -84,6 +85,11 @@ def test_the_setting_with_the_best_mean_validation_over_seeds_is_chosen():
     mean, std = best.test()["mAP"]
     assert mean == pytest.approx(0.42) and std == pytest.approx(np.std([0.40, 0.44], ddof=1))
     assert best.validation == pytest.approx((0.65, np.std([0.64, 0.66], ddof=1)))
+    # λ 0.3 minus the chosen λ 0.6, seed by seed: +0.06 and −0.16, t interval with one degree of freedom
+    table = summary_table(best, settings)
+    low, high = stats.ttest_rel([0.70, 0.50], [0.64, 0.66]).confidence_interval(0.95)
+    assert f"| −0.050 [{low:+.3f}, {high:+.3f}]: not distinguishable |".replace("-", "−") in table
+    assert "| distillation.lambda=0.6 | 2 | 0.650 ± 0.014 | — |" in table
 
 
 # ---------------------------------------------------------------------------------------- generalisation
@@ -280,6 +286,9 @@ def test_paired_differences_subtract_the_baseline_of_the_same_seed_and_data():
     assert full.mean_std == pytest.approx((0.02, 0.01))
     assert pairs[0.5].differences == pytest.approx({0: -0.01}) and pairs[0.5].above == 0
     table = paired_markdown(list(pairs.values()))
-    assert "| EAsT_Final | aisfx | 100% | 3 | +0.020 ± 0.010 | 0: +0.020, 1: +0.010, 2: +0.030 | 3 of 3 |" in table
-    assert "| EAsT_Final | aisfx | 50% | 1 | −0.010 (1 seed) | 0: −0.010 | 0 of 1 |" in table
+    # 3 of 3 above, and yet the 95 % interval (t with 2 degrees of freedom) reaches below 0
+    row = "| EAsT_Final | aisfx | 100% | 3 | +0.020 [−0.005, +0.045] | 0: +0.020, 1: +0.010, 2: +0.030 | 3 of 3 "
+    assert row + "| not distinguishable | 5 |" in table
+    row = "| EAsT_Final | aisfx | 50% | 1 | −0.010 (one seed: no interval) | 0: −0.010 | 0 of 1 "
+    assert row + "| one seed: no interval | — |" in table
     assert paired_differences([r for r in rows if r.system != "Baseline"]) == []  # nothing to pair with

@@ -31,6 +31,8 @@ from eastmir import pipeline
 from eastmir.config import RunConfig, load_config
 from eastmir.errors import ConfigError
 from eastmir.fetch import atomic_write
+from eastmir.reporting.confidence import paired_interval
+from eastmir.reporting.paired import interval_words
 from eastmir.rundir import RunDirectory
 
 SEED = "seed"
@@ -150,19 +152,34 @@ def select(runs: Sequence[SweepRun]) -> tuple[Setting, list[Setting]]:
     return best, ordered
 
 
+def against_chosen(setting: Setting, best: Setting) -> str:
+    """The setting's best validation score minus the chosen setting's, seed by seed: the mean with its 95 %
+    interval and the verdict (:mod:`eastmir.reporting.confidence`); ``—`` for the chosen one."""
+    if setting is best:
+        return "—"
+    chosen = {r.point.get(SEED): r.validation for r in best.runs}
+    differences = [r.validation - chosen[r.point.get(SEED)] for r in setting.runs if r.point.get(SEED) in chosen]
+    if not differences:
+        return "no common seed"
+    interval = paired_interval(differences)
+    return f"{interval_words(interval)}: {interval.verdict}"
+
+
 def summary_table(best: Setting, settings: list[Setting]) -> str:
-    """Markdown: one row per setting (validation mean ± std, test mean ± std, seeds), the chosen one marked."""
+    """Markdown: one row per setting (validation mean ± std, its paired difference to the chosen setting with a
+    95 % interval and verdict, test mean ± std, seeds), the chosen one marked."""
     metrics = sorted({m for s in settings for m in s.test()})
-    head = ["setting", "seeds", "val (best) mean ± std", *(f"test {m}" for m in metrics), "chosen"]
+    head = ["setting", "seeds", "val (best) mean ± std", "Δ val vs chosen [95 % CI]", *(f"test {m}" for m in metrics)]
     lines = [
-        "| " + " | ".join(head) + " |",
-        "|" + "|".join(["---", "---:", "---:", *["---:"] * len(metrics), ":-:"]) + "|",
+        "| " + " | ".join([*head, "chosen"]) + " |",
+        "|" + "|".join(["---", "---:", "---:", "---:", *["---:"] * len(metrics), ":-:"]) + "|",
     ]
     for s in settings:
         label = ", ".join(f"{k}={v}" for k, v in s.values.items()) or "(one setting)"
         val = "{:.3f} ± {:.3f}".format(*s.validation)
         tests = ["{:.3f} ± {:.3f}".format(*s.test()[m]) if m in s.test() else "—" for m in metrics]
-        lines.append("| " + " | ".join([label, str(len(s.runs)), val, *tests, "✓" if s is best else ""]) + " |")
+        cells = [label, str(len(s.runs)), val, against_chosen(s, best), *tests, "✓" if s is best else ""]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -6,8 +6,10 @@ draws (``eastmir experiment limited-data``), so a system and the Baseline of
 one seed share that seed's luck, and their difference is a cleaner measure
 than two means whose spreads overlap. :func:`paired_differences` pairs the
 runs; :func:`paired_markdown` lays them out, one row per system, teacher and
-data fraction: the mean ± std of the differences, each seed's, and on how
-many seeds the system is above the Baseline.
+data fraction: the mean difference with its 95 % interval, each seed's, on
+how many seeds the system is above the Baseline, the verdict the interval
+gives and how many seeds a difference of that size needs
+(:mod:`eastmir.reporting.confidence`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from eastmir.reporting.confidence import Interval, paired_interval, power_words
 from eastmir.reporting.grid import NO_TEACHER, TITLES, RunRecord, mean_std
 
 BASELINE = "Baseline"
@@ -39,6 +42,16 @@ class Paired:
     @property
     def mean_std(self) -> tuple[float, float]:
         return mean_std(list(self.differences.values()))
+
+    @property
+    def interval(self) -> Interval:
+        """The mean difference with its 95 % t interval and verdict (:mod:`eastmir.reporting.confidence`)."""
+        return paired_interval(list(self.differences.values()))
+
+    @property
+    def seeds_for_power(self) -> str:
+        """How many seeds show a difference of this size at this spread 80 % of the time."""
+        return power_words(list(self.differences.values()))
 
 
 def paired_differences(rows: Sequence[RunRecord], metric: str = "mAP") -> list[Paired]:
@@ -76,17 +89,35 @@ def _signed(value: float) -> str:
     return f"{value:+.3f}".replace("-", "−")
 
 
+def interval_words(interval: Interval) -> str:
+    """``+0.012 [−0.004, +0.028]``, or the mean alone with one seed."""
+    if interval.low is None or interval.high is None:
+        return f"{_signed(interval.mean)} (one seed: no interval)"
+    return f"{_signed(interval.mean)} [{_signed(interval.low)}, {_signed(interval.high)}]"
+
+
 def paired_markdown(pairs: Sequence[Paired], metric: str = "mAP") -> str:
-    """One row per system, teacher and data fraction: Δ mean ± std, each seed's Δ, seeds above Baseline."""
+    """One row per system, teacher and data fraction: the mean difference with its 95 % interval (Student's t
+    over the seeds' paired differences), each seed's difference, the sign count, the verdict the interval gives
+    and the seeds a difference of this size needs (80 % power at this spread)."""
     title = TITLES.get(metric, metric)
     lines = [
-        f"| system | teacher | data | seeds | Δ test {title} vs Baseline, mean ± std | per seed | above Baseline |",
-        "|---|---|---:|---:|---:|---|---:|",
+        f"| system | teacher | data | seeds | Δ test {title} vs Baseline [95 % CI] | per seed | above Baseline "
+        "| verdict | seeds for 80 % power |",
+        "|---|---|---:|---:|---:|---|---:|---|---:|",
     ]
     for p in sorted(pairs, key=lambda p: (-p.fraction, p.teacher, p.system)):
         n = len(p.differences)
-        mean, std = p.mean_std
-        spread = f"{_signed(mean)} ± {std:.3f}" if n > 1 else f"{_signed(mean)} (1 seed)"
+        interval = p.interval
         seeds = ", ".join(f"{s}: {_signed(d)}" for s, d in sorted(p.differences.items()))
-        lines.append(f"| {p.system} | {p.teacher} | {p.fraction:.0%} | {n} | {spread} | {seeds} | {p.above} of {n} |")
+        lines.append(
+            f"| {p.system} | {p.teacher} | {p.fraction:.0%} | {n} | {interval_words(interval)} | {seeds} "
+            f"| {p.above} of {n} | {interval.verdict} | {p.seeds_for_power} |"
+        )
+    lines.append("")
+    lines.append(
+        "95 % CI: Student's t over the paired differences (system minus Baseline, seed by seed); verdict: above or "
+        "below when the interval excludes 0. Seeds for 80 % power: how many seeds a two-sided paired t test "
+        "(α = 0.05) needs to show a difference of the observed size at the observed spread."
+    )
     return "\n".join(lines)
