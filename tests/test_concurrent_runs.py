@@ -76,3 +76,25 @@ def test_eight_fits_started_together_on_a_complete_store_all_finish(tiny_synth, 
     assert not any("waiting for it" in output for output in outputs)  # a complete store is only read
     assert all((tmp_path / "runs" / f"run{i}" / "metrics.json").is_file() for i in range(8))
     assert entry_digests(tmp_path / "cache") == before
+
+
+def test_a_study_with_two_jobs_trains_kd_after_its_teacher_lr_and_prints_each_result(tiny_synth, tmp_path, capsys):
+    """``eastmir experiment limited-data --jobs 2``: two runs at once in their own processes; KD starts only once
+    the TeacherLR run of its seed has finished; each run prints its score and wall time as it ends."""
+    from eastmir.cli import main
+
+    root = str(tiny_synth.root)
+    argv = ["experiment", "limited-data", "--systems", "synth/baseline", "synth/kd", "--fractions", "1.0"]
+    argv += ["--seeds", "0", "1", "--jobs", "2", "--workdir", str(tmp_path), "--no-progress"]
+    argv += ["--set", f"data.root={root}", "trainer.max_epochs=1", "data.num_workers=0", "data.batch_size=8"]
+    argv += ["teacher_lr.trainer.max_epochs=1"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    for seed in (0, 1):
+        probe = next(i for i, line in enumerate(lines) if line.startswith(f"finished teacher_lr-frac1-seed{seed} in "))
+        kd = next(i for i, line in enumerate(lines) if line.startswith(f"=== started kd-frac1-seed{seed} "))
+        assert probe < kd, out
+    finished = [line for line in lines if line.startswith("finished ")]
+    assert len(finished) == 6 and all(re.search(r" in \d+ s: test mAP \d\.\d{3}", line) for line in finished)
+    assert "Paired differences against the Baseline" in out

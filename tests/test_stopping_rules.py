@@ -61,7 +61,8 @@ def test_the_plateau_does_not_cut_the_rate_before_min_steps():
 
 @pytest.fixture(scope="module")
 def noise(tmp_path_factory):
-    """A single-label folder dataset nothing can be learned from: 60 clips of white noise, 6 classes."""
+    """A single-label folder dataset nothing can be learned from: 300 clips of white noise (30 to validate on),
+    6 classes."""
     import numpy as np
     import soundfile as sf
 
@@ -69,8 +70,8 @@ def noise(tmp_path_factory):
     (root / "audio").mkdir()
     rng = np.random.default_rng(5)
     lines = ["path,label"]
-    for i in range(60):
-        sf.write(root / "audio" / f"n{i}.wav", (rng.standard_normal(32000) * 0.1).astype(np.float32), 16000)
+    for i in range(300):
+        sf.write(root / "audio" / f"n{i}.wav", (rng.standard_normal(16000) * 0.1).astype(np.float32), 16000)
         lines.append(f"audio/n{i}.wav,class{i % 6}")
     (root / "labels.csv").write_text("\n".join(lines) + "\n")
     return pipeline.prepare("folder", root, {"csv": "labels.csv"}, progress=False)
@@ -92,4 +93,5 @@ def test_a_run_at_chance_level_is_stalled_said_and_left_out_of_comparisons(noise
 
 def test_chance_level_by_hand():
     assert is_stalled(0.12, 0.10, 250) and not is_stalled(0.125, 0.10, 250)  # two points above chance
-    assert is_stalled(0.30, 0.10, 5) and not is_stalled(0.31, 0.10, 5)  # five clips: one clip is 0.2
+    assert is_stalled(0.14, 0.10, 20) and not is_stalled(0.16, 0.10, 20)  # twenty clips: one clip is 0.05
+    assert not is_stalled(0.10, 0.10, 19)  # too few clips to tell a run that learned from one that did not

@@ -17,7 +17,7 @@ def add(sub: argparse._SubParsersAction, parents: Parents) -> None:
     studies = ex.add_subparsers(dest="study", required=True, metavar="STUDY")
     ld = studies.add_parser(
         "limited-data",
-        parents=[parents.common, parents.workdir, parents.sets, parents.overwrite],
+        parents=[parents.common, parents.workdir, parents.sets, parents.overwrite, parents.jobs],
         help="systems × teachers × data fraction",
     )
     ld.add_argument("--systems", nargs="+", required=True, help="config names, e.g. synth/baseline synth/east_final")
@@ -54,6 +54,9 @@ def run(args: argparse.Namespace) -> None:
         args.seeds,
         args.overrides,
         progress=not args.no_progress,
+        n_jobs=args.jobs,
     )
+    if not args.report:  # the work directory's own reports folder, made here (a --report folder must exist)
+        (workdir / "reports").mkdir(parents=True, exist_ok=True)
     written = write_report(runs, args.report or workdir / "reports" / "limited-data", "Limited training data")
     print(f"\n{written['markdown'].read_text()}\nreport: {written['html']}")

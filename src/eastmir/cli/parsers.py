@@ -8,6 +8,9 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
+from eastmir.config.arguments import cli_type
+from eastmir.numbers import Count
+
 
 class Parser(argparse.ArgumentParser):
     """argparse, with its errors in the same one-line form as ours."""
@@ -17,13 +20,15 @@ class Parser(argparse.ArgumentParser):
 
 
 class Parents(NamedTuple):
-    """Parent parsers: ``--debug``/``--no-progress``, ``--workdir``, ``--config``, ``--set``, ``--overwrite``."""
+    """Parent parsers: ``--debug``/``--no-progress``, ``--workdir``, ``--config``, ``--set``, ``--overwrite``,
+    ``--jobs``."""
 
     common: argparse.ArgumentParser
     workdir: argparse.ArgumentParser
     config: argparse.ArgumentParser
     sets: argparse.ArgumentParser
     overwrite: argparse.ArgumentParser
+    jobs: argparse.ArgumentParser
 
 
 def add_settings(parser: argparse.ArgumentParser, help: str) -> None:
@@ -64,7 +69,14 @@ def parents() -> Parents:
     overwrite.add_argument(
         "--overwrite", action="store_true", help="replace output files that exist and that eastmir did not write"
     )
-    return Parents(common, workdir, config, sets, overwrite)
+    jobs = Parser(add_help=False)
+    jobs.add_argument(
+        "--jobs",
+        type=cli_type(Count),
+        default=1,
+        help="runs trained at once, each in its own process, sharing the cores and devices (default 1)",
+    )
+    return Parents(common, workdir, config, sets, overwrite, jobs)
 
 
 def workdir_path(value: str | None) -> Path:

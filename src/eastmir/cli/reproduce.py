@@ -11,7 +11,7 @@ def add(sub: argparse._SubParsersAction, parents: Parents) -> None:
     """The ``reproduce`` command's arguments."""
     rp = sub.add_parser(
         "reproduce",
-        parents=[parents.common, parents.workdir, parents.sets],
+        parents=[parents.common, parents.workdir, parents.sets, parents.jobs],
         help="a recipe's whole Table 1 grid, then its report",
     )
     rp.add_argument("recipe", help="openmic, magnatagatune, … (a folder of configs with a runs.yaml)")
@@ -22,6 +22,7 @@ def run(args: argparse.Namespace) -> None:
     from eastmir.reporting.report import write_report
 
     workdir = workdir_path(args.workdir)
-    runs = reproduce(args.recipe, workdir, args.overrides, progress=not args.no_progress)
+    runs = reproduce(args.recipe, workdir, args.overrides, progress=not args.no_progress, n_jobs=args.jobs)
+    (workdir / "reports").mkdir(parents=True, exist_ok=True)  # the work directory's own reports folder
     written = write_report(runs, workdir / "reports" / args.recipe, f"{args.recipe}: Table 1")
     print(f"\n{written['markdown'].read_text()}\nreport: {written['html']}")

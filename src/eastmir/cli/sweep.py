@@ -10,7 +10,9 @@ from eastmir.cli.parsers import Parents, workdir_path
 def add(sub: argparse._SubParsersAction, parents: Parents) -> None:
     """The ``sweep`` command's arguments."""
     sw = sub.add_parser(
-        "sweep", parents=[parents.common, parents.workdir, parents.sets], help="a grid of runs, chosen on validation"
+        "sweep",
+        parents=[parents.common, parents.workdir, parents.sets, parents.jobs],
+        help="a grid of runs, chosen on validation",
     )
     sw.add_argument("--config", required=True, help="the config every run starts from")
     sw.add_argument(
@@ -36,6 +38,7 @@ def run(args: argparse.Namespace) -> None:
         progress=not args.no_progress,
         engine=args.engine,
         name=args.name,
+        n_jobs=args.jobs,
     )
     print("\n" + summary_table(best, settings))
     chosen = ", ".join(f"{k}={v}" for k, v in best.values.items()) or "the one setting"

@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from eastmir import pipeline
 from eastmir.config import load_config, on_training_share, probe_note, run_tables, with_teacher
 from eastmir.errors import ConfigError
+from eastmir.experiments.parallel import Job, run_jobs
 from eastmir.fetch import atomic_write
 
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)
@@ -55,34 +55,35 @@ def limited_data(
     seeds: Sequence[int] = (0, 1, 2),
     overrides: Sequence[str] = (),
     progress: bool = True,
+    n_jobs: int = 1,
 ) -> list[Path]:
     """Train every system (config names, e.g. ``synth/east_final``) with every teacher at every fraction and
-    seed; a system without a teacher (Baseline) runs once per fraction and seed. Returns the run directories."""
+    seed; a system without a teacher (Baseline) runs once per fraction and seed; ``n_jobs`` at a time
+    (:mod:`eastmir.experiments.parallel`). Returns the run directories."""
     for f in fractions:
         if not 0 < f <= 1:
             raise ConfigError(f"--fractions: {f} is not in (0, 1]")
-    done: dict[str, Path] = {}
+    jobs: dict[str, Job] = {}
 
-    def run(name: str, teacher: str | None, fraction: float, seed: int) -> Path:
+    def add(name: str, teacher: str | None, fraction: float, seed: int) -> str:
         config = load_config(name, list(overrides), workdir=workdir, shared=True)
         if teacher and config.teacher:
             config = with_teacher(config, teacher)
         config = on_training_share(config, fraction, seed, name)
-        if config.name not in done:
-            for needed in config.requires:
-                run(needed, teacher, fraction, seed)
-            print(f"\n=== {config.name} ==={probe_note(config)}", flush=True)
-            done[config.name] = pipeline.fit(config, progress=progress)
-        return done[config.name]
+        if config.name not in jobs:
+            after = tuple(add(needed, teacher, fraction, seed) for needed in config.requires)
+            jobs[config.name] = Job(config, after, probe_note(config))
+        return config.name
 
-    out = []
+    order = []
     for name in systems:
         has_teacher = bool(load_config(name, list(overrides), workdir=workdir, shared=True).teacher)
         for teacher in (teachers or [None]) if has_teacher else [None]:
             for fraction in fractions:
                 for seed in seeds:
-                    out.append(run(name, teacher, fraction, seed))
-    return list(dict.fromkeys(out))
+                    order.append(add(name, teacher, fraction, seed))
+    done = run_jobs(list(jobs.values()), n_jobs, progress)
+    return list(dict.fromkeys(done[name] for name in order))
 
 
 def mapped_scores(probs: np.ndarray, source_classes: Sequence[str], mapping: dict[str, Sequence[str]]) -> np.ndarray:
@@ -147,20 +148,22 @@ def generalisation(
     return blob
 
 
-def reproduce(recipe: str, workdir: str | Path, overrides: Sequence[str] = (), progress: bool = True) -> list[Path]:
-    """Every run of ``recipe``'s ``runs.yaml`` (its Table 1), prerequisites first; the run directories."""
+def reproduce(
+    recipe: str, workdir: str | Path, overrides: Sequence[str] = (), progress: bool = True, n_jobs: int = 1
+) -> list[Path]:
+    """Every run of ``recipe``'s ``runs.yaml`` (its Table 1), prerequisites first, ``n_jobs`` at a time
+    (:mod:`eastmir.experiments.parallel`); the run directories."""
     tables = run_tables()
     if recipe not in tables:
         raise ConfigError(f"eastmir reproduce {recipe}: no such recipe; valid: {', '.join(sorted(tables))}")
-    done: dict[str, Path] = {}
+    jobs: dict[str, Job] = {}
 
-    def run(name: str) -> Path:
-        if name not in done:
+    def add(name: str) -> str:
+        if name not in jobs:
             config = load_config(name, list(overrides), workdir=workdir, shared=True)
-            for needed in config.requires:
-                run(needed)
-            print(f"\n=== {name} ===", flush=True)
-            done[name] = pipeline.fit(config, progress=progress)
-        return done[name]
+            jobs[name] = Job(config, tuple(add(needed) for needed in config.requires))
+        return jobs[name].name
 
-    return [run(f"{recipe}/{r}") for r in tables[recipe].runs()]
+    order = [add(f"{recipe}/{r}") for r in tables[recipe].runs()]
+    done = run_jobs(list(jobs.values()), n_jobs, progress)
+    return [done[name] for name in order]

@@ -20,16 +20,16 @@ import itertools
 import json
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from eastmir import pipeline
 from eastmir.config import RunConfig, load_config
 from eastmir.errors import ConfigError
+from eastmir.experiments.parallel import Job, run_jobs
 from eastmir.fetch import atomic_write
 from eastmir.reporting.confidence import paired_interval
 from eastmir.reporting.paired import interval_words
@@ -183,16 +183,12 @@ def summary_table(best: Setting, settings: list[Setting]) -> str:
     return "\n".join(lines)
 
 
-Runner = Callable[[list[tuple[str, dict[str, Any], RunConfig]]], list[Path]]
-
-
-def run_sequentially(jobs: list[tuple[str, dict[str, Any], RunConfig]], progress: bool = True) -> list[Path]:
-    """Fit every ``(name, point, config)`` in turn (finished runs are skipped by ``fit``)."""
-    out = []
-    for i, (name, _, config) in enumerate(jobs, 1):
-        print(f"\n=== sweep run {i}/{len(jobs)}: {name} ===", flush=True)
-        out.append(pipeline.fit(config, progress=progress))
-    return out
+def run_in_processes(
+    jobs: list[tuple[str, dict[str, Any], RunConfig]], n_jobs: int, progress: bool = True
+) -> list[Path]:
+    """Fit every ``(name, point, config)``, ``n_jobs`` at a time (:mod:`eastmir.experiments.parallel`)."""
+    done = run_jobs([Job(config) for _, _, config in jobs], n_jobs, progress)
+    return [done[config.name] for _, _, config in jobs]
 
 
 def sweep(
@@ -203,6 +199,7 @@ def sweep(
     progress: bool = True,
     engine: str = "sequential",
     name: str | None = None,
+    n_jobs: int = 1,
 ) -> tuple[Setting, list[Setting], Path]:
     """Run (or resume) the grid and choose on validation; returns the chosen setting, all settings and the
     folder holding ``sweep.json`` and ``sweep.md``."""
@@ -220,7 +217,7 @@ def sweep(
 
         run_dirs = run_with_ray(jobs)
     elif engine == "sequential":
-        run_dirs = run_sequentially(jobs, progress)
+        run_dirs = run_in_processes(jobs, n_jobs, progress)
     else:
         raise ConfigError(f"--engine {engine!r}: sequential or ray")
     runs = [SweepRun(point, d, RunDirectory(d).read_metrics()) for (_, point, _), d in zip(jobs, run_dirs)]

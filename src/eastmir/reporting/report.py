@@ -58,6 +58,12 @@ def write_report(
     for line in skipped:
         print(f"warning: {line}")
     if not rows:
+        stalled = [line for line in skipped if ": stalled: " in line]
+        if stalled and len(stalled) == len(skipped):
+            raise RunError(
+                f"eastmir report: every run stalled at chance level ({len(stalled)}; the warnings above name them): "
+                "nothing to compare; give them more steps (trainer.min_steps) or another learning rate"
+            )
         raise RunError("eastmir report: none of the given directories is a finished run (metrics.json)")
     outputs = (outputs or Outputs()).with_inputs(run_dirs)
     out = outputs.folder(out)

@@ -67,9 +67,14 @@ def validation_chance(dm: ClipDataModule, multilabel: bool) -> tuple[float, int]
     return (float(np.mean(shares)) if shares else 0.0), len(positive)
 
 
+FEWEST_TO_TELL = 20  # validation clips below which a score cannot be told from chance
+
+
 def is_stalled(best: float, chance: float, clips: int) -> bool:
-    """Whether a best validation score is at chance level: within two points, or one clip's worth, of it."""
-    return best <= chance + max(0.02, 1.0 / max(clips, 1))
+    """Whether a best validation score is at chance level: within two points, or one clip's worth, of it. With
+    fewer than :data:`FEWEST_TO_TELL` validation clips one clip moves the score by five points or more, and a run
+    that learned cannot be told from one that did not: never stalled then."""
+    return clips >= FEWEST_TO_TELL and best <= chance + max(0.02, 1.0 / clips)
 
 
 def predictions(system: EastSystem, loader) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
