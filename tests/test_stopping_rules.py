@@ -95,3 +95,36 @@ def test_chance_level_by_hand():
     assert is_stalled(0.12, 0.10, 250) and not is_stalled(0.125, 0.10, 250)  # two points above chance
     assert is_stalled(0.14, 0.10, 20) and not is_stalled(0.16, 0.10, 20)  # twenty clips: one clip is 0.05
     assert not is_stalled(0.10, 0.10, 19)  # too few clips to tell a run that learned from one that did not
+
+
+@pytest.fixture(scope="module")
+def tones(tmp_path_factory):
+    """A learnable single-label set with few steps an epoch: 160 clips of 1 s, 8 classes, each a tone of its own
+    pitch at a random level under noise; 112 train (7 steps of 16), 16 valid, 32 test."""
+    import numpy as np
+    import soundfile as sf
+
+    root = tmp_path_factory.mktemp("tones")
+    (root / "audio").mkdir()
+    rng = np.random.default_rng(9)
+    t = np.arange(16000) / 16000
+    lines = ["path,label,split"]
+    for i in range(160):
+        label = i % 8
+        tone = rng.uniform(0.02, 0.2) * np.sin(2 * np.pi * 220 * 2 ** (label / 4) * t + rng.uniform(0, 6.3))
+        sf.write(root / "audio" / f"t{i}.wav", (tone + 0.1 * rng.standard_normal(16000)).astype(np.float32), 16000)
+        split = "train" if i < 112 else "valid" if i < 128 else "test"
+        lines.append(f"audio/t{i}.wav,pitch{label},{split}")
+    (root / "labels.csv").write_text("\n".join(lines) + "\n")
+    return pipeline.prepare("folder", root, {"csv": "labels.csv"}, progress=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(5))
+def test_the_folder_baseline_learns_with_few_steps_an_epoch(tones, tmp_path, seed):
+    """The folder recipe's defaults (min_steps, max_epochs) on 7 steps an epoch: well above chance, every seed."""
+    settings = [f"data.root={tones.root}", f"seed={seed}", f"name=tones-{seed}", "threads=2"]
+    run = pipeline.fit(load_config("folder/baseline", settings, workdir=tmp_path), progress=False)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["steps"] >= 1000 and not metrics["stalled"]
+    assert metrics["test"]["accuracy"] >= 0.6, metrics  # chance: 1/8
