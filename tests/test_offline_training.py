@@ -40,7 +40,7 @@ def offline(tmp_path, monkeypatch):
 
 def test_every_system_with_a_teacher_trains_from_stored_embeddings_offline(extracted, offline, capsys):
     synth, work, _ = extracted
-    stored = next((work / "cache" / "embedding").iterdir())
+    stored = next((work / "cache" / "embedding").glob("aisfx-*"))
     for system in SYSTEMS:
         overrides = [f"data.root={synth.root}", "trainer.max_epochs=1", "data.num_workers=0", "data.batch_size=8"]
         run = pipeline.fit(load_config(f"synth/{system}", overrides, workdir=work), progress=False)
@@ -50,6 +50,25 @@ def test_every_system_with_a_teacher_trains_from_stored_embeddings_offline(extra
         assert f"aisfx: every clip's embedding is stored ({stored}); the teacher is not loaded" in out, system
     assert not (work.parent / "empty-cache" / "weights").exists()  # nothing was fetched, nothing tried to be
     assert len(list((work / "cache" / "embedding").iterdir())) == 1  # the one collection extract stored
+
+
+def test_an_ensembles_embeddings_are_found_offline_too(extracted, tmp_path, monkeypatch, capsys):
+    """``extract --teacher musicnn+aisfx`` records the ensemble's request and each member's; offline, a fit with
+    that ensemble builds neither member."""
+    synth, work, argv = extracted
+    argv = [*argv[:2], "musicnn+aisfx", *argv[3:]]
+    assert main(argv) == 0
+    capsys.readouterr()
+    monkeypatch.setenv("EASTMIR_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
+    monkeypatch.setenv("PIP_FIND_LINKS", "")
+    monkeypatch.setenv("PIP_NO_CACHE_DIR", "1")
+    monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")
+    members = "teacher={name: ensemble, members: [{name: musicnn}, {name: aisfx}]}"
+    overrides = [f"data.root={synth.root}", "trainer.max_epochs=1", "data.num_workers=0", members, "name=ens"]
+    run = pipeline.fit(load_config("synth/east_final", overrides, workdir=work), progress=False)
+    assert json.loads((run / "metrics.json").read_text())["teacher"] == "musicnn+aisfx"
+    assert "musicnn+aisfx: every clip's embedding is stored" in capsys.readouterr().out
 
 
 def test_extract_in_that_state_says_how_to_bring_the_weights(extracted, offline, tmp_path, capsys):
@@ -74,7 +93,7 @@ def test_a_store_without_the_record_or_with_other_settings_builds_the_teacher(ex
     assert len(found.filled.report.keys) == 24
     other = TeacherSection.model_validate({"name": "aisfx", "weights_file": str(tmp_path / "mine.pth")})
     assert pipeline.recorded_embeddings(other, manifest, store) is None
-    record = next((work / "cache" / "embedding").iterdir()) / "requests.json"
+    record = next((work / "cache" / "embedding").glob("aisfx-*")) / "requests.json"
     saved = record.read_text()
     record.unlink()
     try:

@@ -35,7 +35,7 @@ def add(sub: argparse._SubParsersAction, parents: Parents) -> None:
 
 def run(args: argparse.Namespace) -> None:
     from eastmir import pipeline
-    from eastmir.config import parse_overrides, teacher_section
+    from eastmir.config import TeacherSection, parse_overrides, teacher_section
 
     section = teacher_section(args.teacher, parse_overrides(args.overrides))
     manifest = pipeline.load_dataset(args.dataset)
@@ -57,6 +57,6 @@ def run(args: argparse.Namespace) -> None:
         accelerator=args.accelerator,
         num_nodes=args.num_nodes,
     )
-    pipeline.record_request(collection, section, teacher)
+    pipeline.record_requests(store, collection, TeacherSection.model_validate(section), teacher)
     period = f"frame period {teacher.frame_seconds:.3f} s" if teacher.frame_seconds else "one vector per clip"
     print(f"{teacher.label} (dim {teacher.dim}, {period}): {report.summary(collection)}")

@@ -40,7 +40,7 @@ from eastmir.pipeline.features import features, open_store, store_at
 from eastmir.pipeline.fit import fit  # imports Lightning only when called
 from eastmir.pipeline.pack import pack
 from eastmir.pipeline.prepare import load_dataset, open_dataset, prepare
-from eastmir.pipeline.recorded import record_request, recorded_embeddings
+from eastmir.pipeline.recorded import record_request, record_requests, recorded_embeddings
 from eastmir.pipeline.rundata import RunData, clip_seconds, run_data
 
 __all__ = [
@@ -59,6 +59,7 @@ __all__ = [
     "pack",
     "prepare",
     "record_request",
+    "record_requests",
     "recorded_embeddings",
     "run_data",
     "store_at",

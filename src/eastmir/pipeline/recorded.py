@@ -33,6 +33,7 @@ from eastmir.data.manifest import Manifest
 from eastmir.data.store import Collection, Producer, Store, combined_key
 from eastmir.fetch import atomic_write
 from eastmir.filelock import hold
+from eastmir.pipeline.extract import embedding_producer
 from eastmir.registry import TEACHERS
 from eastmir.teachers.base import Teacher, TeacherSource
 
@@ -56,6 +57,16 @@ def teacher_request(section: TeacherSection | dict) -> dict[str, Any]:
     if request.get("members"):
         request["members"] = [teacher_request(member) for member in request["members"]]
     return json.loads(json.dumps(request, sort_keys=True, default=str))
+
+
+def record_requests(store: Store, collection: Collection, section: TeacherSection, teacher: TeacherSource) -> None:
+    """:func:`record_request` for a teacher's collection, and for an ensemble's members' collections too (so a
+    later run finds the members' entries, from which the ensemble's are keyed, without building them)."""
+    record_request(collection, section, teacher)
+    if section.is_ensemble:
+        for member_section, member in zip(section.members, teacher.members, strict=True):
+            member_collection = store.collection(embedding_producer(member))
+            record_requests(store, member_collection, member_section, member)
 
 
 def record_request(collection: Collection, section: TeacherSection | dict, teacher: TeacherSource) -> None:

@@ -20,7 +20,7 @@ from eastmir.data.manifest import Manifest
 from eastmir.data.store import Store
 from eastmir.pipeline.extract import build_teacher, extract_with
 from eastmir.pipeline.features import features
-from eastmir.pipeline.recorded import record_request, recorded_embeddings
+from eastmir.pipeline.recorded import record_requests, recorded_embeddings
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class ExtractStage:
             return StageResult(recorded.filled, recorded.parts, recorded.period)
         teacher = build_teacher(self.section)
         filled = extract_with(teacher, manifest, store, settings)
-        record_request(filled.collection, self.section, teacher)
+        record_requests(store, filled.collection, self.section, teacher)
         return StageResult(filled, getattr(teacher, "parts", None), teacher.frame_seconds)
 
 
