@@ -85,7 +85,7 @@ def test_a_run_at_chance_level_is_stalled_said_and_left_out_of_comparisons(noise
     assert metrics["stalled"] is True and metrics["chance"] == pytest.approx(1 / 6, abs=0.1)
     out = capsys.readouterr().out
     assert "warning: run stuck stalled: its best validation accuracy " in out
-    assert "(trainer.min_steps, now 0) or another learning rate (optimizer.lr, now 1e-12)" in out
+    assert "(trainer.min_steps, now 1000) or another learning rate (optimizer.lr, now 1e-12)" in out  # folder
     assert "(stalled: best validation accuracy" in markdown_table(read_runs([run]))
     rows, lines = load_rows([run])
     assert rows == [] and "left out of means and comparisons" in lines[0]
