@@ -127,9 +127,10 @@ def passt_models() -> types.ModuleType:
     return module
 
 
-def build_network() -> torch.nn.Module:
-    """The package's ``passt_s_swa_p16_128_ap476`` with untrained weights (its construction log silenced)."""
-    models = passt_models()
+def build_network(models: types.ModuleType | None = None) -> torch.nn.Module:
+    """The package's ``passt_s_swa_p16_128_ap476`` with untrained weights (its construction log silenced);
+    ``models``: the package's model module, when the caller has it already."""
+    models = models or passt_models()
     with contextlib.redirect_stdout(io.StringIO()):  # it prints the whole model
         return models.get_model(arch=ARCH, pretrained=False)
 
@@ -163,7 +164,7 @@ class PasstTeacher(Teacher):
         super().__init__()
         models = passt_models()
         self.frontend = LogMelFrontend(FRONTEND)
-        self.net = build_network()
+        self.net = build_network(models)
         path = locate_weights(WEIGHTS, self.name, weights_file, weights_dir)
         load_into(self.net, models.checkpoint_filter_fn(load_checkpoint(path, self.name), self.net), path, self.name)
         heads = ("head.", "head_dist.")
