@@ -156,7 +156,7 @@ def test_teacher_lr_and_kd_on_an_ensemble(small_synth, small_config, workdir):
     lr_run = pipeline.fit(small_config("teacher_lr", ENSEMBLE, "name=ens-teacher_lr"))
     from eastmir.training.checkpoints import read_teacher_head
 
-    assert read_teacher_head(lr_run)["weight"].shape == (17, 712)  # the probe reads the concatenation
+    assert read_teacher_head(lr_run).state["weight"].shape == (17, 712)  # the probe reads the concatenation
     kd = pipeline.fit(
         small_config("kd", ENSEMBLE, "name=ens-kd", f"distillation.kd.teacher_run={lr_run}", "requires=[]")
     )

@@ -51,7 +51,23 @@ def test_a_head_trained_on_another_dataset_is_refused(probe):
 
 def test_a_head_trained_on_clips_outside_this_runs_training_split_is_refused(probe):
     message = refusal(kd(probe, "data.train_fraction=0.5", "name=kd-half"))  # 17 training clips, 9 kept
-    assert "trained on 8 clip(s) outside this run's training clips (its train_fraction 1.0" in message
+    assert "trained on clips outside this run's training clips (its train_fraction 1, subset_seed 0; " in message
+    assert message.endswith(
+        "this run's 0.5, 0); train a TeacherLR run on this run's data and teacher and point "
+        "distillation.kd.teacher_run at it"
+    )
+
+
+def test_a_head_of_another_subset_seed_is_refused(probe, tmp_path):
+    ours, _, work, _ = probe
+    other_seed = load_config(
+        "synth/teacher_lr",
+        [f"data.root={ours.root}", "name=probe-seed1", "data.train_fraction=0.5", "data.subset_seed=1", *QUICK],
+        workdir=work,
+    )
+    seed1 = pipeline.fit(other_seed, progress=False)
+    message = refusal(kd(probe, f"distillation.kd.teacher_run={seed1}", "data.train_fraction=0.75", "name=kd-seed"))
+    assert "(its train_fraction 0.5, subset_seed 1; this run's 0.75, 0)" in message
 
 
 def test_a_head_of_a_nested_smaller_subset_is_accepted(probe, tmp_path):

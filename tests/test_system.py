@@ -87,7 +87,7 @@ def test_east_kd_combines_weighted_kd_and_dc(tmp_path, fake_teacher_run):
     system = system_for("east_kd", tmp_path)
     head = read_teacher_head(fake_teacher_run(tmp_path / "runs" / "teacher_lr", 17, 512))
     system.set_teacher_head(head)
-    assert torch.equal(system.distiller.teacher_head.head.weight, head["weight"])
+    assert torch.equal(system.distiller.teacher_head.head.weight, head.state["weight"])
     terms = system.losses(batch())
     assert terms["reg"].item() == pytest.approx((0.7 * terms["feature"] + 0.3 * terms["kd"]).item(), abs=1e-6)
     assert not any(p.requires_grad for p in system.distiller.teacher_head.parameters())

@@ -52,6 +52,7 @@ RESULT_NEUTRAL = ("requires", "trainer.compile", "trainer.cudnn_benchmark")
 # keys a resumed run may change: raising trainer.max_epochs continues the run where it stopped, to what a run
 # started with the higher value computes (the LR schedule and early stopping do not depend on it)
 RESUMABLE = ("trainer.max_epochs",)
+WHERE_ONLY = ("weights_dir",)  # teacher options that say where its weights are, not which weights
 
 
 class RunMetrics(TypedDict, total=False):
@@ -82,10 +83,67 @@ class RunMetrics(TypedDict, total=False):
 
 @dataclass(frozen=True)
 class Claim:
-    """A run held for training: whether to train it (``False``: finished) and what it resumes from."""
+    """A run held for training: whether to train it (``False``: finished), what it resumes from and the
+    sha256 of its dataset's ``manifest.json`` now (``None``: streamed, or no manifest)."""
 
     to_train: bool
     resume: Path | None
+    manifest: str | None = None
+
+
+@dataclass(frozen=True)
+class TrainedOn:
+    """What a run trains on, as its config and fingerprint say: its data (a dataset folder, known by the
+    sha256 of its ``manifest.json``, or a packed ``stream``), the nested training subset it keeps
+    (:mod:`eastmir.data.subsets`) and its teacher (:func:`comparable_teacher`; ``None``: none)."""
+
+    name: str
+    root: str | None
+    stream: str | None
+    manifest: str | None
+    train_fraction: float
+    subset_seed: int
+    teacher: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, config: dict[str, Any], manifest: str | None) -> TrainedOn:
+        """From a run's config (as ``RunConfig.to_dict`` writes it) and its manifest's sha256."""
+        data, teacher = config.get("data") or {}, config.get("teacher")
+        return cls(
+            str(config.get("name")),
+            data.get("root"),
+            data.get("stream"),
+            manifest,
+            float(data.get("train_fraction", 1.0)),
+            int(data.get("subset_seed", 0)),
+            comparable_teacher(teacher) if teacher else None,
+        )
+
+    def unlike(self, other: TrainedOn) -> str:
+        """How a run that trained on ``other`` saw what this run does not train on ("" when it did not): other
+        data, a training clip outside this run's subset, another teacher or settings. A subset lies inside
+        this one when this run keeps every training clip, or when both draw with the same seed and it keeps
+        no larger a fraction (subsets of one seed are nested); other seeds are refused."""
+        if self.stream or other.stream:
+            if self.stream != other.stream:
+                return f"read other data ({other.stream or other.root}, not {self.stream or self.root})"
+        elif other.manifest != self.manifest:
+            return (
+                f"trained on another dataset (its {other.root}/manifest.json had sha256 {str(other.manifest)[:12]}, "
+                f"this run's {self.root}/manifest.json has {str(self.manifest)[:12]})"
+            )
+        nested = self.train_fraction >= 1 or (
+            other.subset_seed == self.subset_seed and other.train_fraction <= self.train_fraction
+        )
+        if not nested:
+            return (
+                f"trained on clips outside this run's training clips (its train_fraction {other.train_fraction:g}, "
+                f"subset_seed {other.subset_seed}; this run's {self.train_fraction:g}, {self.subset_seed})"
+            )
+        if not self.teacher or other.teacher != self.teacher:
+            ours, theirs = (json.dumps(t, sort_keys=True) if t else "none" for t in (self.teacher, other.teacher))
+            return f"probed another teacher or settings ({theirs}, not {ours})"
+        return ""
 
 
 class RunDirectory:
@@ -268,6 +326,13 @@ class RunDirectory:
                 if item != self.lock_file:
                     shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
 
+    def trained_on(self) -> TrainedOn | None:
+        """What this run recorded it trains on (``None`` before it recorded a fingerprint)."""
+        if not self.fingerprint_file.is_file():
+            return None
+        recorded = json.loads(self.fingerprint_file.read_text())
+        return TrainedOn.of(recorded.get("config") or {}, recorded.get("manifest"))
+
     def _recorded(self) -> dict[str, Any] | None:
         if self.fingerprint_file.is_file():
             return json.loads(self.fingerprint_file.read_text())
@@ -285,18 +350,19 @@ class RunDirectory:
         first; a run started with another ``config`` is refused (:meth:`check_fingerprint`); checkpoints a
         killed process wrote but never renamed into place are removed. Only the first process of a
         multi-process job locks and checks: the others train under it."""
+        sha = sha256_of(manifest) if manifest is not None and manifest.is_file() else None
         if not first_process():
-            yield Claim(True, self.resume_checkpoint())
+            yield Claim(True, self.resume_checkpoint(), sha)
             return
         with self.lock():
             if overwrite:
                 self.empty()
             self.check_fingerprint(config, added=added)
             if self.finished and manifest is not None:
-                self.check_dataset(sha256_of(manifest) if manifest.is_file() else None, manifest)
+                self.check_dataset(sha, manifest)
             if self.checkpoints.is_dir():
                 remove_stale_parts(self.checkpoints)
-            yield Claim(not self.finished, self.resume_checkpoint())
+            yield Claim(not self.finished, self.resume_checkpoint(), sha)
 
     def check_owner(self, resume: Path, state: dict[str, Any], identity: str, num_classes: int) -> None:
         """Stop with one line when the checkpoint to resume from (``resume``, read as ``state``) was written by
@@ -351,6 +417,15 @@ def run_identity(config: dict[str, Any], data: str | None) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def comparable_teacher(section: Mapping[str, Any]) -> dict[str, Any]:
+    """A teacher section as records compare it: name and options as sorted JSON values, an ensemble's members
+    alike, without the options that only say where its weights are (:data:`WHERE_ONLY`)."""
+    request = {k: v for k, v in section.items() if k not in WHERE_ONLY}
+    if request.get("members"):
+        request["members"] = [comparable_teacher(member) for member in request["members"]]
+    return json.loads(json.dumps(request, sort_keys=True, default=str))
+
+
 def runs_folder(workdir: str | Path) -> Path:
     """Where a work directory keeps its runs (and the demo its tables): ``{workdir}/runs``."""
     return Path(workdir) / "runs"
@@ -396,4 +471,15 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "…"
 
 
-__all__ = ["CHECKPOINT_EPOCH", "CONFIG_FILE", "RunDirectory", "RunMetrics", "flatten", "run_identity", "runs_folder"]
+__all__ = [
+    "CHECKPOINT_EPOCH",
+    "CONFIG_FILE",
+    "Claim",
+    "RunDirectory",
+    "RunMetrics",
+    "TrainedOn",
+    "comparable_teacher",
+    "flatten",
+    "run_identity",
+    "runs_folder",
+]

@@ -11,7 +11,6 @@ import torch
 from eastmir.config import RunConfig
 from eastmir.data.manifest import MANIFEST_NAME
 from eastmir.pipeline.rundata import run_data
-from eastmir.pipeline.teacher_run import check_teacher_run
 from eastmir.rundir import RunDirectory
 
 
@@ -42,7 +41,6 @@ def fit(
             return run.path
         if config.threads:
             torch.set_num_threads(config.threads)
-        check_teacher_run(config)  # a KD head trained on other data is refused before any work
-        start = start_state(claim.resume, config.kd.teacher_run if config.kd else None)  # fails before any work
+        start = start_state(claim, config)  # a broken checkpoint, or a KD head from other data, stops before any work
         data = run_data(config, progress)  # the stages the run reads (what is stored is only read)
         return train_run(config.changed({"task": data.task}), data, run, start, progress, callbacks)

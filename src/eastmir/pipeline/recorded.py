@@ -35,10 +35,10 @@ from eastmir.fetch import atomic_write
 from eastmir.filelock import hold
 from eastmir.pipeline.extract import embedding_producer
 from eastmir.registry import TEACHERS
+from eastmir.rundir import comparable_teacher
 from eastmir.teachers.base import Teacher, TeacherSource
 
 REQUESTS = "requests.json"
-WHERE_ONLY = ("weights_dir",)  # options that say where weights are, not which
 
 
 @dataclass(frozen=True)
@@ -51,12 +51,12 @@ class Recorded:
 
 
 def teacher_request(section: TeacherSection | dict) -> dict[str, Any]:
-    """The section as the record keeps it: name and options (members alike), without :data:`WHERE_ONLY`."""
+    """The section as the record keeps it (:func:`eastmir.rundir.comparable_teacher`): name and options, members
+    alike, without the options that say where the weights are."""
     plain = dict(section) if isinstance(section, dict) else {"name": section.name, **section.options}
-    request = {k: v for k, v in plain.items() if k not in WHERE_ONLY}
-    if request.get("members"):
-        request["members"] = [teacher_request(member) for member in request["members"]]
-    return json.loads(json.dumps(request, sort_keys=True, default=str))
+    if plain.get("members"):
+        plain["members"] = [teacher_request(member) for member in plain["members"]]
+    return comparable_teacher(plain)
 
 
 def record_requests(store: Store, collection: Collection, section: TeacherSection, teacher: TeacherSource) -> None:

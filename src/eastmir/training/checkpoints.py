@@ -35,10 +35,11 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback
 
+from eastmir.config import RunConfig
 from eastmir.errors import RunError, TrainingError
 from eastmir.fetch import atomic_writer
 from eastmir.registry import STUDENTS
-from eastmir.rundir import RunDirectory
+from eastmir.rundir import Claim, RunDirectory, TrainedOn
 
 DIGEST_KEY = "eastmir_content_sha256"
 
@@ -175,8 +176,30 @@ def check_resumable(path: Path) -> dict[str, Any]:
         ) from None
 
 
-def read_teacher_head(run_dir: str | Path) -> dict[str, torch.Tensor]:
-    """The ``weight`` and ``bias`` of a finished TeacherLR run's best checkpoint (for KD)."""
+KD_REFUSAL = (
+    "KD of run {name} reads the TeacherLR run {path}, which {difference}; train a TeacherLR run on this run's "
+    "data and teacher and point distillation.kd.teacher_run at it"
+)
+
+
+@dataclass(frozen=True)
+class TeacherHead:
+    """A finished TeacherLR run's classifier, which KD copies in frozen: ``state`` holds ``weight (classes,
+    embedding_dim)`` and ``bias (classes,)``; ``classes`` names its rows in order, as the run recorded them
+    (empty when it did not); ``run`` is its directory."""
+
+    run: Path
+    state: dict[str, torch.Tensor]
+    classes: list[str]
+
+
+def read_teacher_head(run_dir: str | Path, reader: TrainedOn | None = None) -> TeacherHead:
+    """The head of the finished TeacherLR run ``run_dir``, read from its best checkpoint.
+
+    Given what the KD run that reads it trains on (``reader``), a head trained on other data is refused in one
+    line naming both runs and the difference (:meth:`TrainedOn.unlike`: the dataset, a training clip outside
+    the reader's subset, the teacher and its settings); its classes are checked where it is copied in
+    (:meth:`eastmir.training.system.EastSystem.set_teacher_head`)."""
     run = RunDirectory(run_dir)
     if not run.finished:
         raise RunError(
@@ -187,12 +210,17 @@ def read_teacher_head(run_dir: str | Path) -> dict[str, torch.Tensor]:
     student = blob.get("student")
     if student not in STUDENTS or not STUDENTS.get(student).is_probe:
         raise RunError(f"{run.path} is a {student} run, not a TeacherLR run (a probe on the embedding)")
+    theirs = run.trained_on()
+    difference = reader.unlike(theirs) if reader is not None and theirs is not None else ""
+    if difference:
+        raise RunError(KD_REFUSAL.format(name=reader.name, path=run.path, difference=difference))
     best = run.best_checkpoint()
     state = read_checkpoint(best)["state_dict"]
     try:
-        return {"weight": state["student.head.weight"], "bias": state["student.head.bias"]}
+        head = {"weight": state["student.head.weight"], "bias": state["student.head.bias"]}
     except KeyError as err:
         raise RunError(f"{best}: no TeacherLR head in this checkpoint") from err
+    return TeacherHead(run.path, head, list(blob.get("classes") or []))
 
 
 @dataclass(frozen=True)
@@ -202,13 +230,15 @@ class RunStart:
 
     resume: Path | None
     state: dict[str, Any] | None
-    teacher_head: dict[str, torch.Tensor] | None
+    teacher_head: TeacherHead | None
     started: float
 
 
-def start_state(resume: Path | None, teacher_run: str | Path | None) -> RunStart:
-    """Read what a run resumes from and its KD teacher run's head, before any work: an unreadable checkpoint
-    or a missing TeacherLR run stops at once."""
-    head = read_teacher_head(teacher_run) if teacher_run is not None else None
-    state = check_resumable(resume) if resume is not None else None
-    return RunStart(resume, state, head, time.time())
+def start_state(claim: Claim, config: RunConfig) -> RunStart:
+    """Read what a run resumes from and its KD teacher run's head, before any work: an unreadable checkpoint,
+    a missing TeacherLR run or one trained on other data (:func:`read_teacher_head`) stops at once."""
+    head = None
+    if config.kd is not None:
+        head = read_teacher_head(config.kd.teacher_run, TrainedOn.of(config.to_dict(), claim.manifest))
+    state = check_resumable(claim.resume) if claim.resume is not None else None
+    return RunStart(claim.resume, state, head, time.time())

@@ -30,25 +30,39 @@ def evaluate(
     data: RunData,
     run: RunDirectory,
     started: float,
-) -> RunMetrics:
-    """Test ``best_path``; returns what ``metrics.json`` records (:func:`run_metrics`): the test metrics, the
+) -> tuple[RunMetrics, str | None]:
+    """Test ``best_path``; returns what ``metrics.json`` records (:func:`run_metrics`: the test metrics, the
     best validation score, and for multi-label runs each class's test AP and the validation threshold that
-    maximises its F1."""
+    maximises its F1) and, for a run whose best validation score is at chance level (``stalled``), the line
+    that says so (:func:`stalled_line`; else ``None``)."""
+    multilabel = system.task == "multilabel"
+    chance, clips = validation_chance(dm, multilabel)
     with interrupts_as_keyboard(trainer):
         test = trainer.test(system, datamodule=dm, ckpt_path=str(best_path), verbose=False)[0]
-    multilabel = system.task == "multilabel"
     results = {
         "test": {k.removeprefix("test_"): float(v) for k, v in test.items()},
         "test_per_class_ap": per_class_test_ap(system) if multilabel else None,
     }
     metrics = run_metrics(config, data, run, system, trainer, results, best_path)
-    metrics["thresholds"] = validation_thresholds(system, dm) if multilabel else None
-    metrics["wall_seconds"] = round(time.time() - started, 1)
     best = metrics.get(f"best_{system.monitor}")  # type: ignore[misc]
-    chance, clips = validation_chance(dm, multilabel)
     metrics["chance"] = round(chance, 6)
     metrics["stalled"] = best is not None and is_stalled(float(best), chance, clips)
-    return metrics
+    warning = stalled_line(config, metrics, system.monitor) if metrics["stalled"] else None
+    metrics["thresholds"] = validation_thresholds(system, dm) if multilabel else None
+    metrics["wall_seconds"] = round(time.time() - started, 1)
+    return metrics, warning
+
+
+def stalled_line(config: RunConfig, metrics: RunMetrics, monitor: str) -> str:
+    """The line a run that never rose above chance prints: what happened and what to change."""
+    best = metrics.get(f"best_{monitor}")
+    return (
+        f"warning: run {config.name} stalled: its best validation {monitor.removeprefix('val_')} {best:.3f} is at "
+        f"chance level ({metrics['chance']:.3f} without listening) after {metrics['steps']} steps; it did not learn, "
+        f"and reports leave it out of means and comparisons. Give it more steps before the stopping rules act "
+        f"(trainer.min_steps, now {config.trainer.min_steps}) or another learning rate (optimizer.lr, now "
+        f"{config.optimizer.lr:g}), then rerun with --overwrite"
+    )
 
 
 def validation_chance(dm: ClipDataModule, multilabel: bool) -> tuple[float, int]:

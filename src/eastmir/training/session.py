@@ -34,7 +34,7 @@ def train_run(
     """Train and test one run on ``data`` in ``run``; returns the run directory."""
     identity = _record(config, data, run, start)
     seed_run(config.seed)
-    system = EastSystem.for_run(config, data, start.teacher_head)
+    system = EastSystem.for_run(config, data, start.teacher_head)  # a KD head of other classes stops here
     dm = ClipDataModule.for_run(data, config)
     resumed = start.resume is not None
     trainer, best = build_trainer(config, run, system.monitor, progress, resumed, [RunIdentity(identity), *callbacks])
@@ -42,24 +42,12 @@ def train_run(
     best_path = best.best_model_path or run.newest_best()
     if not best_path:
         raise no_checkpoint_error(config, run, trainer.num_training_batches)
-    metrics = evaluate(trainer, system, dm, best_path, config, data, run, start.started)
+    metrics, warning = evaluate(trainer, system, dm, best_path, config, data, run, start.started)
     if trainer.is_global_zero:
         run.write_metrics(metrics)
-        if metrics["stalled"]:
-            print(stalled_line(config, metrics, system.monitor))
+        if warning:
+            print(warning)
     return run.path
-
-
-def stalled_line(config: RunConfig, metrics: dict, monitor: str) -> str:
-    """The line a run that never rose above chance prints: what happened and what to change."""
-    best = metrics.get(f"best_{monitor}")
-    return (
-        f"warning: run {config.name} stalled: its best validation {monitor.removeprefix('val_')} {best:.3f} is at "
-        f"chance level ({metrics['chance']:.3f} without listening) after {metrics['steps']} steps; it did not learn, "
-        f"and reports leave it out of means and comparisons. Give it more steps before the stopping rules act "
-        f"(trainer.min_steps, now {config.trainer.min_steps}) or another learning rate (optimizer.lr, now "
-        f"{config.optimizer.lr:g}), then rerun with --overwrite"
-    )
 
 
 def _record(config: RunConfig, data: RunData, run: RunDirectory, start: RunStart) -> str:

@@ -62,7 +62,7 @@ from torchmetrics import MeanMetric
 
 from eastmir.config import RunConfig, migrate, validate_config
 from eastmir.data.clips import RunData
-from eastmir.errors import ConfigError, TrainingError
+from eastmir.errors import ConfigError, RunError, TrainingError
 from eastmir.frontend import LogMelFrontend
 from eastmir.inputs import InputKind
 from eastmir.losses.prediction import cross_entropy, masked_binary_cross_entropy
@@ -70,6 +70,7 @@ from eastmir.metrics import MaskedMultilabelMetrics, SingleLabelMetrics
 from eastmir.registry import OPTIMISERS, SCHEDULERS, STUDENTS
 from eastmir.students.base import Student, StudentOutput
 from eastmir.training.augment import jittered_ranges, mixup, spec_augment
+from eastmir.training.checkpoints import KD_REFUSAL, TeacherHead
 from eastmir.training.distiller import Distiller, move_distiller_keys
 
 
@@ -129,7 +130,7 @@ class EastSystem(L.LightningModule):
         self.val_loss = MeanMetric()  # weighted by clips, gathered over processes
 
     @classmethod
-    def for_run(cls, config: RunConfig, data: RunData, teacher_head: dict[str, torch.Tensor] | None) -> EastSystem:
+    def for_run(cls, config: RunConfig, data: RunData, teacher_head: TeacherHead | None) -> EastSystem:
         """The system of a run training on ``data``, with the KD head of its TeacherLR run copied in."""
         system = cls(
             config,
@@ -141,12 +142,17 @@ class EastSystem(L.LightningModule):
             embedding_period=data.embedding_period,
         )
         if teacher_head is not None:
-            system.set_teacher_head(teacher_head, str(config.kd.teacher_run))
+            system.set_teacher_head(teacher_head)
         return system
 
-    def set_teacher_head(self, state: dict[str, torch.Tensor], source: str = "the TeacherLR run") -> None:
-        """Copy the frozen KD head's ``weight`` / ``bias`` in (from a finished TeacherLR run)."""
-        self.distiller.set_teacher_head(state, source)
+    def set_teacher_head(self, head: TeacherHead) -> None:
+        """Copy the frozen KD head's ``weight`` / ``bias`` in (from a finished TeacherLR run); a head whose
+        classes are not this run's, in this order, is refused in one line naming both runs."""
+        if head.classes and self.classes and list(head.classes) != list(self.classes):
+            shown = [", ".join(c[:4]) + (", …" if len(c) > 4 else "") for c in (head.classes, self.classes)]
+            difference = f"has other classes or another order ({shown[0]}, not {shown[1]})"
+            raise RunError(KD_REFUSAL.format(name=self.config.name, path=head.run, difference=difference))
+        self.distiller.set_teacher_head(head.state, str(head.run))
 
     @property
     def input_key(self) -> str:
