@@ -27,15 +27,19 @@ def extracted(tmp_path_factory):
     return synth, work, argv
 
 
-@pytest.fixture
-def offline(tmp_path, monkeypatch):
+def go_offline(monkeypatch, cache) -> None:
     """No weights on this machine and no package index: an empty cache, pip pointed at a closed port."""
-    monkeypatch.setenv("EASTMIR_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("EASTMIR_CACHE", str(cache))
     monkeypatch.delenv("EASTMIR_WEIGHTS", raising=False)
     monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
     monkeypatch.setenv("PIP_FIND_LINKS", "")
     monkeypatch.setenv("PIP_NO_CACHE_DIR", "1")
     monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    go_offline(monkeypatch, tmp_path / "empty-cache")
 
 
 def test_every_system_with_a_teacher_trains_from_stored_embeddings_offline(extracted, offline, capsys):
@@ -59,11 +63,7 @@ def test_an_ensembles_embeddings_are_found_offline_too(extracted, tmp_path, monk
     argv = [*argv[:2], "musicnn+aisfx", *argv[3:]]
     assert main(argv) == 0
     capsys.readouterr()
-    monkeypatch.setenv("EASTMIR_CACHE", str(tmp_path / "empty-cache"))
-    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
-    monkeypatch.setenv("PIP_FIND_LINKS", "")
-    monkeypatch.setenv("PIP_NO_CACHE_DIR", "1")
-    monkeypatch.setenv("PIP_CONFIG_FILE", "/dev/null")
+    go_offline(monkeypatch, tmp_path / "empty-cache")  # after extracting: the fit alone is offline
     members = "teacher={name: ensemble, members: [{name: musicnn}, {name: aisfx}]}"
     overrides = [f"data.root={synth.root}", "trainer.max_epochs=1", "data.num_workers=0", members, "name=ens"]
     run = pipeline.fit(load_config("synth/east_final", overrides, workdir=work), progress=False)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from eastmir.errors import ConfigError
 from eastmir.experiments.parallel import Job, run_jobs
 from eastmir.fetch import atomic_write
 from eastmir.reporting.confidence import paired_interval
+from eastmir.reporting.grid import mean_std
 from eastmir.reporting.paired import interval_words
 from eastmir.rundir import RunDirectory
 
@@ -114,15 +114,6 @@ class SweepRun:
             if key.startswith("best_val_") and value is not None:
                 return float(value)
         raise ConfigError(f"{self.run_dir}/metrics.json has no best validation score")
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for one value)."""
-    values = [float(v) for v in values]
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, 0.0
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
 @dataclass
