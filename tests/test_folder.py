@@ -1,6 +1,7 @@
 """The `folder` dataset: your own audio and a CSV, both layouts, every bad row reported."""
 
 import csv
+import hashlib
 import json
 import os
 import shutil
@@ -210,7 +211,8 @@ def test_fit_trains_on_a_folder(tmp_path, single):
         )
         == 0
     )
-    metrics = json.loads((tmp_path / "w" / "runs" / "folder-baseline" / "metrics.json").read_text())
+    (run,) = (tmp_path / "w" / "runs").glob("folder-*-baseline")
+    metrics = json.loads((run / "metrics.json").read_text())
     assert set(metrics["test"]) == ({"accuracy"} if single else {"mAP", "roc_auc", "f1"})
     assert sum(metrics["n_clips"].values()) == 36
 
@@ -224,7 +226,35 @@ def test_the_readme_five_commands_with_a_teacher(tmp_path):
     assert main(["extract", "--teacher", "aisfx", "--dataset", root, *common]) == 0
     for config in ("folder/baseline", "folder/east_final-aisfx"):
         assert main(["fit", "--config", config, *common, "--set", f"data.root={root}", *short]) == 0
-    assert main(["report", f"{w}/runs/folder-baseline", f"{w}/runs/folder-east_final-aisfx"]) == 0
+    data_id = hashlib.sha256((tmp_path / "mine" / "manifest.json").read_bytes()).hexdigest()[:8]
+    runs = [f"{w}/runs/folder-{data_id}-baseline", f"{w}/runs/folder-{data_id}-east_final-aisfx"]
+    assert main(["report", *runs]) == 0
+
+
+def test_runs_on_two_folders_in_one_workdir_never_share_a_name_or_a_kd_head(tmp_path):
+    """The folder recipe names its runs after the data's manifest: another folder, or the same folder prepared
+    again with other labels, is another run; KD reads the TeacherLR run of its own data."""
+    from eastmir.config import load_config
+
+    make_folder(tmp_path / "one", n=12)
+    make_folder(tmp_path / "two", n=16)
+    for root in ("one", "two"):
+        pipeline.prepare("folder", tmp_path / root, {}, progress=False)
+
+    def kd(root: str):
+        return load_config("folder/kd-aisfx", [f"data.root={tmp_path / root}"], workdir=tmp_path / "w")
+
+    one, two = kd("one"), kd("two")
+    assert one.name != two.name and one.kd.teacher_run != two.kd.teacher_run
+    for config, root in ((one, "one"), (two, "two")):
+        data_id = hashlib.sha256((tmp_path / root / "manifest.json").read_bytes()).hexdigest()[:8]
+        assert config.name == f"folder-{data_id}-kd-aisfx"
+        assert config.kd.teacher_run == str(tmp_path / "w" / "runs" / f"folder-{data_id}-teacher_lr-aisfx")
+    assert kd("one").name == one.name  # the same data: the same run, resumed or found finished
+    labels = tmp_path / "one" / "labels.csv"
+    labels.write_text(labels.read_text().replace("piano", "organ"))
+    pipeline.prepare("folder", tmp_path / "one", {}, progress=False)
+    assert kd("one").name != one.name  # relabelled: another run
 
 
 def test_a_clip_length_too_short_for_the_student_is_named(tmp_path):

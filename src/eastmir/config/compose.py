@@ -21,6 +21,7 @@ directory.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -33,9 +34,10 @@ from eastmir.config.merge import deep_merge
 from eastmir.config.rules import teacher_section, validate_config
 from eastmir.config.schema import RunConfig
 from eastmir.errors import ConfigError, UnknownNameError, did_you_mean
+from eastmir.fetch import sha256_of
 from eastmir.registry import STUDENTS
 
-PLACEHOLDER = re.compile(r"\{(workdir|data_root|recipe|teacher)\}")
+PLACEHOLDER = re.compile(r"\{(workdir|data_root|data_id|recipe|teacher)\}")
 
 
 def shipped_config_dir() -> Path:
@@ -149,11 +151,16 @@ class RunTable:
         align: {panns: [1, 60]}                  # time-alignment factors the authors' configs state, per teacher
         settings:                                # exceptions, by run name
           teacher_lr-vggish: {optimizer: {lr: 0.2}}
+        name_by_data: true                       # run directories carry {data_id} (see below)
 
     Run names are ``<system>-<teacher>`` and ``<system>``; a run's ``name``
     (its directory) is ``<recipe>-<run name>``. ``{recipe}`` and
     ``{teacher}`` in the parts are replaced, e.g. for KD's
     ``teacher_run: "{workdir}/runs/{recipe}-teacher_lr-{teacher}"``.
+    A recipe for data of the user's own (``folder``) sets ``name_by_data``:
+    its runs are ``<recipe>-<data_id>-<run name>`` (:func:`data_id`), so
+    two datasets trained in one work directory never share a run (or a
+    KD head).
     """
 
     path: Path
@@ -167,6 +174,7 @@ class RunTable:
     # state them (they can differ from what the frame periods give: OpenMIC's PANNs vector × 60, not 62)
     align: dict[str, list[int]] = field(default_factory=dict)
     teachers_dir: str = "teachers"
+    name_by_data: bool = False
 
     @property
     def recipe(self) -> str:
@@ -176,6 +184,7 @@ class RunTable:
     def read(cls, path: Path) -> RunTable:
         data = read_yaml(path) or {}
         known = {"base", "teachers", "systems", "without_teacher", "lambda", "settings", "teachers_dir", "align"}
+        known |= {"name_by_data"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"{path}: unknown key(s) {unknown}; valid: {', '.join(sorted(known))}")
@@ -189,6 +198,7 @@ class RunTable:
             dict(data.get("settings", {})),
             teachers_dir=data.get("teachers_dir", "teachers"),
             align=dict(data.get("align", {})),
+            name_by_data=bool(data.get("name_by_data", False)),
         )
 
     def runs(self) -> list[str]:
@@ -213,8 +223,9 @@ class RunTable:
             if dist.get("feature") and teacher in self.align:
                 config = deep_merge(config, {"distillation": {"feature": {"align": list(self.align[teacher])}}})
         config = deep_merge(config, self.settings.get(run, {}))
-        config["name"] = f"{self.recipe}-{run}"
-        return _substitute(config, {"recipe": self.recipe, "teacher": teacher})
+        recipe = f"{self.recipe}-{{data_id}}" if self.name_by_data else self.recipe  # data_id: when data.root is known
+        config["name"] = f"{recipe}-{run}"
+        return _substitute(config, {"recipe": recipe, "teacher": teacher})
 
 
 def run_tables() -> dict[str, RunTable]:
@@ -361,10 +372,26 @@ def load_config(
     data_root = (config.get("data") or {}).get("root") if isinstance(config.get("data"), dict) else None
     if isinstance(data_root, str):
         config = _substitute(config, {"data_root": data_root})
+    if any("{data_id}" in left for left in _placeholders_left(config)):  # only then is the manifest read
+        config = _substitute(config, {"data_id": data_id(config.get("data") or {})})
     left = _placeholders_left(config)
     if left:
         raise ConfigError(f"{label}: unresolved placeholder in {', '.join(left)}; set these keys explicitly")
     return validate_config(config, label)
+
+
+def data_id(data: dict[str, Any]) -> str:
+    """``{data_id}``: 8 hex digits naming the data a config reads, for run names: of the sha256 of
+    ``data.root``'s ``manifest.json`` (another folder, or the same one prepared again with other clips or
+    labels, gets another); with ``data.stream``, of its address; before the folder is prepared, of its
+    absolute path."""
+    if data.get("stream"):
+        return hashlib.sha256(str(data["stream"]).encode()).hexdigest()[:8]
+    root = Path(str(data.get("root") or "."))
+    manifest = root / "manifest.json"
+    if manifest.is_file():
+        return sha256_of(manifest)[:8]
+    return hashlib.sha256(str(root.absolute()).encode()).hexdigest()[:8]
 
 
 def with_name_suffix(config: RunConfig, suffix: str) -> RunConfig:
