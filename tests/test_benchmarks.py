@@ -62,6 +62,7 @@ def test_gpu_predict_smoke_compares_two_contenders_on_the_same_outputs():
         ("bf16_step.py", "| student | batch | float32 step"),
         ("data_loading.py", "| path | clips/s"),
         ("extract_throughput.py", "| teacher | "),
+        ("stream_latency.py", "| contender | block (ms) |"),
     ],
 )
 def test_every_other_benchmark_runs_its_smoke_mode(name, table):

@@ -311,17 +311,25 @@ class LogMelFrontend(nn.Module):
             half = c.n_fft // 2  # centred frames, padded as torch.stft pads them
             padded = nn.functional.pad(waveform[:, None], (half, half), mode=c.pad_mode)[:, 0]
             mel = torch.matmul(filterbank.transpose(-1, -2), self.matmul_spectrum(padded))  # (batch, mels, frames)
-        else:
-            spec = torch.stft(
-                waveform,
-                n_fft=c.n_fft,
-                hop_length=c.hop_length,
-                win_length=c.win_length,
-                window=self.window,
-                center=True,
-                pad_mode=c.pad_mode,
-                return_complex=True,
-            )
-            power = spec.real.square() + spec.imag.square()  # (batch, freqs, frames)
-            mel = torch.matmul(filterbank.transpose(-1, -2), power)  # (batch, mels, frames)
+            return (torch.log(mel + c.log_eps) + c.norm_shift) / c.norm_scale
+        half = c.n_fft // 2  # centred frames: the STFT's own padding (torch.stft(center=True) pads just so)
+        return self.padded_frames(nn.functional.pad(waveform[:, None], (half, half), mode=c.pad_mode)[:, 0], filterbank)
+
+    def padded_frames(self, padded: torch.Tensor, filterbank: torch.Tensor | None = None) -> torch.Tensor:
+        """Pre-emphasised samples already padded for centred frames ``(batch, samples)`` → normalised log-mel
+        ``(batch, mels, frames)``, one frame every ``hop_length`` samples from the first (what :meth:`forward`
+        computes after padding; a stream computes its frames piece by piece with it)."""
+        c = self.config
+        spec = torch.stft(
+            padded,
+            n_fft=c.n_fft,
+            hop_length=c.hop_length,
+            win_length=c.win_length,
+            window=self.window,
+            center=False,
+            return_complex=True,
+        )
+        power = spec.real.square() + spec.imag.square()  # (batch, freqs, frames)
+        bank = self.filterbank if filterbank is None else filterbank
+        mel = torch.matmul(bank.transpose(-1, -2), power)  # (batch, mels, frames)
         return (torch.log(mel + c.log_eps) + c.norm_shift) / c.norm_scale

@@ -35,3 +35,4 @@ Dropout = Annotated[float, Field(ge=0.0, lt=1.0, allow_inf_nan=False)]  # a drop
 ClipSeconds = Annotated[float, Field(gt=0.0, le=MAX_CLIP_SECONDS, allow_inf_nan=False)]
 HopSeconds = Annotated[float, Field(gt=0.0, le=MAX_HOP_SECONDS, allow_inf_nan=False)]
 Top = Annotated[int, Field(ge=1, le=MAX_TOP)]
+BlockSamples = Annotated[int, Field(ge=1, le=2**24)]  # samples per block of streamed audio (≤ 17 min at 16 kHz)

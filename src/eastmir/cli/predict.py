@@ -8,7 +8,7 @@ import sys
 from eastmir.cli.parsers import Parents
 from eastmir.config.arguments import cli_type
 from eastmir.errors import ConfigError
-from eastmir.numbers import BatchSize, HopSeconds, Top, Workers
+from eastmir.numbers import BatchSize, BlockSamples, HopSeconds, Top, Workers
 from eastmir.outputs import Outputs
 
 
@@ -43,6 +43,13 @@ def add(sub: argparse._SubParsersAction, parents: Parents) -> None:
         "up to 8)",
     )
     pred.add_argument(
+        "--stream",
+        type=cli_type(BlockSamples),
+        metavar="SAMPLES",
+        help="feed each file to the student in blocks of SAMPLES samples (at the run's rate), as a plugin gets "
+        "its audio, and print each window's scores as it completes (stderr); the results equal predict's",
+    )
+    pred.add_argument(
         "--precision",
         choices=("float32", "bf16", "int8", "auto"),
         default="float32",
@@ -74,7 +81,10 @@ def run(args: argparse.Namespace) -> None:
     if student.threshold_note:
         print(f"eastmir: warning: {student.threshold_note}", file=sys.stderr)
     workers = args.workers if args.workers is not None else default_workers()
-    found = student.predict_files(files, args.hop, args.aggregate, args.batch_size, not args.no_progress, workers)
+    if args.stream:
+        found = streamed_files(student, files, args.stream, args.hop, args.aggregate)
+    else:
+        found = student.predict_files(files, args.hop, args.aggregate, args.batch_size, not args.no_progress, workers)
     results = [*missing, *found]
     failures = [r for r in results if isinstance(r, Failure)]
     for failure in failures:
@@ -83,3 +93,27 @@ def run(args: argparse.Namespace) -> None:
         raise RunError(f"none of the {len(results)} input(s) could be read")
     predictions = [r for r in results if not isinstance(r, Failure)]
     write_predictions(predictions, args.format, out, args.top, args.curve, outputs)
+
+
+def streamed_files(student, files, block: int, hop: float | None, aggregate: str):
+    """``predict --stream``: each file decoded (as ``predict`` decodes it), then fed in blocks of ``block``
+    samples; every window's top classes printed to stderr as it completes. Yields predictions and failures."""
+    from eastmir.audio import AudioDecodeError, load_audio
+    from eastmir.inference.files import Failure
+
+    frontend = student.frontend_config if student.frontend is not None else None
+    for path in files:
+        try:
+            audio = load_audio(path, student.sample_rate, frontend)
+            stream = student.stream(hop, aggregate)
+            for at in range(0, len(audio), block):
+                for window in stream.feed(audio[at : at + block]):
+                    top = ", ".join(f"{student.classes[i]} {window.probabilities[i]:.3f}" for i in _top(window))
+                    print(f"{path} @ {window.start:.2f} s: {top}", file=sys.stderr)
+            yield stream.finish(str(path))
+        except AudioDecodeError as err:
+            yield Failure(str(path), str(err))
+
+
+def _top(window, k: int = 3) -> list[int]:
+    return list(reversed(window.probabilities.argsort()[-k:]))

@@ -199,6 +199,13 @@ class TrainedStudent:
         inputs, starts = self.windows(audio, hop)
         return self._prediction(source, self.scores(inputs), starts, aggregate)
 
+    def stream(self, hop: float | None = None, aggregate: str = "mean"):
+        """A :class:`~eastmir.inference.live.StreamingPredictor` for one recording fed in blocks (mono, at
+        :attr:`sample_rate`): each window's scores as it completes, and :meth:`predict`'s result at the end."""
+        from eastmir.inference.live import StreamingPredictor
+
+        return StreamingPredictor(self, hop, aggregate)
+
     def _prediction(self, source: str, windows: np.ndarray, starts: np.ndarray, aggregate: str) -> Prediction:
         total = windows.mean(0) if aggregate == "mean" else windows.max(0)
         return Prediction(source, self.classes, total, windows, starts, self.thresholds)
