@@ -41,6 +41,36 @@ def test_early_stopping_does_not_act_before_min_steps(tiny, tmp_path):
     assert json.loads((held / "metrics.json").read_text())["epochs"] == 4
 
 
+def test_a_stop_asked_before_min_steps_is_asked_again_after_it():
+    """Patience runs out at step 30, before min_steps 100: no stop. The loss improves at step 100, so the run goes
+    on, and stops when patience runs out again (step 120), not at min_steps (where Lightning's own min_steps would
+    have ended it, the stop asked at step 30 still standing)."""
+    from types import SimpleNamespace
+
+    from eastmir.training.trainer import EarlyStoppingFrom
+
+    stop = EarlyStoppingFrom(100, monitor="val_loss", mode="min", patience=2)
+    trainer = SimpleNamespace(
+        callback_metrics={},
+        global_step=0,
+        should_stop=False,
+        fast_dev_run=False,
+        current_epoch=0,
+        strategy=SimpleNamespace(reduce_boolean_decision=lambda decision, all=True: decision),
+    )
+    stopped_at = []
+    for step, loss in [(10, 1.0), (20, 1.1), (30, 1.2), (40, 1.3), (100, 0.5), (110, 0.6), (120, 0.7), (130, 0.8)]:
+        trainer.global_step, trainer.callback_metrics = step, {"val_loss": torch.tensor(loss)}
+        stop._run_early_stopping_check(trainer)
+        if trainer.should_stop:
+            stopped_at.append(step)
+            trainer.should_stop = False
+    assert stopped_at == [120, 130]
+    trainer.global_step, trainer.callback_metrics = 5, {"val_loss": torch.tensor(float("nan"))}
+    stop._run_early_stopping_check(trainer)
+    assert trainer.should_stop  # a non-finite loss stops at once, min_steps or not
+
+
 def test_the_plateau_does_not_cut_the_rate_before_min_steps():
     """EastSystem's scheduler step, on a plateau of patience 0 fed a constant validation loss: the rate stays until
     min_steps optimizer steps are done, then is cut after every epoch without a lower loss."""

@@ -89,7 +89,7 @@ def build_trainer(
         dirpath=run.checkpoints, filename="last", monitor=None, save_top_k=1, enable_version_counter=False
     )
     # checked after each validation only: a run that max_steps ends mid-epoch has no val_loss to check
-    stop = EarlyStopping(monitor="val_loss", mode="min", patience=t.early_stop_patience, check_on_train_epoch_end=False)
+    stop = EarlyStoppingFrom(t.min_steps, monitor="val_loss", mode="min", patience=t.early_stop_patience)
     trainer = lightning_trainer(
         "trainer.accelerator / devices / strategy",
         default_root_dir=run.path,
@@ -98,7 +98,8 @@ def build_trainer(
         plugins=[AtomicCheckpointIO()],
         max_epochs=t.max_epochs,
         max_steps=t.max_steps,
-        min_steps=t.min_steps or None,  # early stopping is held back until then (the plateau: EastSystem)
+        # trainer.min_steps holds early stopping back (EarlyStoppingFrom) and the plateau (EastSystem); not
+        # Lightning's min_steps, which keeps a stop asked for earlier and ends the run at min_steps regardless
         gradient_clip_val=t.gradient_clip_val,
         accelerator=t.accelerator,
         devices=t.devices,
@@ -129,6 +130,37 @@ def lightning_trainer(settings: str, **options: Any) -> L.Trainer:
             f"{settings} ({options.get('accelerator')}, devices {options.get('devices')}): Lightning cannot use them "
             f"on this machine: {detail} (a GPU needs a CUDA build of torch: README, On a GPU)"
         ) from None
+
+
+class EarlyStoppingFrom(EarlyStopping):
+    """Early stopping on the validation loss that never stops a run before ``min_steps`` optimizer steps.
+
+    Its patience is counted from the start (the best loss and the validations since it), but a check before
+    ``min_steps`` never stops; every check from then on asks afresh whether the loss has not improved for
+    ``patience`` validations. (Lightning's ``Trainer(min_steps=…)`` is not used: a stop asked for before it
+    stays asked for, so a run that improved since would still end at exactly ``min_steps``.) A non-finite loss
+    stops at once, as in :class:`EarlyStopping`. Checkpoints keep its state under Lightning's own key, so runs
+    saved before it resume with their patience.
+    """
+
+    def __init__(self, min_steps: int, **options: Any) -> None:
+        super().__init__(check_on_train_epoch_end=False, **options)
+        self.min_steps = min_steps
+        self._step = 0
+
+    @property
+    def state_key(self) -> str:
+        return "EarlyStopping" + repr({"monitor": self.monitor, "mode": self.mode})
+
+    def _run_early_stopping_check(self, trainer: L.Trainer) -> None:
+        self._step = trainer.global_step
+        super()._run_early_stopping_check(trainer)
+
+    def _evaluate_stopping_criteria(self, current: torch.Tensor) -> tuple[bool, str | None]:
+        should_stop, reason = super()._evaluate_stopping_criteria(current)
+        if should_stop and self._step < self.min_steps and bool(torch.isfinite(current)):
+            return False, None  # patience ran out before min_steps: the run goes on, and is asked again
+        return should_stop, reason
 
 
 class FiniteValidation(Callback):
