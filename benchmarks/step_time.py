@@ -31,6 +31,7 @@ import torch
 
 from eastmir.config import load_config
 from eastmir.students.base import StudentOutput
+from eastmir.training.checkpoints import TeacherHead
 from eastmir.training.system import EastSystem
 
 QUICK_SYSTEMS = ["baseline", "kd", "east_cos_diff", "east_final", "east_all", "east_kd"]
@@ -58,7 +59,8 @@ def build(name: str, student: dict, workdir: Path) -> EastSystem:
     system = EastSystem(cfg, num_classes=CLASSES, embedding_dim=DIM if cfg.teacher else None)
     if system.distiller.teacher_head is not None:  # a stand-in TeacherLR head: its values do not change the cost
         g = torch.Generator().manual_seed(1)
-        system.set_teacher_head({"weight": torch.randn(CLASSES, DIM, generator=g) * 0.1, "bias": torch.zeros(CLASSES)})
+        head = {"weight": torch.randn(CLASSES, DIM, generator=g) * 0.1, "bias": torch.zeros(CLASSES)}
+        system.set_teacher_head(TeacherHead(Path("a random head"), head, []))
     return system
 
 

@@ -83,7 +83,7 @@ def main(run_dir: str) -> None:
             ours, theirs = dc(s, t).item(), their_distance_correlation(s, t).item()
             rel_dc.append(abs(ours - theirs) / abs(ours))
             ratio_cos.append(cos(s, t).item() / their_cosine_distance_difference(s, t).item())
-            teacher = system.teacher_head(batch["embedding"]).logits.double()
+            teacher = system.distiller.teacher_head(batch["embedding"]).logits.double()
             logits, mask = out.logits.double(), batch["mask"]
             tau = config.kd.temperature if config.kd else 2.0
             exact, eps = knowledge_distillation(logits, teacher, mask, tau).item(), their_kd(logits, teacher, mask, tau)
