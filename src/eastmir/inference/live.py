@@ -27,6 +27,7 @@ the recording (:attr:`StreamingPredictor.held_bytes`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,8 +35,7 @@ import torch.nn.functional as F
 
 from eastmir.audio import AudioDecodeError
 from eastmir.frontend import LogMelFrontend
-from eastmir.inference.predict import AGGREGATIONS, Prediction, TrainedStudent
-from eastmir.inference.windows import HOP_FRACTION
+from eastmir.inference.windows import AGGREGATIONS, HOP_FRACTION
 
 
 @dataclass(frozen=True)
@@ -189,9 +189,10 @@ class StreamingPredictor:
     """A trained student fed audio in blocks: :meth:`feed` returns the scores of the windows each block
     completes, :meth:`finish` the last windows' and the recording's :class:`Prediction`, the same as
     ``student.predict`` on the whole recording (to float rounding, ~1e-6). ``hop`` (seconds) and
-    ``aggregate`` as ``predict``'s. One recording per predictor; ``student.stream()`` makes one."""
+    ``aggregate`` as ``predict``'s. One recording per predictor; ``student.stream()`` makes one (``student``: an
+    :class:`~eastmir.inference.predict.TrainedStudent`, which imports this module, not the other way round)."""
 
-    def __init__(self, student: TrainedStudent, hop: float | None = None, aggregate: str = "mean") -> None:
+    def __init__(self, student: Any, hop: float | None = None, aggregate: str = "mean") -> None:
         if aggregate not in AGGREGATIONS:
             raise ValueError(f"aggregate must be one of {AGGREGATIONS}, got {aggregate!r}")
         self.student, self.aggregate = student, aggregate
@@ -216,7 +217,7 @@ class StreamingPredictor:
         with torch.no_grad():
             return self._score(self.windows.push(self.input.push(x)))
 
-    def finish(self, source: str = "") -> Prediction:
+    def finish(self, source: str = "") -> Any:
         """The last windows' scores are scored and the recording's prediction returned (its ``windows`` and
         ``window_starts`` are every window's, as ``predict`` gives them)."""
         if self.finished:

@@ -37,9 +37,7 @@ from eastmir.inference.devices import choose_device, full_float32
 from eastmir.inference.files import DecodedFiles, Failure, _as_is
 from eastmir.inference.model import min_samples
 from eastmir.inference.run import LoadedRun, load_run
-from eastmir.inference.windows import HOP_FRACTION, cut, starts
-
-AGGREGATIONS = ("mean", "max")
+from eastmir.inference.windows import AGGREGATIONS, HOP_FRACTION, cut, starts
 
 
 @dataclass

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 HOP_FRACTION = 0.5  # the default hop: half a window
+AGGREGATIONS = ("mean", "max")  # how a recording's windows make its score
 
 
 def cut(x: torch.Tensor, size: int, step: int, pad: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -81,4 +82,4 @@ def aggregate(scores: torch.Tensor, weights: torch.Tensor, how: str = "mean") ->
     return (scores * weights[None, :, None]).sum(1) / weights.sum()
 
 
-__all__ = ["HOP_FRACTION", "aggregate", "cut", "cut_scripted", "starts"]
+__all__ = ["AGGREGATIONS", "HOP_FRACTION", "aggregate", "cut", "cut_scripted", "starts"]
