@@ -139,15 +139,23 @@ def test_predict_stream_prints_windows_as_they_complete_and_writes_what_predict_
 
     from eastmir.cli import main
 
+    clips = tmp_path / "clips"
+    clips.mkdir()
     for i, seconds in enumerate((4.2, 1.3)):
-        sf.write(tmp_path / f"clip{i}.wav", recording(seconds, seed=i), 16000)
-    outputs = {}
+        sf.write(clips / f"clip{i}.wav", recording(seconds, seed=i), 16000)
+    sf.write(clips / "short.wav", recording(0.01), 16000)  # below one analysis window
+    (clips / "broken.wav").write_bytes(b"RIFF not a wave file")
+    outputs, skipped = {}, {}
     for flags in ([], ["--stream", "160"]):
         out = tmp_path / f"out{len(flags)}.jsonl"
-        assert main(["predict", str(short_run), str(tmp_path), "--format", "jsonl", "--out", str(out), *flags]) == 0
+        assert main(["predict", str(short_run), str(clips), "--format", "jsonl", "--out", str(out), *flags]) == 0
         outputs[len(flags)] = [json.loads(line) for line in out.read_text().splitlines()]
         err = capsys.readouterr().err
-        assert (f"{tmp_path / 'clip0.wav'} @ 0.00 s: " in err) == bool(flags)
+        assert (f"{clips / 'clip0.wav'} @ 0.00 s: " in err) == bool(flags)
+        skipped[len(flags)] = [line for line in err.splitlines() if line.startswith("eastmir: skipped")]
+    # the files predict cannot read or score are skipped, and named, as predict names them
+    assert len(skipped[0]) == 2 and skipped[0] == skipped[2]
+    assert "broken.wav" in skipped[0][0] and "short.wav: " in skipped[0][1] and "too short" in skipped[0][1]
     whole, live = outputs[0], outputs[2]
     assert [r["file"] for r in live] == [r["file"] for r in whole] and len(live) == 2
     for a, b in zip(live, whole):

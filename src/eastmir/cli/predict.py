@@ -96,22 +96,31 @@ def run(args: argparse.Namespace) -> None:
 
 
 def streamed_files(student, files, block: int, hop: float | None, aggregate: str):
-    """``predict --stream``: each file decoded (as ``predict`` decodes it), then fed in blocks of ``block``
+    """``predict --stream``: each file decoded as ``predict`` decodes it
+    (:class:`~eastmir.inference.files.DecodedFiles`, its quality warnings shown), then fed in blocks of ``block``
     samples; every window's top classes printed to stderr as it completes. Yields predictions and failures."""
-    from eastmir.audio import AudioDecodeError, load_audio
-    from eastmir.inference.files import Failure
+    import warnings
+
+    from eastmir.audio import AudioDecodeError, AudioQualityWarning
+    from eastmir.inference.files import DecodedFiles, Failure
 
     frontend = student.frontend_config if student.frontend is not None else None
-    for path in files:
+    decoded = DecodedFiles(files, student.sample_rate, frontend)
+    for i in range(len(decoded)):
+        path, audio, problem, notes = decoded[i]
+        for note in notes:
+            warnings.warn(note, AudioQualityWarning, stacklevel=2)
+        if problem is not None:
+            yield Failure(str(path), problem)
+            continue
+        stream = student.stream(hop, aggregate)
         try:
-            audio = load_audio(path, student.sample_rate, frontend)
-            stream = student.stream(hop, aggregate)
             for at in range(0, len(audio), block):
                 for window in stream.feed(audio[at : at + block]):
-                    top = ", ".join(f"{student.classes[i]} {window.probabilities[i]:.3f}" for i in _top(window))
+                    top = ", ".join(f"{student.classes[k]} {window.probabilities[k]:.3f}" for k in _top(window))
                     print(f"{path} @ {window.start:.2f} s: {top}", file=sys.stderr)
             yield stream.finish(str(path))
-        except AudioDecodeError as err:
+        except AudioDecodeError as err:  # too short for the model or the front end's padding
             yield Failure(str(path), str(err))
 
 
