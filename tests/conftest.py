@@ -98,3 +98,20 @@ def short_run(small_synth, small_synth_embeddings, workdir):
 
     config = load_config("synth/baseline", ["name=short_run", "trainer.max_epochs=2"], workdir=workdir)
     return pipeline.fit(config, progress=False)
+
+
+@pytest.fixture(scope="session")
+def litert_converter():
+    """The LiteRT converter's Python (set up once per machine in the shared cache, as a user's first
+    ``export --format litert`` sets it up), named by ``$EASTMIR_CONVERTER_PYTHON`` for the session so that
+    tests with a cache of their own reuse it."""
+    from eastmir.inference.converter_env import converter_python
+
+    python = str(converter_python())
+    before = os.environ.get("EASTMIR_CONVERTER_PYTHON")
+    os.environ["EASTMIR_CONVERTER_PYTHON"] = python
+    yield python
+    if before is None:
+        os.environ.pop("EASTMIR_CONVERTER_PYTHON", None)
+    else:
+        os.environ["EASTMIR_CONVERTER_PYTHON"] = before

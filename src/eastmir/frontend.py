@@ -307,11 +307,6 @@ class LogMelFrontend(nn.Module):
             filterbank = mel_filterbanks(c.n_fft, c.sample_rate, c.n_mels, lo, hi, scale=c.mel_scale)
         if c.preemphasis:  # a valid two-tap convolution, as the authors': one sample shorter, nothing carried over
             waveform = waveform[..., 1:] - c.preemphasis * waveform[..., :-1]
-        if self.matmul_spectrum is not None:  # products only, as ONNX Runtime runs them fast
-            half = c.n_fft // 2  # centred frames, padded as torch.stft pads them
-            padded = nn.functional.pad(waveform[:, None], (half, half), mode=c.pad_mode)[:, 0]
-            mel = torch.matmul(filterbank.transpose(-1, -2), self.matmul_spectrum(padded))  # (batch, mels, frames)
-            return (torch.log(mel + c.log_eps) + c.norm_shift) / c.norm_scale
         half = c.n_fft // 2  # centred frames: the STFT's own padding (torch.stft(center=True) pads just so)
         return self.padded_frames(nn.functional.pad(waveform[:, None], (half, half), mode=c.pad_mode)[:, 0], filterbank)
 
@@ -320,16 +315,19 @@ class LogMelFrontend(nn.Module):
         ``(batch, mels, frames)``, one frame every ``hop_length`` samples from the first (what :meth:`forward`
         computes after padding; a stream computes its frames piece by piece with it)."""
         c = self.config
-        spec = torch.stft(
-            padded,
-            n_fft=c.n_fft,
-            hop_length=c.hop_length,
-            win_length=c.win_length,
-            window=self.window,
-            center=False,
-            return_complex=True,
-        )
-        power = spec.real.square() + spec.imag.square()  # (batch, freqs, frames)
+        if self.matmul_spectrum is not None:  # products only, as ONNX Runtime and the phone runtimes run them fast
+            power = self.matmul_spectrum(padded)
+        else:
+            spec = torch.stft(
+                padded,
+                n_fft=c.n_fft,
+                hop_length=c.hop_length,
+                win_length=c.win_length,
+                window=self.window,
+                center=False,
+                return_complex=True,
+            )
+            power = spec.real.square() + spec.imag.square()  # (batch, freqs, frames)
         bank = self.filterbank if filterbank is None else filterbank
         mel = torch.matmul(bank.transpose(-1, -2), power)  # (batch, mels, frames)
         return (torch.log(mel + c.log_eps) + c.norm_shift) / c.norm_scale

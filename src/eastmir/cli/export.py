@@ -12,14 +12,16 @@ from eastmir.outputs import Outputs
 def add(sub: argparse._SubParsersAction, parents: Parents) -> None:
     """The ``export`` command's arguments."""
     exp = sub.add_parser(
-        "export", parents=[parents.common, parents.overwrite], help="one ONNX or TorchScript file, front end inside"
+        "export",
+        parents=[parents.common, parents.overwrite],
+        help="one ONNX, TorchScript or LiteRT file, front end inside",
     )
     exp.add_argument("run", help="a run directory or checkpoint")
-    exp.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    exp.add_argument("--format", choices=("onnx", "torchscript", "litert"), default="onnx")
     exp.add_argument(
         "--quantize", choices=("int8",), help="static int8 (ONNX, calibrated on training clips; test mAP change shown)"
     )
-    exp.add_argument("--out", help="file to write (default RUN/export/model.onnx or .pt)")
+    exp.add_argument("--out", help="file to write (default RUN/export/model.onnx, .pt or .tflite)")
 
 
 def run(args: argparse.Namespace) -> None:

@@ -28,6 +28,8 @@ from __future__ import annotations
 import json
 import tempfile
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,8 +43,6 @@ from eastmir.inference.parity import VARIES, Runner, parity, test_split_scores, 
 from eastmir.inference.quiet import quiet_export
 from eastmir.inference.run import LoadedRun
 from eastmir.outputs import Outputs
-
-FORMATS = ("onnx", "torchscript")
 
 
 def _need_onnx() -> None:
@@ -97,9 +97,41 @@ def export_torchscript(run: LoadedRun, path: Path, quantize: str | None = None) 
     return path
 
 
+def export_litert(run: LoadedRun, path: Path, quantize: str | None = None) -> Path:
+    from eastmir.inference.litert import export_litert as export
+
+    return export(run, path, quantize)
+
+
+def _litert_runner(run: LoadedRun, path: Path):
+    from eastmir.inference.litert import LiteRTRunner
+    from eastmir.inference.window_model import window_model
+
+    return LiteRTRunner(path, window_model(run, fast=False)[1])
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """One ``--format``: its file suffix, ``exporter(run, path, quantize) -> path`` and ``runner(run, path)``,
+    the exported file run as an app runs it (``runner(waveform (1, samples)) -> probabilities (1, classes)``,
+    what the parity check compares with ``predict``)."""
+
+    suffix: str
+    exporter: Callable[[LoadedRun, Path, str | None], Path]
+    runner: Callable[[LoadedRun, Path], Callable[[np.ndarray], np.ndarray]]
+    windows: bool = False  # the file scores one window (its inputs described in the card), not a recording
+
+
+FORMATS = {
+    "onnx": ExportFormat(".onnx", export_onnx, lambda run, path: Runner(path)),
+    "torchscript": ExportFormat(".pt", export_torchscript, lambda run, path: Runner(path)),
+    "litert": ExportFormat(".tflite", export_litert, _litert_runner, windows=True),
+}
+
+
 def export_path(run: LoadedRun, fmt: str, out: Path | None, quantize: str | None) -> Path:
-    """Where ``export`` writes: ``out``, else ``RUN/export/model[-int8].onnx`` (or ``.pt``)."""
-    suffix = ".onnx" if fmt == "onnx" else ".pt"
+    """Where ``export`` writes: ``out``, else ``RUN/export/model[-int8].onnx`` (``.pt``, ``.tflite``)."""
+    suffix = FORMATS[fmt].suffix
     return Path(out).absolute() if out else run.directory / "export" / f"model{'-int8' if quantize else ''}{suffix}"
 
 
@@ -136,19 +168,25 @@ def export(
         warnings.filterwarnings("ignore", message=r".*isinstance.treespec, LeafSpec.*")  # torch's own, harmless
         path = Path(folder) / final.name
         notes = _export_into(run, fmt, path, quantize)
-        card = model_card(run, path, fmt, quantize, notes)
+        window = None
+        if FORMATS[fmt].windows:
+            from eastmir.inference.window_model import window_model
+
+            window = window_model(run, fast=False)[1].card()
+        card = model_card(run, path, fmt, quantize, notes, window)
         outputs.write(final, path.read_bytes())
         outputs.write(final.with_suffix(".md"), card.read_bytes(), "model card")  # the card last
     return final, final.with_suffix(".md"), notes
 
 
 def _export_into(run: LoadedRun, fmt: str, path: Path, quantize: str | None) -> list[str]:
-    exporter = export_onnx if fmt == "onnx" else export_torchscript
+    exporter, runner_of = FORMATS[fmt].exporter, FORMATS[fmt].runner
     exporter(run, path, quantize)
     reference, samples = inference_model(run, fast=False)
-    runner = Runner(path)
-    tolerance = INT8_TOLERANCE if quantize else 1e-3
-    note, spread = parity(run, runner, samples, tolerance)
+    runner = runner_of(run, path)
+    # int8: a mean difference bound (one probability near a decision may move by more; a broken model moves all)
+    worst, mean = (None, INT8_TOLERANCE) if quantize else (1e-3, None)
+    note, spread = parity(run, runner, samples, worst, mean_tolerance=mean)
     notes = [note]
     if spread < VARIES and not quantize:  # the outputs hardly depend on the input: check on weights that make them
         # (an int8 export's own check is its test mAP change below: its ranges are calibrated for real clips)
@@ -156,7 +194,7 @@ def _export_into(run: LoadedRun, fmt: str, path: Path, quantize: str | None) -> 
         with tempfile.TemporaryDirectory(prefix=".parity-", dir=path.parent) as folder:
             copy_path = Path(folder) / path.name
             exporter(varied, copy_path, quantize)
-            again, _ = parity(varied, Runner(copy_path), samples, tolerance, least_spread=VARIES)
+            again, _ = parity(varied, runner_of(varied, copy_path), samples, worst, least_spread=VARIES)
         notes.append(
             f"the run's outputs vary by only {spread:.2e} across those inputs, too little to see a broken export, "
             f"so the same export was checked again with its weights moved by seeded noise: {again}"
