@@ -334,8 +334,8 @@ def test_a_teacher_lr_run_cannot_predict_from_audio(small_synth, small_synth_emb
         load_student(pipeline.fit(cfg, progress=False))
 
 
-def test_complexity_table_measures_in_one_run(capsys):
-    from eastmir.inference.complexity import BACKENDS, measure
+def test_complexity_table_measures_in_one_run(capsys, litert_converter):
+    from eastmir.inference.complexity import BACKENDS, markdown, measure
 
     rows = measure(threads=1, students=["mobile_fcn"], seconds=3)
     names = [(r.name, r.kind) for r in rows]
@@ -350,6 +350,10 @@ def test_complexity_table_measures_in_one_run(capsys):
 
     expected = set(BACKENDS) if bf16_capability() else set(BACKENDS) - {BF16}  # bf16 where the CPU has it
     assert set(rows[0].speed) == expected and all(v > 0 for v in rows[0].speed.values())
+    sizes = rows[0].sizes  # the exported files: int8 holds the convolutions' weights in a quarter of the bytes
+    assert set(sizes) == {"ONNX Runtime", "ONNX Runtime int8", "LiteRT", "LiteRT int8"}
+    assert sizes["LiteRT int8"] < 0.5 * sizes["LiteRT"] and sizes["ONNX Runtime int8"] < 0.5 * sizes["ONNX Runtime"]
+    assert "Size of each exported file (MB" in markdown(rows, 1)
     assert rows[0].parameters == 301_248 and rows[2].parameters == 4_686_144
     assert STUDENTS.get("mobile_fcn").min_frames == 96
 

@@ -141,7 +141,9 @@ def register(
     return spec
 
 
-def test_a_converted_student_predicts_as_the_authors_model(tmp_path, cache, server, monkeypatch, capsys):
+def test_a_converted_student_predicts_as_the_authors_model(
+    tmp_path, cache, server, monkeypatch, capsys, litert_converter
+):
     from eastmir.inference import load_run
 
     register(monkeypatch, server, authors_checkpoint(tmp_path / "authors.ckpt"))
@@ -174,6 +176,15 @@ def test_a_converted_student_predicts_as_the_authors_model(tmp_path, cache, serv
     assert np.abs(probabilities - expected).max() < 1e-4
     assert main(["export", str(run_dir), "--no-progress"]) == 0  # with its parity check against the run
     assert (run_dir / "export" / "model.onnx").stat().st_size > 1e6
+    # the phone format too, checked the same way; its int8 needs the run's training clips, which a zoo student
+    # does not bring: one line saying what to do
+    assert main(["export", str(run_dir), "--format", "litert", "--no-progress"]) == 0
+    assert (run_dir / "export" / "model.tflite").stat().st_size > 1e6
+    assert "largest difference to `eastmir predict`" in (run_dir / "export" / "model.md").read_text()
+    capsys.readouterr()
+    assert main(["export", str(run_dir), "--format", "litert", "--quantize", "int8", "--no-progress"]) != 0
+    refused = capsys.readouterr().err.strip().splitlines()[-1]
+    assert refused.startswith("eastmir: error: --quantize int8 calibrates on the run's training clips")
     assert main(["zoo", "--no-progress"]) == 0
     listing = capsys.readouterr().out
     assert f"| {NAME} | openmic | cp_resnet | passt | 20 | 0.864 |" in listing and "| yes |" in listing

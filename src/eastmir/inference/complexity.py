@@ -68,6 +68,8 @@ BACKENDS = (
     "TorchScript",
     "ONNX Runtime",
     "ONNX Runtime int8",
+    "LiteRT",
+    "LiteRT int8",
 )
 ALL_BACKENDS = (*BACKENDS, *GPU_BACKENDS)  # the table's columns; the GPU's only where measured (--device cuda)
 
@@ -82,6 +84,7 @@ class Row:
     speed: dict[str, float] = field(default_factory=dict)  # backend → it/s of the median call
     fastest: dict[str, float] = field(default_factory=dict)  # backend → it/s of the fastest call
     macs: float | None = None  # multiply-accumulates per call (convolutions and matrix products), None: not counted
+    sizes: dict[str, int] = field(default_factory=dict)  # exported format → bytes of its file
 
     def gflops(self, backend: str) -> float | None:
         """GFLOP/s the median call of ``backend`` achieves (2 FLOP per multiply-accumulate)."""
@@ -136,6 +139,52 @@ def _onnx(model: torch.nn.Module, example: torch.Tensor, path: Path, threads: in
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     feed = {"x": example[:1].numpy()}
     return lambda: session.run(None, feed)
+
+
+def _litert(
+    student: torch.nn.Module, frontend, wave: torch.Tensor, name: str, workdir: Path, threads: int, quantize: bool
+) -> tuple[Callable, int] | None:
+    """``wave`` as one window of the LiteRT window model (``export --format litert``; int8 calibrated on that
+    window) in the interpreter, and the file's size; ``None`` where the interpreter is not installed or the
+    converter cannot be set up (the columns then show —)."""
+    import numpy as np
+
+    from eastmir.errors import RunError
+    from eastmir.frontend import LogMelFrontend
+    from eastmir.inference.converter_env import run_worker
+    from eastmir.inference.window_model import WindowModel, WindowPlan
+
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        return None
+    if frontend is not None:
+        size = frontend.n_frames(wave.shape[-1])
+        c = frontend
+        plan = WindowPlan(size, size, c.hop_length, c.n_fft, c.preemphasis, c.pad_mode == "reflect")
+        front = LogMelFrontend(frontend).for_onnx()
+    else:
+        size = wave.shape[-1]
+        plan, front = WindowPlan(size, size), None
+    model = WindowModel(student, front, size, False).eval()
+    segment, valid = plan.inputs(wave[0].numpy())
+    name = f"{workdir / name}{'-int8' if quantize else ''}"
+    program, path = Path(name + ".pt2"), Path(name + ".tflite")
+    with quiet_export():
+        torch.export.save(torch.export.export(model, (torch.from_numpy(segment), torch.from_numpy(valid))), program)
+    extra = []
+    if quantize:
+        np.savez(name + ".npz", segment=segment, valid=valid)
+        extra = ["--calibration", name + ".npz"]
+    try:
+        run_worker(str(program), str(path), *extra)
+    except RunError as err:
+        print(f"eastmir: warning: LiteRT not measured: {err}")
+        return None
+    runner = Interpreter(model_path=str(path), num_threads=threads).get_signature_runner()
+    names = sorted(runner.get_input_details())
+    feed = dict(zip(names, (segment, valid)))
+    return (lambda: runner(**feed)), path.stat().st_size
 
 
 def check_students(students: list[str] | None) -> None:
@@ -204,6 +253,13 @@ def student_row(name: str, threads: int, workdir: Path, device: torch.device | N
         "ONNX Runtime int8": _onnx(exportable, wave, workdir / f"{name}.onnx", threads, True),
         **on_device(fast, wave, device or torch.device("cpu")),
     }
+    for label, path in (("ONNX Runtime", f"{name}.onnx"), ("ONNX Runtime int8", f"{name}.int8.onnx")):
+        # with the weights the exporter may have written beside the graph (``<file>.data``)
+        row.sizes[label] = sum(p.stat().st_size for p in workdir.glob(path + "*") if p.suffix in (".onnx", ".data"))
+    for label, quantize in (("LiteRT", False), ("LiteRT int8", True)):
+        made = _litert(export_student, frontend, wave, name, workdir, threads, quantize)
+        if made is not None:
+            row.calls[label], row.sizes[label] = made
     return row
 
 
@@ -355,6 +411,14 @@ def markdown(rows: list[Row], threads: int) -> str:
                 + " | ".join(ratios)
                 + " |"
             )
+    sized = [r for r in rows if r.sizes]
+    if sized:
+        formats = [b for b in ALL_BACKENDS if any(b in r.sizes for r in sized)]
+        lines += ["", "Size of each exported file (MB, float32 unless int8):", ""]
+        lines += ["| student | " + " | ".join(formats) + " |", "|---|" + "---:|" * len(formats)]
+        for r in sized:
+            cells = [f"{r.sizes[b] / 1e6:.2f}" if b in r.sizes else "—" for b in formats]
+            lines.append(f"| {r.name} | " + " | ".join(cells) + " |")
     table2 = [r for r in rows if r.kind == "student (log-mel only)"]
     if table2:
         lines += ["", "On a 128 × 1000 log-mel (the paper's Table 2), each backend against the authors' way:", ""]
