@@ -351,7 +351,8 @@ def test_complexity_table_measures_in_one_run(capsys, litert_converter):
     expected = set(BACKENDS) if bf16_capability() else set(BACKENDS) - {BF16}  # bf16 where the CPU has it
     assert set(rows[0].speed) == expected and all(v > 0 for v in rows[0].speed.values())
     sizes = rows[0].sizes  # the exported files: int8 holds the convolutions' weights in a quarter of the bytes
-    assert set(sizes) == {"ONNX Runtime", "ONNX Runtime int8", "LiteRT", "LiteRT int8"}
+    assert set(sizes) == {"ONNX Runtime", "ONNX Runtime int8", "LiteRT", "LiteRT int8", "Core ML", "Core ML float16"}
+    assert 0.4 < sizes["Core ML float16"] / sizes["Core ML"] < 0.6  # float16 weights: half the bytes
     assert sizes["LiteRT int8"] < 0.5 * sizes["LiteRT"] and sizes["ONNX Runtime int8"] < 0.5 * sizes["ONNX Runtime"]
     assert "Size of each exported file (MB" in markdown(rows, 1)
     assert rows[0].parameters == 301_248 and rows[2].parameters == 4_686_144

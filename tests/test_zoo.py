@@ -181,6 +181,9 @@ def test_a_converted_student_predicts_as_the_authors_model(
     assert main(["export", str(run_dir), "--format", "litert", "--no-progress"]) == 0
     assert (run_dir / "export" / "model.tflite").stat().st_size > 1e6
     assert "largest difference to `eastmir predict`" in (run_dir / "export" / "model.md").read_text()
+    assert main(["export", str(run_dir), "--format", "coreml", "--quantize", "float16", "--no-progress"]) == 0
+    assert (run_dir / "export" / "model-float16.mlpackage" / "Manifest.json").is_file()
+    assert "Core ML predicts only on Apple's systems" in (run_dir / "export" / "model-float16.md").read_text()
     capsys.readouterr()
     assert main(["export", str(run_dir), "--format", "litert", "--quantize", "int8", "--no-progress"]) != 0
     refused = capsys.readouterr().err.strip().splitlines()[-1]

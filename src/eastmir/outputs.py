@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,6 +45,12 @@ def _real(path: Path) -> str:
 
 
 def _sha256(path: Path) -> str | None:
+    """The file's digest; a folder's (a bundle such as a Core ML package): of its files' names and digests."""
+    if path.is_dir() and not path.is_symlink():
+        digest = hashlib.sha256()
+        for item in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(f"{item.relative_to(path).as_posix()}\0{_sha256(item)}\0".encode())
+        return digest.hexdigest()
     try:
         digest = hashlib.sha256()
         with open(path, "rb") as fh:
@@ -103,6 +110,40 @@ class Outputs:
                 f"{what} {path}: the file exists and eastmir did not write it; pass --overwrite to replace it, "
                 "or choose another path"
             )
+        return path
+
+    def check_bundle(self, path: str | Path, what: str = "--out") -> Path:
+        """The absolute ``path`` a bundle (a folder that is one output, such as a Core ML package) may be written
+        to, or :class:`OutputError`: a folder there is replaced only when eastmir wrote it or with overwrite."""
+        path = Path(path).absolute()
+        source = self._input_named(path)
+        if source is not None:
+            raise OutputError(f"{what} {path}: that is one of this command's inputs; choose another path")
+        self._parent(path, what)
+        kind = path_kind(path)
+        if kind is None:
+            raise OutputError(f"{what} {path}: a file stands there; this output is a folder, name another path")
+        if kind not in ("a folder", "missing"):
+            raise OutputError(f"{what} {path}: {kind} stands there, not a folder eastmir can replace")
+        if kind == "a folder" and not self.overwrite and not written_by_eastmir(path):
+            raise OutputError(
+                f"{what} {path}: the folder exists and eastmir did not write it; pass --overwrite to replace it, "
+                "or choose another path"
+            )
+        return path
+
+    def write_bundle(self, path: str | Path, made: Path, what: str = "--out") -> Path:
+        """Move the folder ``made`` (complete, on the same file system) to ``path`` under the rules
+        (:meth:`check_bundle`); what stood there goes only once the new one is in place."""
+        path = self.check_bundle(path, what)
+        replaced = None
+        if path.exists():
+            replaced = path.with_name(f".{path.name}.replaced-{os.getpid()}")
+            os.replace(path, replaced)
+        os.replace(made, path)
+        if replaced is not None:
+            shutil.rmtree(replaced, ignore_errors=True)
+        _record(path)
         return path
 
     def check_folder(self, path: str | Path, what: str = "--out") -> Path:

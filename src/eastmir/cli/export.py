@@ -14,14 +14,17 @@ def add(sub: argparse._SubParsersAction, parents: Parents) -> None:
     exp = sub.add_parser(
         "export",
         parents=[parents.common, parents.overwrite],
-        help="one ONNX, TorchScript or LiteRT file, front end inside",
+        help="one ONNX, TorchScript, LiteRT file or Core ML package, front end inside",
     )
     exp.add_argument("run", help="a run directory or checkpoint")
-    exp.add_argument("--format", choices=("onnx", "torchscript", "litert"), default="onnx")
+    exp.add_argument("--format", choices=("onnx", "torchscript", "litert", "coreml"), default="onnx")
     exp.add_argument(
-        "--quantize", choices=("int8",), help="static int8 (ONNX, calibrated on training clips; test mAP change shown)"
+        "--quantize",
+        choices=("int8", "float16"),
+        help="int8: static, calibrated on training clips (onnx, torchscript, litert); float16: coreml; the test mAP "
+        "change is shown",
     )
-    exp.add_argument("--out", help="file to write (default RUN/export/model.onnx, .pt or .tflite)")
+    exp.add_argument("--out", help="file to write (default RUN/export/model.onnx, .pt, .tflite or .mlpackage)")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -35,11 +38,12 @@ def run(args: argparse.Namespace) -> None:
         else [run / n for n in ("checkpoints", "config.yaml", "metrics.json", "fingerprint.json")]
     )
     outputs = Outputs(args.overwrite).with_inputs(own)
-    if args.out:
-        outputs.check(args.out)  # before the run loads
+    if args.out:  # before the run loads
+        outputs.check_bundle(args.out) if args.format == "coreml" else outputs.check(args.out)
     path, card, notes = export(
         load_run(args.run), args.format, Path(args.out) if args.out else None, args.quantize, outputs
     )
-    print(f"{path} ({path.stat().st_size / 1e6:.1f} MB), model card {card}")
+    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+    print(f"{path} ({size / 1e6:.1f} MB), model card {card}")
     for note in notes:
         print(f"  {note}")

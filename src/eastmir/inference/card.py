@@ -87,7 +87,11 @@ def model_card(
         f"# {meta['system']}: {meta['student']} student" + (f", {meta['teacher']} teacher" if meta["teacher"] else ""),
         "",
         f"Exported by eastmir {__version__} from `{run.directory}` ({run.checkpoint.name}) as {fmt}"
-        + (f", {quantize} static quantisation (calibrated on the run's training clips)" if quantize else "")
+        + (
+            f", {quantize} static quantisation (calibrated on the run's training clips)"
+            if quantize == "int8"
+            else (f", computed in {quantize}" if quantize else "")
+        )
         + ".",
         "",
         "## Input and output",

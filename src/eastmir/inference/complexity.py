@@ -59,6 +59,7 @@ TORCHSCRIPT_INT8 = "TorchScript int8"
 GPU = "GPU, folded + channels-last"  # (``--device cuda``) float32 without TF32, as ``predict --device cuda``
 GPU_BF16 = "GPU, bf16"
 GPU_BACKENDS = (GPU, GPU_BF16)
+CORE_ML, CORE_ML_FLOAT16 = "Core ML", "Core ML float16"  # sizes only: Core ML runs on Apple's systems alone
 BACKENDS = (
     AUTHORS_WAY,
     "eager, folded + channels-last",
@@ -260,7 +261,34 @@ def student_row(name: str, threads: int, workdir: Path, device: torch.device | N
         made = _litert(export_student, frontend, wave, name, workdir, threads, quantize)
         if made is not None:
             row.calls[label], row.sizes[label] = made
+    for label, half in ((CORE_ML, False), (CORE_ML_FLOAT16, True)):  # no runtime here: its size only
+        size = _coreml_size(export_student, frontend, wave, workdir / f"{name}{'-float16' if half else ''}", half)
+        if size is not None:
+            row.sizes[label] = size
     return row
+
+
+def _coreml_size(student: torch.nn.Module, frontend, wave: torch.Tensor, stem: Path, half: bool) -> int | None:
+    """Bytes of the Core ML package of ``wave`` as one window (``export --format coreml``), or ``None`` where
+    coremltools is not installed."""
+    try:
+        import coremltools as ct
+    except ImportError:
+        return None
+    from eastmir.frontend import LogMelFrontend
+    from eastmir.inference.coreml import quiet_coremltools, without_aliases
+    from eastmir.inference.window_model import WindowModel
+
+    size = frontend.n_frames(wave.shape[-1]) if frontend is not None else wave.shape[-1]
+    front = LogMelFrontend(frontend).for_onnx() if frontend is not None else None
+    segment = torch.zeros(1, (size - 1) * frontend.hop_length + frontend.n_fft) if frontend is not None else wave
+    model = WindowModel(student, front, size, False).eval()
+    with quiet_coremltools():
+        program = without_aliases(torch.export.export(model, (segment, torch.full((1,), float(size)))))
+        precision = ct.precision.FLOAT16 if half else ct.precision.FLOAT32
+        converted = ct.convert(program.run_decompositions({}), convert_to="mlprogram", compute_precision=precision)
+        converted.save(str(stem) + ".mlpackage")
+    return sum(p.stat().st_size for p in Path(str(stem) + ".mlpackage").rglob("*") if p.is_file())
 
 
 def _int8(student: torch.nn.Module, frontend, example: torch.Tensor) -> InferenceModel | None:
@@ -413,7 +441,7 @@ def markdown(rows: list[Row], threads: int) -> str:
             )
     sized = [r for r in rows if r.sizes]
     if sized:
-        formats = [b for b in ALL_BACKENDS if any(b in r.sizes for r in sized)]
+        formats = [b for b in (*ALL_BACKENDS, CORE_ML, CORE_ML_FLOAT16) if any(b in r.sizes for r in sized)]
         lines += ["", "Size of each exported file (MB, float32 unless int8):", ""]
         lines += ["| student | " + " | ".join(formats) + " |", "|---|" + "---:|" * len(formats)]
         for r in sized:

@@ -36,8 +36,9 @@ import numpy as np
 import torch
 
 from eastmir.errors import RunError
-from eastmir.inference.calibration import INT8_TOLERANCE, quantize_int8
+from eastmir.inference.calibration import FLOAT16_TOLERANCE, INT8_TOLERANCE, quantize_int8
 from eastmir.inference.card import metadata, model_card
+from eastmir.inference.coreml import CHECKED_ON_LINUX
 from eastmir.inference.model import inference_model, min_samples
 from eastmir.inference.parity import VARIES, Runner, parity, test_split_scores, with_varied_weights
 from eastmir.inference.quiet import quiet_export
@@ -110,6 +111,19 @@ def _litert_runner(run: LoadedRun, path: Path):
     return LiteRTRunner(path, window_model(run, fast=False)[1])
 
 
+def export_coreml(run: LoadedRun, path: Path, quantize: str | None = None) -> Path:
+    from eastmir.inference.coreml import export_coreml as export
+
+    return export(run, path, quantize)
+
+
+def _coreml_runner(run: LoadedRun, path: Path):
+    from eastmir.inference.coreml import CoreMLRunner
+    from eastmir.inference.window_model import window_model
+
+    return CoreMLRunner(path, window_model(run, fast=False)[1], len(run.classes))
+
+
 @dataclass(frozen=True)
 class ExportFormat:
     """One ``--format``: its file suffix, ``exporter(run, path, quantize) -> path`` and ``runner(run, path)``,
@@ -120,19 +134,37 @@ class ExportFormat:
     exporter: Callable[[LoadedRun, Path, str | None], Path]
     runner: Callable[[LoadedRun, Path], Callable[[np.ndarray], np.ndarray]]
     windows: bool = False  # the file scores one window (its inputs described in the card), not a recording
+    quantizations: tuple[str, ...] = ("int8",)  # what --quantize takes for this format
+    bundle: bool = False  # the output is a folder (a Core ML package), not one file
+    note: str | None = None  # what the card says about how the export was checked, where that needs saying
 
 
 FORMATS = {
     "onnx": ExportFormat(".onnx", export_onnx, lambda run, path: Runner(path)),
     "torchscript": ExportFormat(".pt", export_torchscript, lambda run, path: Runner(path)),
     "litert": ExportFormat(".tflite", export_litert, _litert_runner, windows=True),
+    "coreml": ExportFormat(
+        ".mlpackage",
+        export_coreml,
+        _coreml_runner,
+        windows=True,
+        quantizations=("float16",),
+        bundle=True,
+        note=CHECKED_ON_LINUX,
+    ),
 }
+
+# (largest, mean) difference to predict an export may show. Reduced precision is bounded on the mean over the
+# inputs and classes: it moves single probabilities near a decision (or behind large logits) by more than its
+# typical error, while a broken model moves them all
+TOLERANCES = {None: (1e-3, None), "float16": (None, FLOAT16_TOLERANCE), "int8": (None, INT8_TOLERANCE)}
 
 
 def export_path(run: LoadedRun, fmt: str, out: Path | None, quantize: str | None) -> Path:
-    """Where ``export`` writes: ``out``, else ``RUN/export/model[-int8].onnx`` (``.pt``, ``.tflite``)."""
-    suffix = FORMATS[fmt].suffix
-    return Path(out).absolute() if out else run.directory / "export" / f"model{'-int8' if quantize else ''}{suffix}"
+    """Where ``export`` writes: ``out``, else ``RUN/export/model[-int8].onnx`` (``.pt``, ``.tflite``,
+    ``[-float16].mlpackage``)."""
+    name = f"model{f'-{quantize}' if quantize else ''}{FORMATS[fmt].suffix}"
+    return Path(out).absolute() if out else run.directory / "export" / name
 
 
 def run_inputs(run: LoadedRun) -> list[Path]:
@@ -154,13 +186,14 @@ def export(
     write unless it allows overwriting, and neither may be one of the run's own files."""
     if fmt not in FORMATS:
         raise RunError(f"unknown export format {fmt!r}; valid: {', '.join(FORMATS)}")
-    if quantize not in (None, "int8"):
-        raise RunError(f"unknown quantisation {quantize!r}; valid: int8")
+    form = FORMATS[fmt]
+    if quantize is not None and quantize not in form.quantizations:
+        raise RunError(f"--format {fmt} takes --quantize {' or '.join(form.quantizations)}, not {quantize}")
     outputs = (outputs or Outputs()).with_inputs(run_inputs(run))
     final = export_path(run, fmt, out, quantize)
     if out is None and not final.parent.is_dir():
         outputs.folder(final.parent, "export folder")
-    outputs.check(final)
+    outputs.check_bundle(final) if form.bundle else outputs.check(final)
     outputs.check(final.with_suffix(".md"), "model card")
     # everything is made in a temporary folder beside the result and moved into place once complete, so a
     # full disk or an interrupt never leaves a model without its metadata or card
@@ -174,7 +207,10 @@ def export(
 
             window = window_model(run, fast=False)[1].card()
         card = model_card(run, path, fmt, quantize, notes, window)
-        outputs.write(final, path.read_bytes())
+        if form.bundle:
+            outputs.write_bundle(final, path)
+        else:
+            outputs.write(final, path.read_bytes())
         outputs.write(final.with_suffix(".md"), card.read_bytes(), "model card")  # the card last
     return final, final.with_suffix(".md"), notes
 
@@ -184,11 +220,10 @@ def _export_into(run: LoadedRun, fmt: str, path: Path, quantize: str | None) -> 
     exporter(run, path, quantize)
     reference, samples = inference_model(run, fast=False)
     runner = runner_of(run, path)
-    # int8: a mean difference bound (one probability near a decision may move by more; a broken model moves all)
-    worst, mean = (None, INT8_TOLERANCE) if quantize else (1e-3, None)
+    worst, mean = TOLERANCES[quantize]
     note, spread = parity(run, runner, samples, worst, mean_tolerance=mean)
-    notes = [note]
-    if spread < VARIES and not quantize:  # the outputs hardly depend on the input: check on weights that make them
+    notes = [note] if FORMATS[fmt].note is None else [FORMATS[fmt].note, note]
+    if spread < VARIES and quantize != "int8":  # the outputs hardly depend on the input: check on weights that do
         # (an int8 export's own check is its test mAP change below: its ranges are calibrated for real clips)
         varied = with_varied_weights(run)
         with tempfile.TemporaryDirectory(prefix=".parity-", dir=path.parent) as folder:
@@ -208,9 +243,9 @@ def _export_into(run: LoadedRun, fmt: str, path: Path, quantize: str | None) -> 
         before, after = test_split_scores(run, eager), test_split_scores(run, runner)
         if before and after and "mAP" in before:
             notes.append(
-                f"int8 test mAP {after['mAP']:.4f} against {before['mAP']:.4f} in float32 "
+                f"{quantize} test mAP {after['mAP']:.4f} against {before['mAP']:.4f} in float32 "
                 f"({after['mAP'] - before['mAP']:+.4f})"
             )
         else:
-            notes.append("int8 test mAP not measured: the run's test split is not on this machine")
+            notes.append(f"{quantize} test mAP not measured: the run's test split is not on this machine")
     return notes
