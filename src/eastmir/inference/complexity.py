@@ -271,12 +271,14 @@ def student_row(name: str, threads: int, workdir: Path, device: torch.device | N
 def _coreml_size(student: torch.nn.Module, frontend, wave: torch.Tensor, stem: Path, half: bool) -> int | None:
     """Bytes of the Core ML package of ``wave`` as one window (``export --format coreml``), or ``None`` where
     coremltools is not installed."""
-    try:
-        import coremltools as ct
-    except ImportError:
-        return None
+    from eastmir.errors import RunError
     from eastmir.frontend import LogMelFrontend
-    from eastmir.inference.coreml import quiet_coremltools, without_aliases
+    from eastmir.inference.coreml import coremltools_module, quiet_coremltools, without_aliases
+
+    try:
+        ct = coremltools_module()
+    except RunError:  # not installed
+        return None
     from eastmir.inference.window_model import WindowModel
 
     size = frontend.n_frames(wave.shape[-1]) if frontend is not None else wave.shape[-1]
@@ -442,7 +444,7 @@ def markdown(rows: list[Row], threads: int) -> str:
     sized = [r for r in rows if r.sizes]
     if sized:
         formats = [b for b in (*ALL_BACKENDS, CORE_ML, CORE_ML_FLOAT16) if any(b in r.sizes for r in sized)]
-        lines += ["", "Size of each exported file (MB, float32 unless int8):", ""]
+        lines += ["", "Size of each exported file (MB; float32 unless the column says int8 or float16):", ""]
         lines += ["| student | " + " | ".join(formats) + " |", "|---|" + "---:|" * len(formats)]
         for r in sized:
             cells = [f"{r.sizes[b] / 1e6:.2f}" if b in r.sizes else "—" for b in formats]

@@ -52,7 +52,8 @@ def quiet_coremltools() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def _coremltools():
+def coremltools_module():
+    """``coremltools``, imported quietly (:func:`quiet_coremltools`), or :class:`RunError` saying how to install it."""
     try:
         with quiet_coremltools():
             import coremltools
@@ -77,7 +78,7 @@ def export_coreml(run: LoadedRun, path: Path, quantize: str | None = None) -> Pa
     in float16 (weights and activations), as Core ML's GPU and Neural Engine run it."""
     if quantize not in PRECISIONS:
         raise RunError(f"--format coreml takes --quantize float16 or nothing (float32), not {quantize}")
-    ct = _coremltools()
+    ct = coremltools_module()
     model, plan = window_model(run)
     with quiet_export():
         program = without_aliases(torch.export.export(model, example_inputs(plan)).run_decompositions({}))
@@ -98,7 +99,7 @@ def export_coreml(run: LoadedRun, path: Path, quantize: str | None = None) -> Pa
 def read_program(path: Path) -> tuple[Any, dict[str, Any]]:
     """The ML program of the package at ``path`` (read back from its files) and its interface: ``{name:
     (shape, type)}`` of the inputs and the output."""
-    ct = _coremltools()
+    ct = coremltools_module()
     from coremltools.converters.mil.frontend.milproto.load import load
 
     with quiet_coremltools():
