@@ -1,5 +1,6 @@
 """``eastmir export --format litert``: the window model (front end inside) as a ``.tflite`` file, float32 and
-static int8, checked against ``predict`` in the LiteRT interpreter as an app drives it."""
+static int8, checked against ``predict`` in the LiteRT interpreter as an app drives it; the window model and
+its plan themselves; a broken LiteRT or Core ML export refused."""
 
 from __future__ import annotations
 
@@ -136,12 +137,16 @@ def test_litert_float32_and_int8_from_a_trained_run(trained, litert_converter, t
     assert 0 < np.abs(LiteRTRunner(q8, plan)(audio[None])[0] - expected).mean() < INT8_TOLERANCE
 
 
-def test_a_broken_litert_export_fails_its_parity_check(trained, litert_converter, tmp_path, monkeypatch):
-    """A conversion that moved the classifier's bias (or any weight): the check must refuse the file."""
-    from eastmir.inference import litert
+@pytest.mark.parametrize("fmt, suffix", [("litert", ".tflite"), ("coreml", ".mlpackage")])
+def test_a_broken_phone_export_fails_its_parity_check(fmt, suffix, trained, litert_converter, tmp_path, monkeypatch):
+    """A conversion that moved the classifier's bias (or any weight): the check must refuse the file, and
+    leave nothing behind."""
+    import importlib
+
     from eastmir.inference.export import export
 
-    real = litert.window_model
+    module = importlib.import_module(f"eastmir.inference.{fmt}")
+    real = module.window_model
 
     def broken(run, fast=True):
         model, plan = real(run, fast)
@@ -149,10 +154,10 @@ def test_a_broken_litert_export_fails_its_parity_check(trained, litert_converter
             model.student.head.bias.add_(2.0)
         return model, plan
 
-    monkeypatch.setattr(litert, "window_model", broken)
+    monkeypatch.setattr(module, "window_model", broken)
     with pytest.raises(RunError, match="differs from predict"):
-        export(load_run(trained), "litert", tmp_path / "bad.tflite")
-    assert not (tmp_path / "bad.tflite").exists() and not (tmp_path / "bad.md").exists()
+        export(load_run(trained), fmt, tmp_path / f"bad{suffix}")
+    assert not (tmp_path / f"bad{suffix}").exists() and not (tmp_path / "bad.md").exists()
 
 
 def test_a_converter_python_that_is_not_there_is_one_line(trained, tmp_path, monkeypatch, capsys):

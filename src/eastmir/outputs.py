@@ -115,12 +115,7 @@ class Outputs:
     def check_bundle(self, path: str | Path, what: str = "--out") -> Path:
         """The absolute ``path`` a bundle (a folder that is one output, such as a Core ML package) may be written
         to, or :class:`OutputError`: a folder there is replaced only when eastmir wrote it or with overwrite."""
-        path = Path(path).absolute()
-        source = self._input_named(path)
-        if source is not None:
-            raise OutputError(f"{what} {path}: that is one of this command's inputs; choose another path")
-        self._parent(path, what)
-        kind = path_kind(path)
+        path, kind = self._target(path, what, "path")
         if kind is None:
             raise OutputError(f"{what} {path}: a file stands there; this output is a folder, name another path")
         if kind not in ("a folder", "missing"):
@@ -148,16 +143,20 @@ class Outputs:
 
     def check_folder(self, path: str | Path, what: str = "--out") -> Path:
         """The absolute ``path`` of an output folder (existing or to be made), or :class:`OutputError`."""
-        path = Path(path).absolute()
-        source = self._input_named(path)
-        if source is not None:
-            raise OutputError(f"{what} {path}: that is one of this command's inputs; choose another folder")
-        self._parent(path, what)
-        kind = path_kind(path)
+        path, kind = self._target(path, what, "folder")
         if kind not in ("a folder", "missing"):
             shown = "a file" if kind is None else kind
             raise OutputError(f"{what} {path}: {shown} stands there; name a folder (new, or one eastmir wrote)")
         return path
+
+    def _target(self, path: str | Path, what: str, noun: str) -> tuple[Path, str | None]:
+        """The absolute ``path`` of a folder output and what stands there (:func:`~eastmir.paths.path_kind`),
+        once it is known not to be an input and its parent to be a folder."""
+        path = Path(path).absolute()
+        if self._input_named(path) is not None:
+            raise OutputError(f"{what} {path}: that is one of this command's inputs; choose another {noun}")
+        self._parent(path, what)
+        return path, path_kind(path)
 
     @staticmethod
     def _parent(path: Path, what: str) -> None:
