@@ -188,6 +188,17 @@ def test_a_converted_student_predicts_as_the_authors_model(
     assert main(["export", str(run_dir), "--format", "litert", "--quantize", "int8", "--no-progress"]) != 0
     refused = capsys.readouterr().err.strip().splitlines()[-1]
     assert refused.startswith("eastmir: error: --quantize int8 calibrates on the run's training clips")
+    assert "pass --calibrate-on RECORDINGS" in refused
+    # calibrated on recordings the user has instead (here the bundled OpenMIC clip)
+    args = ["export", str(run_dir), "--format", "litert", "--quantize", "int8", "--calibrate-on", str(CLIP)]
+    assert main([*args, "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "int8 test mAP not measured" in out and "largest difference to `eastmir predict`" in out
+    assert (
+        "calibrated on 1 recording(s) given with --calibrate-on" in (run_dir / "export" / "model-int8.md").read_text()
+    )
+    assert main([*args[:-2], "--calibrate-on", str(tmp_path / "nothing.wav"), "--no-progress"]) != 0
+    assert "eastmir: error: --calibrate-on " in capsys.readouterr().err
     assert main(["zoo", "--no-progress"]) == 0
     listing = capsys.readouterr().out
     assert f"| {NAME} | openmic | cp_resnet | passt | 20 | 0.864 |" in listing and "| yes |" in listing

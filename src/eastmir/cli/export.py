@@ -24,6 +24,13 @@ def add(sub: argparse._SubParsersAction, parents: Parents) -> None:
         help="int8: static, calibrated on training clips (onnx, torchscript, litert); float16: coreml; the test mAP "
         "change is shown",
     )
+    exp.add_argument(
+        "--calibrate-on",
+        nargs="+",
+        metavar="RECORDINGS",
+        help="with --quantize int8: calibrate on these audio files, folders or globs (up to 32 clip-long pieces) "
+        "instead of the run's training clips (for a zoo student, or a run whose data is elsewhere)",
+    )
     exp.add_argument("--out", help="file to write (default RUN/export/model.onnx, .pt, .tflite or .mlpackage)")
 
 
@@ -40,10 +47,26 @@ def run(args: argparse.Namespace) -> None:
     outputs = Outputs(args.overwrite).with_inputs(own)
     if args.out:  # before the run loads
         outputs.check_bundle(args.out) if args.format == "coreml" else outputs.check(args.out)
-    path, card, notes = export(
-        load_run(args.run), args.format, Path(args.out) if args.out else None, args.quantize, outputs
-    )
+    loaded = load_run(args.run)
+    if args.calibrate_on:
+        loaded = calibrated_on(loaded, args.calibrate_on, args.quantize)
+    path, card, notes = export(loaded, args.format, Path(args.out) if args.out else None, args.quantize, outputs)
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
     print(f"{path} ({size / 1e6:.1f} MB), model card {card}")
     for note in notes:
         print(f"  {note}")
+
+
+def calibrated_on(run, sources: list[str], quantize: str | None):
+    """``run`` with the recordings ``--calibrate-on`` names as its int8 calibration (files, folders, globs)."""
+    import dataclasses
+
+    from eastmir.errors import RunError
+    from eastmir.inference.files import expand_inputs
+
+    if quantize != "int8":
+        raise RunError("--calibrate-on calibrates int8: use it with --quantize int8")
+    files, missing = expand_inputs(sources)
+    if missing:
+        raise RunError(f"--calibrate-on {missing[0].reason}")
+    return dataclasses.replace(run, calibration=tuple(files))

@@ -24,12 +24,15 @@ FLOAT16_TOLERANCE = 2e-2  # the mean probability change a float16 export may sho
 def calibration_clips(
     run: LoadedRun, most: int = CALIBRATION_CLIPS, purpose: str = "--quantize int8"
 ) -> list[np.ndarray]:
-    """Up to ``most`` clips of the run's training split (one clip long, at its rate, in manifest order): what
-    int8 calibration measures the activations' ranges on."""
+    """Up to ``most`` clips of the run's training split (one clip long, at its rate, in manifest order), or of
+    the recordings ``run.calibration`` names (each cut into clip-long pieces, in order): what int8 calibration
+    measures the activations' ranges on."""
     from eastmir.audio import load_audio
     from eastmir.data.manifest import load_manifest
     from eastmir.errors import EastmirError
 
+    if run.calibration:
+        return recording_clips(run, most)
     root = run.config.data.root
     try:
         manifest = load_manifest(root)
@@ -40,7 +43,11 @@ def calibration_clips(
         raise RunError(
             f"{purpose} calibrates on the run's training clips, which are not on this machine ({root}, the data.root "
             "its checkpoint holds): prepare or link the dataset there, or "
-            + ("export without --quantize" if purpose == "--quantize int8" else "choose another precision")
+            + (
+                "pass --calibrate-on RECORDINGS (audio like what the model will hear), or export without --quantize"
+                if purpose == "--quantize int8"
+                else "choose another precision"
+            )
         )
     rate = run.config.frontend.sample_rate
     length = round(run.clip_seconds * rate)
@@ -49,6 +56,27 @@ def calibration_clips(
         audio = load_audio(manifest.audio_file(clip), rate)
         waves.append(np.pad(audio[:length], (0, max(0, length - len(audio)))).astype(np.float32))
     return waves
+
+
+def recording_clips(run: LoadedRun, most: int = CALIBRATION_CLIPS) -> list[np.ndarray]:
+    """Up to ``most`` clip-long pieces of the recordings ``run.calibration`` names, at the run's rate, in order
+    (a last piece shorter than a clip padded with zeros); a file that cannot be read is a one-line error."""
+    from eastmir.audio import AudioDecodeError, load_audio
+
+    rate = run.config.frontend.sample_rate
+    length = round(run.clip_seconds * rate)
+    pieces: list[np.ndarray] = []
+    for path in run.calibration:
+        try:
+            audio = load_audio(path, rate)
+        except AudioDecodeError as err:
+            raise RunError(f"--calibrate-on {path}: {err}") from None
+        for at in range(0, len(audio), length):
+            piece = audio[at : at + length]
+            pieces.append(np.pad(piece, (0, length - len(piece))).astype(np.float32))
+            if len(pieces) == most:
+                return pieces
+    return pieces
 
 
 def int8_student(run: LoadedRun, purpose: str) -> nn.Module:

@@ -88,7 +88,12 @@ def model_card(
         "",
         f"Exported by eastmir {__version__} from `{run.directory}` ({run.checkpoint.name}) as {fmt}"
         + (
-            f", {quantize} static quantisation (calibrated on the run's training clips)"
+            f", {quantize} static quantisation (calibrated on "
+            + (
+                f"{len(run.calibration)} recording(s) given with --calibrate-on)"
+                if run.calibration
+                else "the run's training clips)"
+            )
             if quantize == "int8"
             else (f", computed in {quantize}" if quantize else "")
         )

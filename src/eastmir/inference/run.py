@@ -35,6 +35,7 @@ class LoadedRun:
     classes: list[str]
     config: RunConfig
     metrics: dict[str, Any] | None
+    calibration: tuple[Path, ...] = ()  # recordings int8 calibrates on instead of the training clips (--calibrate-on)
 
     @property
     def student(self) -> torch.nn.Module:
