@@ -35,10 +35,14 @@ $(STAMP): pyproject.toml
 
 # A Chromium for the test of the HTML report (opened headless through playwright): Debian's where apt is
 # there (CI), else playwright's own build (a Mac, another Linux), which the test finds through playwright.
+# Two builds at once (make test and make demo in two clones) take turns: one installs, the other finds it.
 chromium:
 	if command -v apt-get >/dev/null; then \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends chromium; \
+		exec 9>"$${TMPDIR:-/tmp}/eastmir-chromium.lock" && flock 9 && \
+		{ command -v chromium >/dev/null || { \
+			$$SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq && \
+			$$SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends chromium; }; }; \
 	else \
 		$(BIN)/python -m playwright install chromium; \
 	fi
