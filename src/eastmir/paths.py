@@ -41,6 +41,14 @@ def path_kind(path: str | Path) -> str | None:
     return None
 
 
+def size_on_disk(path: str | Path) -> int:
+    """Bytes of the file at ``path``, or of every file below it when it is a folder (a Core ML package)."""
+    path = Path(path)
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
 def regular_file_problem(path: str | Path) -> str | None:
     """Why ``path`` cannot be read as a file (``"does not exist"``, ``"is not a regular file (a pipe (FIFO))"``,
     ``"is a symbolic link loop"``, …), or ``None`` when it is a regular file."""

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from eastmir.cli.parsers import Parents
 from eastmir.outputs import Outputs
+from eastmir.paths import size_on_disk
 
 
 def add(sub: argparse._SubParsersAction, parents: Parents) -> None:
@@ -51,8 +52,7 @@ def run(args: argparse.Namespace) -> None:
     if args.calibrate_on:
         loaded = calibrated_on(loaded, args.calibrate_on, args.quantize)
     path, card, notes = export(loaded, args.format, Path(args.out) if args.out else None, args.quantize, outputs)
-    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
-    print(f"{path} ({size / 1e6:.1f} MB), model card {card}")
+    print(f"{path} ({size_on_disk(path) / 1e6:.1f} MB), model card {card}")
     for note in notes:
         print(f"  {note}")
 

@@ -50,6 +50,7 @@ from eastmir.inference.model import InferenceModel
 from eastmir.inference.predict import bf16_capability
 from eastmir.inference.quiet import quiet_export
 from eastmir.outputs import Outputs
+from eastmir.paths import size_on_disk
 from eastmir.registry import STUDENTS
 
 AUTHORS_WAY = "eager (the authors' way)"
@@ -142,50 +143,42 @@ def _onnx(model: torch.nn.Module, example: torch.Tensor, path: Path, threads: in
     return lambda: session.run(None, feed)
 
 
+def _window(student: torch.nn.Module, frontend, wave: torch.Tensor):
+    """``wave`` as one window of the window model (``export --format litert`` / ``coreml``): the model and its
+    plan."""
+    from eastmir.frontend import LogMelFrontend
+    from eastmir.inference.window_model import WindowModel, WindowPlan
+
+    size = frontend.n_frames(wave.shape[-1]) if frontend is not None else wave.shape[-1]
+    front = LogMelFrontend(frontend).for_onnx() if frontend is not None else None
+    return WindowModel(student, front, size, False).eval(), WindowPlan.through(size, size, frontend)
+
+
 def _litert(
     student: torch.nn.Module, frontend, wave: torch.Tensor, name: str, workdir: Path, threads: int, quantize: bool
 ) -> tuple[Callable, int] | None:
     """``wave`` as one window of the LiteRT window model (``export --format litert``; int8 calibrated on that
     window) in the interpreter, and the file's size; ``None`` where the interpreter is not installed or the
     converter cannot be set up (the columns then show —)."""
-    import numpy as np
-
     from eastmir.errors import RunError
-    from eastmir.frontend import LogMelFrontend
-    from eastmir.inference.converter_env import run_worker
-    from eastmir.inference.window_model import WindowModel, WindowPlan
+    from eastmir.inference.litert import convert
 
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
         return None
-    if frontend is not None:
-        size = frontend.n_frames(wave.shape[-1])
-        c = frontend
-        plan = WindowPlan(size, size, c.hop_length, c.n_fft, c.preemphasis, c.pad_mode == "reflect")
-        front = LogMelFrontend(frontend).for_onnx()
-    else:
-        size = wave.shape[-1]
-        plan, front = WindowPlan(size, size), None
-    model = WindowModel(student, front, size, False).eval()
+    model, plan = _window(student, frontend, wave)
     segment, valid = plan.inputs(wave[0].numpy())
-    name = f"{workdir / name}{'-int8' if quantize else ''}"
-    program, path = Path(name + ".pt2"), Path(name + ".tflite")
-    with quiet_export():
-        torch.export.save(torch.export.export(model, (torch.from_numpy(segment), torch.from_numpy(valid))), program)
-    extra = []
-    if quantize:
-        np.savez(name + ".npz", segment=segment, valid=valid)
-        extra = ["--calibration", name + ".npz"]
+    path = workdir / f"{name}{'-int8' if quantize else ''}.tflite"
     try:
-        run_worker(str(program), str(path), *extra)
+        convert(model, plan, path, (segment, valid) if quantize else None)
     except RunError as err:
         print(f"eastmir: warning: LiteRT not measured: {err}")
         return None
     runner = Interpreter(model_path=str(path), num_threads=threads).get_signature_runner()
     names = sorted(runner.get_input_details())
     feed = dict(zip(names, (segment, valid)))
-    return (lambda: runner(**feed)), path.stat().st_size
+    return (lambda: runner(**feed)), size_on_disk(path)
 
 
 def check_students(students: list[str] | None) -> None:
@@ -272,25 +265,18 @@ def _coreml_size(student: torch.nn.Module, frontend, wave: torch.Tensor, stem: P
     """Bytes of the Core ML package of ``wave`` as one window (``export --format coreml``), or ``None`` where
     coremltools is not installed."""
     from eastmir.errors import RunError
-    from eastmir.frontend import LogMelFrontend
-    from eastmir.inference.coreml import coremltools_module, quiet_coremltools, without_aliases
+    from eastmir.inference.coreml import convert, coremltools_module, quiet_coremltools
 
     try:
-        ct = coremltools_module()
+        coremltools_module()
     except RunError:  # not installed
         return None
-    from eastmir.inference.window_model import WindowModel
-
-    size = frontend.n_frames(wave.shape[-1]) if frontend is not None else wave.shape[-1]
-    front = LogMelFrontend(frontend).for_onnx() if frontend is not None else None
-    segment = torch.zeros(1, (size - 1) * frontend.hop_length + frontend.n_fft) if frontend is not None else wave
-    model = WindowModel(student, front, size, False).eval()
+    model, plan = _window(student, frontend, wave)
+    package = Path(f"{stem}.mlpackage")
+    converted = convert(model, plan, "float16" if half else None)
     with quiet_coremltools():
-        program = without_aliases(torch.export.export(model, (segment, torch.full((1,), float(size)))))
-        precision = ct.precision.FLOAT16 if half else ct.precision.FLOAT32
-        converted = ct.convert(program.run_decompositions({}), convert_to="mlprogram", compute_precision=precision)
-        converted.save(str(stem) + ".mlpackage")
-    return sum(p.stat().st_size for p in Path(str(stem) + ".mlpackage").rglob("*") if p.is_file())
+        converted.save(str(package))
+    return size_on_disk(package)
 
 
 def _int8(student: torch.nn.Module, frontend, example: torch.Tensor) -> InferenceModel | None:

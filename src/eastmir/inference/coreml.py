@@ -26,7 +26,7 @@ from eastmir.errors import RunError
 from eastmir.inference.card import metadata
 from eastmir.inference.quiet import quiet_export
 from eastmir.inference.run import LoadedRun
-from eastmir.inference.window_model import WindowedRunner, WindowPlan, example_inputs, window_model
+from eastmir.inference.window_model import WindowedRunner, WindowModel, WindowPlan, example_inputs, window_model
 
 PRECISIONS = {None: "FLOAT32", "float16": "FLOAT16"}
 CHECKED_ON_LINUX = (
@@ -73,23 +73,30 @@ def without_aliases(program: torch.export.ExportedProgram) -> torch.export.Expor
     return program
 
 
-def export_coreml(run: LoadedRun, path: Path, quantize: str | None = None) -> Path:
-    """Write the run's window model to ``path`` (an ``.mlpackage`` folder); ``quantize="float16"``: computed
-    in float16 (weights and activations), as Core ML's GPU and Neural Engine run it."""
-    if quantize not in PRECISIONS:
-        raise RunError(f"--format coreml takes --quantize float16 or nothing (float32), not {quantize}")
+def convert(model: WindowModel, plan: WindowPlan, quantize: str | None = None) -> Any:
+    """The window ``model`` as a Core ML ML program (``coremltools.models.MLModel``, not saved), exported with
+    the inputs ``plan`` describes; ``quantize="float16"``: computed in float16."""
     ct = coremltools_module()
-    model, plan = window_model(run)
     with quiet_export():
         program = without_aliases(torch.export.export(model, example_inputs(plan)).run_decompositions({}))
     with quiet_coremltools():
-        converted = ct.convert(
+        return ct.convert(
             program,
             convert_to="mlprogram",
             outputs=[ct.TensorType(name="probabilities", dtype=np.float32)],  # float32 out, whatever inside
             compute_precision=getattr(ct.precision, PRECISIONS[quantize]),
             minimum_deployment_target=ct.target.iOS16,
         )
+
+
+def export_coreml(run: LoadedRun, path: Path, quantize: str | None = None) -> Path:
+    """Write the run's window model to ``path`` (an ``.mlpackage`` folder); ``quantize="float16"``: computed
+    in float16 (weights and activations), as Core ML's GPU and Neural Engine run it."""
+    if quantize not in PRECISIONS:
+        raise RunError(f"--format coreml takes --quantize float16 or nothing (float32), not {quantize}")
+    model, plan = window_model(run)
+    converted = convert(model, plan, quantize)
+    with quiet_coremltools():
         converted.short_description = f"eastmir {run.config.system_label}: one window → probabilities"
         converted.user_defined_metadata["eastmir"] = json.dumps({**metadata(run, quantize), "window": plan.card()})
         converted.save(str(path))

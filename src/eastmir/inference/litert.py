@@ -21,7 +21,7 @@ from eastmir.inference.calibration import calibration_clips
 from eastmir.inference.converter_env import run_worker
 from eastmir.inference.quiet import quiet_export
 from eastmir.inference.run import LoadedRun
-from eastmir.inference.window_model import WindowedRunner, WindowPlan, example_inputs, window_model
+from eastmir.inference.window_model import WindowedRunner, WindowModel, WindowPlan, example_inputs, window_model
 
 
 def _need_interpreter():
@@ -36,16 +36,27 @@ def export_litert(run: LoadedRun, path: Path, quantize: str | None = None) -> Pa
     """Write the run's window model to ``path`` (``.tflite``); ``quantize="int8"``: static int8 of the student."""
     _need_interpreter()
     model, plan = window_model(run)
+    calibration = None
+    if quantize:
+        windows = [plan.inputs(clip) for clip in calibration_clips(run)]
+        calibration = tuple(np.concatenate(part) for part in zip(*windows))
+    return convert(model, plan, path, calibration)
+
+
+def convert(
+    model: WindowModel, plan: WindowPlan, path: Path, calibration: tuple[np.ndarray, np.ndarray] | None = None
+) -> Path:
+    """Write the window ``model`` (exported with the inputs ``plan`` describes) to ``path`` (``.tflite``) in the
+    converter's environment; ``calibration``: ``(segments (n, segment_samples), valid (n,))`` to quantise the
+    student to static int8 on, or ``None`` for float32."""
     with tempfile.TemporaryDirectory(prefix=".litert-", dir=path.parent) as folder:
         program = Path(folder) / "window.pt2"
         with quiet_export():
             torch.export.save(torch.export.export(model, example_inputs(plan)), str(program))
         extra = []
-        if quantize:
-            windows = [plan.inputs(clip) for clip in calibration_clips(run)]
+        if calibration is not None:
             clips = Path(folder) / "calibration.npz"
-            segments, valid = (np.concatenate(part) for part in zip(*windows))
-            np.savez(clips, segment=segments, valid=valid)
+            np.savez(clips, segment=calibration[0], valid=calibration[1])
             extra = ["--calibration", str(clips)]
         run_worker(str(program), str(path), *extra)
     return path

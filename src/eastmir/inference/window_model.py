@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from eastmir.frontend import LogMelFrontend
+from eastmir.frontend import FrontendConfig, LogMelFrontend
 from eastmir.inference.model import inference_model, window_of
 from eastmir.inference.run import LoadedRun
 from eastmir.inference.windows import starts
@@ -49,6 +49,15 @@ class WindowPlan:
     n_fft: int = 1
     preemphasis: float = 0.0
     reflect: bool = False
+
+    @classmethod
+    def through(cls, size: int, step: int, frontend: FrontendConfig | None) -> WindowPlan:
+        """The plan of windows of ``size`` frames every ``step`` through ``frontend`` (``None``: the student
+        reads the waveform, ``size`` and ``step`` in samples)."""
+        if frontend is None:
+            return cls(size, step)
+        c = frontend
+        return cls(size, step, c.hop_length, c.n_fft, c.preemphasis, c.pad_mode == "reflect")
 
     @property
     def segment_samples(self) -> int:
@@ -109,11 +118,7 @@ def window_model(run: LoadedRun, fast: bool = True) -> tuple[WindowModel, Window
     whole, _ = inference_model(run, fast=fast)
     _, size, step = window_of(run)
     frontend = whole.frontend.for_onnx() if whole.frontend is not None else None
-    if frontend is None:
-        plan = WindowPlan(size, step)
-    else:
-        c = frontend.config
-        plan = WindowPlan(size, step, c.hop_length, c.n_fft, c.preemphasis, c.pad_mode == "reflect")
+    plan = WindowPlan.through(size, step, frontend.config if frontend is not None else None)
     model = WindowModel(whole.student, frontend, size, whole.single_label).eval()
     model.requires_grad_(False)
     return model, plan
